@@ -1,0 +1,46 @@
+"""The exceptions asyncauth raises.
+
+Two families matter to callers:
+
+* :class:`ConfigError` is a *user mistake* (a malformed ``IMGPKG_REGISTRY_*`` variable, an
+  unreadable config file). It is raised, never swallowed: a chain that silently ignored a typo
+  would send the wrong credentials, or none, and the user would never learn why.
+* :class:`ResolverError` is a *transient failure of one source* (a metadata server that does not
+  answer, a crashing credential helper). The chain records it in the trace and moves on.
+
+Messages name the variable, file, header or source involved, and never contain a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncAuthError",
+    "ConfigError",
+    "InvalidReferenceError",
+    "ResolverError",
+    "ResolverUnavailableError",
+]
+
+
+class AsyncAuthError(Exception):
+    """Base class of every exception asyncauth raises on purpose."""
+
+
+class InvalidReferenceError(AsyncAuthError, ValueError):
+    """An image reference or registry name could not be parsed."""
+
+
+class ConfigError(AsyncAuthError, ValueError):
+    """The user's configuration is wrong; the message names the variable or file."""
+
+
+class ResolverError(AsyncAuthError):
+    """A credential source failed for a reason that may go away (network, subprocess).
+
+    Resolvers raise it (or any other ``Exception``) to have the failure recorded in the
+    trace; the chain then asks the next source.
+    """
+
+
+class ResolverUnavailableError(ResolverError):
+    """A credential source cannot run here at all, e.g. its optional extra is not installed."""

@@ -1,0 +1,1 @@
+"""Credential sources, one module each. The public ones are re-exported from ``asyncauth``."""
