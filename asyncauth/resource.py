@@ -34,9 +34,16 @@ _MAX_PATH = 255
 
 
 def _shown(text: str) -> str:
-    """The reference as it may appear in an error: anything after an ``@`` could be userinfo."""
+    """The reference as it may appear in an error.
+
+    With an ``@`` in it, the text may be ``user:password@host/...`` pasted by mistake: then only
+    what precedes the first ``:`` of the last path segment before the ``@`` is shown.
+    """
     head, at, _ = text.partition("@")
-    return repr(head + ("@…" if at else ""))
+    if not at:
+        return repr(text)
+    colon = head.find(":", head.rfind("/") + 1)
+    return repr((head if colon == -1 else head[:colon]) + "…")
 
 
 def split_host_port(registry: str) -> tuple[str, int | None]:

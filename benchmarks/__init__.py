@@ -1,0 +1,1 @@
+"""asyncauth's benchmarks: run ``nox -s bench`` or ``python -m benchmarks``."""

@@ -1,0 +1,35 @@
+"""The repository keeps its promises: CI runs exactly the README's test line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    return re.findall(r"```sh\n(.+?)\n```", readme)
+
+
+def test_readme_has_exactly_two_command_lines() -> None:
+    commands = _readme_commands()
+    assert len(commands) == 2
+    assert all("\n" not in command for command in commands)
+    assert "asyncauth explain" in commands[0]
+    assert "nox -s tests" in commands[1]
+
+
+def test_ci_runs_the_readme_test_line_verbatim() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert _readme_commands()[1] in ci
+
+
+def test_library_never_imports_asyncio() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "asyncauth").rglob("*.py")
+        if re.search(r"^\s*(import asyncio|from asyncio\b)", path.read_text(), re.MULTILINE)
+    ]
+    assert offenders == []
