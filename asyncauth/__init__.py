@@ -8,36 +8,54 @@
 
 from ._errors import (
     AsyncAuthError,
+    AuthenticationError,
+    ChallengeError,
     ConfigError,
+    InsecureTransportError,
     InvalidReferenceError,
     ResolverError,
     ResolverUnavailableError,
+    ScopeError,
+    TokenResponseError,
 )
 from ._version import __version__
 from .chain import Chain, Outcome, Resolution, Resolver, TraceEntry
+from .client import create_client, create_sync_client, ssl_context
 from .credentials import Credential
 from .defaults import ChainOptions, default_chain, resolve
+from .registry.auth import RegistryAuth
 from .resource import Resource
+from .sources.dockerconfig import DockerConfigResolver
 from .sources.env import EnvResolver
 from .sources.flags import FlagsResolver
 
 __all__ = [
     "AsyncAuthError",
+    "AuthenticationError",
     "Chain",
     "ChainOptions",
+    "ChallengeError",
     "ConfigError",
     "Credential",
+    "DockerConfigResolver",
     "EnvResolver",
     "FlagsResolver",
+    "InsecureTransportError",
     "InvalidReferenceError",
     "Outcome",
+    "RegistryAuth",
     "Resolution",
     "Resolver",
     "ResolverError",
     "ResolverUnavailableError",
     "Resource",
+    "ScopeError",
+    "TokenResponseError",
     "TraceEntry",
     "__version__",
+    "create_client",
+    "create_sync_client",
     "default_chain",
     "resolve",
+    "ssl_context",
 ]

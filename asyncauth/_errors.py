@@ -15,10 +15,15 @@ from __future__ import annotations
 
 __all__ = [
     "AsyncAuthError",
+    "AuthenticationError",
+    "ChallengeError",
     "ConfigError",
+    "InsecureTransportError",
     "InvalidReferenceError",
     "ResolverError",
     "ResolverUnavailableError",
+    "ScopeError",
+    "TokenResponseError",
 ]
 
 
@@ -44,3 +49,30 @@ class ResolverError(AsyncAuthError):
 
 class ResolverUnavailableError(ResolverError):
     """A credential source cannot run here at all, e.g. its optional extra is not installed."""
+
+
+class AuthenticationError(AsyncAuthError):
+    """A token server refused the credentials, or answered with something unusable.
+
+    The message names the registry, the token server's host, the scope and which source the
+    credentials came from: what is needed to fix a wrong password, never the password.
+    """
+
+
+class InsecureTransportError(AsyncAuthError):
+    """Sending credentials would expose them: plain http to a host that is not loopback.
+
+    Opt in per registry with ``insecure_registries=`` when that is really meant.
+    """
+
+
+class ChallengeError(AsyncAuthError, ValueError):
+    """A ``WWW-Authenticate`` header (or a challenge built from code) is malformed or unusable."""
+
+
+class ScopeError(AsyncAuthError, ValueError):
+    """A token scope (``type:name:actions``) is malformed."""
+
+
+class TokenResponseError(AsyncAuthError, ValueError):
+    """A token server's response body is not a usable token response."""

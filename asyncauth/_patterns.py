@@ -92,8 +92,13 @@ class RegistryPattern:
     _label_regexes: tuple[re.Pattern[str], ...] = field(compare=False, repr=False)
 
     @classmethod
-    def parse(cls, text: str, *, what: str) -> RegistryPattern:
-        """Parse a user-written key. ``what`` names its origin (variable or file) in errors."""
+    def parse(cls, text: str, *, what: str, globs: bool = True) -> RegistryPattern:
+        """Parse a user-written key. ``what`` names its origin (variable or file) in errors.
+
+        ``globs=False`` is for keys that are host names only (Docker config ``auths`` and
+        ``credHelpers``): docker never expands them, so a ``*`` there is a mistake to report,
+        not a pattern to honour.
+        """
 
         def fail(reason: str) -> ConfigError:
             return ConfigError(f"{what}: {reason}")
@@ -138,6 +143,11 @@ class RegistryPattern:
             host, port = split_host_port(registry)
             return cls(raw, host, port, tuple(segments), False, ())
 
+        if not globs:
+            raise fail(
+                f"{hostport!r}: glob characters (*, ?, [) are not allowed here; "
+                "write the registry host name itself"
+            )
         host_text, colon, port_text = hostport.rpartition(":")
         if not colon:
             host_text, port_text = hostport, ""

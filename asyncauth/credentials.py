@@ -37,6 +37,15 @@ class Credential:
     identity_token: str | None = field(default=None, repr=False)
     registry_token: str | None = field(default=None, repr=False)
     expires_at: float | None = field(default=None, compare=False)
+    _fingerprint: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: token cache keys ask for it on every request.
+        digest = hashlib.sha256()
+        for part in (self.username, self.password, self.identity_token, self.registry_token):
+            digest.update(b"\x01" if part is None else b"\x02" + part.encode("utf-8", "replace"))
+            digest.update(b"\x00")
+        object.__setattr__(self, "_fingerprint", digest.hexdigest()[:16])
 
     @classmethod
     def anonymous(cls) -> Credential:
@@ -65,11 +74,7 @@ class Credential:
         Two credentials with the same secrets have the same fingerprint; it reveals nothing
         about the secrets (a truncated SHA-256 over all fields).
         """
-        digest = hashlib.sha256()
-        for part in (self.username, self.password, self.identity_token, self.registry_token):
-            digest.update(b"\x01" if part is None else b"\x02" + part.encode("utf-8", "replace"))
-            digest.update(b"\x00")
-        return digest.hexdigest()[:16]
+        return self._fingerprint
 
     def redacted(self) -> str:
         """A human description with every secret masked, e.g. ``basic user:****``."""

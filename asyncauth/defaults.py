@@ -8,6 +8,7 @@ from typing import TypedDict, Unpack
 from .chain import Chain, Resolver
 from .credentials import Credential
 from .resource import Resource
+from .sources.dockerconfig import DockerConfigResolver
 from .sources.env import EnvResolver
 from .sources.flags import FlagsResolver
 
@@ -49,7 +50,7 @@ def default_chain(
     resolvers.append(
         FlagsResolver(username=username, password=password, token=token, anon=anon, environ=environ)
     )
-    # 4. Docker config and credential helpers slot in here: issue "Docker config".
+    resolvers.append(DockerConfigResolver(environ=environ))
     return Chain(resolvers, timeout=timeout)
 
 

@@ -12,3 +12,7 @@ import pytest
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# Real peers (registry, token issuer, images) as session fixtures.
+pytest_plugins = ["tests.peers.fixtures"]

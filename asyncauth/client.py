@@ -1,0 +1,113 @@
+"""Ready-made httpx clients: ``RegistryAuth``, extra CA certificates, insecure registries.
+
+imgpkg's ``--registry-ca-cert-path`` (Harbor with a private CA) and insecure registries are
+transport settings, not auth; these helpers put both in one place so that users do not have to
+assemble an ``ssl.SSLContext`` and per-host mounts by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import certifi
+import httpx
+
+from ._errors import ConfigError
+from .chain import Chain
+from .registry.auth import RegistryAuth
+from .resource import normalise_registry
+
+__all__ = ["create_client", "create_sync_client", "ssl_context"]
+
+_PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+
+
+def ssl_context(ca_cert_paths: Iterable[str | os.PathLike[str]] = ()) -> ssl.SSLContext:
+    """A verifying TLS context trusting the system store, certifi's bundle and ``ca_cert_paths``.
+
+    Each path must be a readable PEM file with at least one certificate; otherwise
+    :class:`~asyncauth.ConfigError` names it.
+    """
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=certifi.where())
+    for path in ca_cert_paths:
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"CA certificate {name}: cannot be read ({exc.strerror})") from None
+        if _PEM_CERTIFICATE not in data:
+            raise ConfigError(f"CA certificate {name}: not a PEM file with a CERTIFICATE block")
+        try:
+            context.load_verify_locations(cadata=data.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise ConfigError(
+                f"CA certificate {name}: not a valid PEM certificate ({exc})"
+            ) from None
+    return context
+
+
+def _settings(
+    chain: Chain | None,
+    auth: RegistryAuth | None,
+    ca_cert_paths: Iterable[str | os.PathLike[str]],
+    verify: bool,
+    insecure_registries: Iterable[str],
+    kwargs: dict[str, Any],
+) -> tuple[RegistryAuth, ssl.SSLContext | bool, list[str]]:
+    insecure = [normalise_registry(r) for r in insecure_registries]
+    if auth is None:
+        auth = RegistryAuth(chain, insecure_registries=insecure)
+    elif chain is not None:
+        raise TypeError("pass chain= or auth=, not both")
+    tls: ssl.SSLContext | bool = ssl_context(ca_cert_paths) if verify else False
+    kwargs.setdefault("follow_redirects", True)  # blobs redirect to storage
+    return auth, tls, insecure
+
+
+def create_client(
+    *,
+    chain: Chain | None = None,
+    auth: RegistryAuth | None = None,
+    ca_cert_paths: Iterable[str | os.PathLike[str]] = (),
+    verify: bool = True,
+    insecure_registries: Iterable[str] = (),
+    **httpx_kwargs: Any,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` that authenticates to registries.
+
+    ``ca_cert_paths`` are trusted in addition to the system store (imgpkg's
+    ``--registry-ca-cert-path``). ``insecure_registries`` (``host[:port]``) are reached without
+    TLS verification and may receive credentials over plain http. ``verify=False`` turns TLS
+    verification off everywhere. Other keyword arguments go to ``httpx.AsyncClient``.
+    """
+    auth, tls, insecure = _settings(
+        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
+    )
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = dict(httpx_kwargs.pop("mounts", {}))
+    for registry in insecure:
+        mounts.setdefault(f"https://{registry}", httpx.AsyncHTTPTransport(verify=False))
+    return httpx.AsyncClient(auth=auth, verify=tls, mounts=mounts, **httpx_kwargs)
+
+
+def create_sync_client(
+    *,
+    chain: Chain | None = None,
+    auth: RegistryAuth | None = None,
+    ca_cert_paths: Iterable[str | os.PathLike[str]] = (),
+    verify: bool = True,
+    insecure_registries: Iterable[str] = (),
+    **httpx_kwargs: Any,
+) -> httpx.Client:
+    """:func:`create_client` for synchronous code: an ``httpx.Client``."""
+    auth, tls, insecure = _settings(
+        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
+    )
+    mounts: dict[str, httpx.BaseTransport | None] = dict(httpx_kwargs.pop("mounts", {}))
+    for registry in insecure:
+        mounts.setdefault(f"https://{registry}", httpx.HTTPTransport(verify=False))
+    return httpx.Client(auth=auth, verify=tls, mounts=mounts, **httpx_kwargs)

@@ -1,0 +1,474 @@
+"""RegistryAuth against a real registry (CNCF distribution) and a strict token issuer.
+
+Counts are exact: token requests are counted at the issuer, 401s with an httpx event hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from asyncauth import (
+    AuthenticationError,
+    Chain,
+    Credential,
+    FlagsResolver,
+    Resource,
+)
+from asyncauth.registry.auth import RegistryAuth
+
+from ._assertions import assert_hidden
+from .peers.accounts import SEEDED_REPOSITORY_COUNT, PeerAccounts
+from .peers.images import OCIImage, PushedImage
+from .peers.registry import RegistryServer
+from .peers.token_issuer import TokenIssuer
+
+ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+
+
+class Fixed:
+    """A resolver that always answers the same credential (the chain is not under test here)."""
+
+    name = "fixed"
+
+    def __init__(self, credential: Credential) -> None:
+        self.credential = credential
+
+    async def resolve(self, resource: Resource) -> Credential | None:
+        return self.credential
+
+
+def auth_for(credential: Credential, **kwargs: Any) -> RegistryAuth:
+    return RegistryAuth(Chain([Fixed(credential)]), **kwargs)
+
+
+class Counter:
+    """An httpx event hook that counts responses by status."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.urls: list[str] = []
+
+    async def __call__(self, response: httpx.Response) -> None:
+        self.statuses.append(response.status_code)
+        self.urls.append(f"{response.request.method} {response.request.url.path}")
+
+    def sync(self, response: httpx.Response) -> None:
+        self.statuses.append(response.status_code)
+        self.urls.append(f"{response.request.method} {response.request.url.path}")
+
+    @property
+    def unauthorized(self) -> int:
+        return self.statuses.count(401)
+
+
+def client(auth: RegistryAuth, counter: Counter | None = None, **kwargs: Any) -> httpx.AsyncClient:
+    hooks = {"response": [counter]} if counter else {}
+    # distribution hides OCI manifests from clients that do not accept them (404).
+    return httpx.AsyncClient(auth=auth, event_hooks=hooks, timeout=30.0, headers=ACCEPT, **kwargs)
+
+
+def writer(accounts: PeerAccounts) -> Credential:
+    return Credential(*accounts.writer)
+
+
+async def test_pull_with_username_and_password(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    counter = Counter()
+    auth = auth_for(writer(peer_accounts))
+    async with client(auth, counter) as http:
+        url = token_registry.url + token_registry_image.manifest_path
+        for _ in range(3):
+            response = await http.get(url, headers=ACCEPT)
+            assert response.status_code == 200
+            assert response.headers["Docker-Content-Digest"] == token_registry_image.digest
+    assert token_issuer.count(method="GET", grant="basic", user=peer_accounts.writer[0]) == 1
+    assert token_issuer.total == 1
+    assert token_issuer.scope_counts() == {"repository:peers/app:pull": 1}
+    assert counter.unauthorized == 1  # the first request learnt the challenge; no more 401s
+
+
+async def test_push_scope(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    oci_image: OCIImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    auth = auth_for(writer(peer_accounts))
+    async with client(auth) as http:
+        url = f"{token_registry.url}/v2/pushed/by-auth/manifests/v1"
+        # Blobs first (a manifest PUT needs them): cross-repository mounts need pull on `from`.
+        for digest in (oci_image.config_digest, oci_image.layer_digest):
+            response = await http.post(
+                f"{token_registry.url}/v2/pushed/by-auth/blobs/uploads/",
+                params={"mount": digest, "from": "peers/app"},
+            )
+            assert response.status_code == 201, response.text
+        response = await http.put(
+            url,
+            content=oci_image.manifest,
+            headers={"Content-Type": oci_image.media_type},
+        )
+        assert response.status_code == 201, response.text
+        assert (await http.get(url, headers=ACCEPT)).status_code == 200
+    counts = token_issuer.scope_counts()
+    assert counts["repository:pushed/by-auth:pull,push"] >= 1
+    assert counts["repository:peers/app:pull"] >= 1
+
+
+async def test_identity_token_uses_oauth2_post(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    credential = Credential(identity_token=peer_accounts.writer_identity_token)
+    async with client(auth_for(credential)) as http:
+        response = await http.get(token_registry.url + token_registry_image.manifest_path)
+        assert response.status_code == 200
+    assert token_issuer.count(method="POST", grant="refresh_token") == 1
+    assert token_issuer.gets == 0
+
+
+async def test_identity_token_falls_back_to_get_on_404(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    token_issuer.policy = dataclasses.replace(
+        token_issuer.policy,
+        post_enabled=False,
+        users={**token_issuer.policy.users, "idt-user": peer_accounts.writer_identity_token},
+    )
+    credential = Credential(username="idt-user", identity_token=peer_accounts.writer_identity_token)
+    async with client(auth_for(credential)) as http:
+        response = await http.get(token_registry.url + token_registry_image.manifest_path)
+        assert response.status_code == 200
+    assert token_issuer.count(method="POST", status=404) == 1
+    assert token_issuer.count(method="GET", status=200) == 1
+
+
+async def test_refresh_token_is_kept_for_later_refreshes(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    seeded_repositories: list[PushedImage],
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    token_issuer.policy = dataclasses.replace(token_issuer.policy, issue_refresh_tokens=True)
+    auth = auth_for(writer(peer_accounts), offline_token=True)
+    async with client(auth) as http:
+        assert (await http.get(token_registry.url + token_registry_image.manifest_path)).is_success
+        other = seeded_repositories[0]
+        assert (await http.get(token_registry.url + other.manifest_path)).is_success
+    first, second = token_issuer.requests()
+    assert (first.method, first.grant, first.refresh_token_issued) == ("GET", "basic", True)
+    assert (second.method, second.grant, second.user) == ("POST", "refresh_token", "alice")
+
+
+async def test_registry_token_is_sent_verbatim(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+) -> None:
+    minted = token_issuer.mint("ci", ["repository:peers/app:pull"])
+    token_issuer.reset()
+    async with client(auth_for(Credential(registry_token=minted))) as http:
+        response = await http.get(token_registry.url + token_registry_image.manifest_path)
+        assert response.status_code == 200
+    assert token_issuer.total == 0
+
+
+async def test_anonymous_pull_where_allowed(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+) -> None:
+    token_issuer.policy = dataclasses.replace(token_issuer.policy, anonymous_pull=True)
+    async with client(auth_for(Credential.anonymous())) as http:
+        response = await http.get(token_registry.url + token_registry_image.manifest_path)
+        assert response.status_code == 200
+    assert token_issuer.count(grant="anonymous") == 1
+
+
+async def test_anonymous_pull_where_not_allowed_returns_the_401(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+) -> None:
+    counter = Counter()
+    async with client(auth_for(Credential.anonymous()), counter) as http:
+        response = await http.get(token_registry.url + token_registry_image.manifest_path)
+    assert response.status_code == 401
+    # The challenge, the anonymous try, one retry after insufficient_scope: then it stops.
+    assert counter.unauthorized <= 3
+    assert token_issuer.total <= 2
+
+
+async def test_wrong_password_is_a_clear_error(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    secret = "wrong-SECRET-password"
+    auth = RegistryAuth(Chain([FlagsResolver(username="alice", password=secret, environ={})]))
+    async with client(auth) as http:
+        with pytest.raises(AuthenticationError) as caught:
+            await http.get(token_registry.url + token_registry_image.manifest_path)
+    message = str(caught.value)
+    assert "401" in message
+    assert "flags" in message  # which source the credentials came from
+    assert token_registry.host in message
+    assert "repository:peers/app:pull" in message
+    assert_hidden(message + repr(caught.value), secret, where="AuthenticationError")
+    assert token_issuer.total == 1  # no retry of a refused password
+
+
+async def test_expired_token_is_refreshed_exactly_once(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    url = token_registry.url + token_registry_image.manifest_path
+    # The issuer hands out tokens the registry rejects (expired past its leeway), while
+    # claiming they last 300 s: the client can only learn it from the registry's 401.
+    token_issuer.policy = dataclasses.replace(
+        token_issuer.policy, token_lifetime=-120, expires_in=300
+    )
+    counter = Counter()
+    auth = auth_for(writer(peer_accounts))
+    async with client(auth, counter) as http:
+        response = await http.get(url)
+        assert response.status_code == 401  # retried once, then the 401 is the caller's
+        assert token_issuer.total == 2
+        token_issuer.policy = dataclasses.replace(
+            token_issuer.policy, token_lifetime=300, expires_in=None
+        )
+        token_issuer.reset()
+        counter.statuses.clear()
+        response = await http.get(url)
+        assert response.status_code == 200
+    assert token_issuer.total == 1  # exactly one refresh
+    assert counter.statuses == [401, 200, 200]  # stale token, token request, retried request
+
+
+async def test_insufficient_scope_retries_once_then_returns_401(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    oci_image: OCIImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    counter = Counter()
+    reader = Credential(*peer_accounts.reader)  # pull only
+    async with client(auth_for(reader), counter) as http:
+        response = await http.put(
+            f"{token_registry.url}/v2/peers/app/manifests/v2",
+            content=oci_image.manifest,
+            headers={"Content-Type": oci_image.media_type},
+        )
+    assert response.status_code == 401
+    assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+    assert token_issuer.total == 2  # the first token, and one retry's
+    assert counter.unauthorized == 3  # challenge, first try, the retry: no loop
+
+
+async def test_thousand_concurrent_gets_cost_one_token_per_repository(
+    token_registry: RegistryServer,
+    seeded_repositories: list[PushedImage],
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    assert len(seeded_repositories) == SEEDED_REPOSITORY_COUNT == 20
+    counter = Counter()
+    auth = auth_for(writer(peer_accounts))
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=64)
+    async with client(auth, counter, limits=limits) as http:
+
+        async def get(i: int) -> None:
+            image = seeded_repositories[i % 20]
+            response = await http.get(token_registry.url + image.manifest_path, headers=ACCEPT)
+            statuses.append(response.status_code)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(1000):
+                tg.start_soon(get, i)
+    assert statuses == [200] * 1000
+    assert token_issuer.total == 20
+    assert set(token_issuer.scope_counts().values()) == {1}
+    assert counter.unauthorized <= 1
+    assert auth.stats.challenges <= 1
+
+
+async def test_cancelled_token_leader_does_not_strand_the_others(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    url = token_registry.url + token_registry_image.manifest_path
+    auth = auth_for(writer(peer_accounts))
+    async with client(auth) as http:
+        assert (await http.get(token_registry.url + "/v2/")).is_success  # learn the challenge
+        token_issuer.policy = dataclasses.replace(token_issuer.policy, delay=0.5)
+        before = auth.stats.token_requests
+        statuses: list[int] = []
+        leader_scope = anyio.CancelScope()
+
+        async def leader() -> None:
+            with leader_scope:
+                await http.get(url)
+
+        async def follower() -> None:
+            statuses.append((await http.get(url)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leader)
+            await anyio.sleep(0.1)  # the leader now waits for its (slow) token request
+            tg.start_soon(follower)
+            tg.start_soon(follower)
+            await anyio.sleep(0.1)
+            leader_scope.cancel()
+    assert leader_scope.cancelled_caught
+    assert statuses == [200, 200]
+    # The cancelled leader's request, and one follower's that serves both followers.
+    assert auth.stats.token_requests - before == 2
+
+
+async def test_streaming_body_is_sent_only_with_a_token(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    oci_image: OCIImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    counter = Counter()
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        sent += 1
+        yield oci_image.manifest
+
+    async with client(auth_for(writer(peer_accounts)), counter) as http:
+        response = await http.put(
+            f"{token_registry.url}/v2/peers/app/manifests/streamed",
+            content=body(),
+            headers={"Content-Type": oci_image.media_type},
+        )
+    assert response.status_code == 201, response.text
+    assert sent == 1
+    assert counter.urls[0] == "GET /v2/"  # the ping learnt the challenge
+    assert counter.statuses == [401, 200, 201]
+
+
+async def test_docker_config_headers_are_sent(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.headers.get("User-Agent", ""))
+
+    auth = auth_for(writer(peer_accounts), headers={"User-Agent": "Docker-Client/18.09.6 (x)"})
+    async with httpx.AsyncClient(
+        auth=auth, event_hooks={"request": [hook]}, headers=ACCEPT
+    ) as http:
+        assert (await http.get(token_registry.url + token_registry_image.manifest_path)).is_success
+    registry_requests = [ua for ua in seen if ua]
+    assert "Docker-Client/18.09.6 (x)" in registry_requests
+
+
+async def test_basic_auth_registry(
+    htpasswd_registry: RegistryServer,
+    htpasswd_registry_image: PushedImage,
+    peer_accounts: PeerAccounts,
+) -> None:
+    url = htpasswd_registry.url + htpasswd_registry_image.manifest_path
+    counter = Counter()
+    async with client(auth_for(writer(peer_accounts)), counter) as http:
+        assert (await http.get(url, headers=ACCEPT)).status_code == 200
+        assert (await http.get(url, headers=ACCEPT)).status_code == 200
+    assert counter.statuses == [401, 200, 200]  # Basic is sent up front once it is known
+    counter = Counter()
+    async with client(auth_for(Credential("alice", "wrong-pw")), counter) as http:
+        assert (await http.get(url)).status_code == 401
+    assert counter.statuses == [401, 401]  # one authenticated try, no loop
+    async with client(auth_for(Credential.anonymous())) as http:
+        assert (await http.get(url)).status_code == 401
+
+
+def test_sync_client(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    counter = Counter()
+    auth = auth_for(writer(peer_accounts))
+    with httpx.Client(auth=auth, event_hooks={"response": [counter.sync]}) as http:
+        url = token_registry.url + token_registry_image.manifest_path
+        for _ in range(3):
+            assert http.get(url, headers=ACCEPT).status_code == 200
+    assert token_issuer.total == 1
+    assert counter.unauthorized == 1
+
+
+def test_sync_client_from_threads(
+    token_registry: RegistryServer,
+    seeded_repositories: list[PushedImage],
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    auth = auth_for(writer(peer_accounts))
+    with httpx.Client(auth=auth, limits=httpx.Limits(max_connections=16), headers=ACCEPT) as http:
+
+        def get(i: int) -> int:
+            image = seeded_repositories[i % 20]
+            return http.get(token_registry.url + image.manifest_path).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            assert list(pool.map(get, range(200))) == [200] * 200
+    assert token_issuer.total == 20
+
+
+async def test_bearer_token_for_curl(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    auth = auth_for(writer(peer_accounts))
+    async with client(auth) as http:
+        pull = await auth.bearer_token(http, f"{token_registry.host}/peers/app")
+        push = await auth.bearer_token(http, f"{token_registry.host}/peers/app", push=True)
+    assert pull.startswith("Bearer ")
+    claims = token_issuer.decode(push.removeprefix("Bearer "))
+    assert claims["access"] == [
+        {"type": "repository", "name": "peers/app", "actions": ["pull", "push"]}
+    ]
+    async with httpx.AsyncClient() as plain:
+        response = await plain.get(
+            token_registry.url + token_registry_image.manifest_path,
+            headers={"Authorization": pull, **ACCEPT},
+        )
+        assert response.status_code == 200
