@@ -22,7 +22,7 @@ import httpx
 
 from ._errors import AsyncAuthError, ConfigError, InvalidReferenceError
 from .chain import Chain, Resolution
-from .client import create_client
+from .client import create_client, registry_base_url
 from .credentials import Credential
 from .defaults import default_chain
 from .registry.auth import RegistryAuth
@@ -170,7 +170,10 @@ async def _token(args: argparse.Namespace, password: str | None) -> int:
     resource = Resource.parse(args.reference)
     async with _client(args, password) as client:
         assert isinstance(client.auth, RegistryAuth)
-        authorization = await client.auth.bearer_token(client, resource, push=args.push)
+        base = await registry_base_url(client, resource, insecure_registries=args.insecure_registry)
+        authorization = await client.auth.bearer_token(
+            client, resource, push=args.push, base_url=base
+        )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         what = "needs no authorisation" if not authorization else f"uses {scheme} authentication"
@@ -186,8 +189,8 @@ async def _manifest(args: argparse.Namespace, password: str | None) -> int:
         raise InvalidReferenceError(f"{resource}: a manifest needs a repository")
     reference = resource.digest or resource.tag or "latest"
     async with _client(args, password) as client:
-        assert isinstance(client.auth, RegistryAuth)
-        url = f"{client.auth.registry_url(resource)}/v2/{resource.repository}/manifests/{reference}"
+        base = await registry_base_url(client, resource, insecure_registries=args.insecure_registry)
+        url = f"{base}/v2/{resource.repository}/manifests/{reference}"
         response = await client.get(url, headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)})
     if response.status_code != 200:
         print(

@@ -17,10 +17,10 @@ import httpx
 
 from ._errors import ConfigError
 from .chain import Chain
-from .registry.auth import RegistryAuth
-from .resource import normalise_registry
+from .registry.auth import RegistryAuth, is_loopback
+from .resource import DOCKER_HUB, Resource, normalise_registry
 
-__all__ = ["create_client", "create_sync_client", "ssl_context"]
+__all__ = ["create_client", "create_sync_client", "registry_base_url", "ssl_context"]
 
 _PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
@@ -111,3 +111,24 @@ def create_sync_client(
     for registry in insecure:
         mounts.setdefault(f"https://{registry}", httpx.HTTPTransport(verify=False))
     return httpx.Client(auth=auth, verify=tls, mounts=mounts, **httpx_kwargs)
+
+
+async def registry_base_url(
+    client: httpx.AsyncClient, resource: Resource, *, insecure_registries: Iterable[str] = ()
+) -> str:
+    """The registry's base URL, as docker decides it: https, except that loopback and insecure
+    registries fall back to plain http when they do not speak TLS.
+
+    Costs one ``GET /v2/`` (without credentials) for loopback and insecure registries only.
+    """
+    if resource.registry == DOCKER_HUB:
+        return "https://registry-1.docker.io"
+    https = f"https://{resource.registry}"
+    insecure = {normalise_registry(r) for r in insecure_registries}
+    if not is_loopback(resource.host) and resource.registry not in insecure:
+        return https
+    try:
+        await client.get(f"{https}/v2/", auth=None, follow_redirects=False)
+    except httpx.ConnectError:
+        return f"http://{resource.registry}"
+    return https

@@ -7,6 +7,12 @@ plugin, so no test can forget its marker; this fixture gives it both backends.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# These machines are shared and noisy: a property test is about inputs, not speed, so neither
+# a slow draw nor a slow example may fail it.
+settings.register_profile("asyncauth", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("asyncauth")
 
 
 @pytest.fixture(params=["asyncio", "trio"])

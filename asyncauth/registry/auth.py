@@ -24,6 +24,7 @@ event hooks.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import threading
@@ -40,6 +41,7 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -64,7 +66,7 @@ from .tokens import (
     token_cache_key,
 )
 
-__all__ = ["RegistryAuth"]
+__all__ = ["RegistryAuth", "RegistryAuthBase", "is_loopback"]
 
 log = logging.getLogger("asyncauth.registry")
 
@@ -80,7 +82,8 @@ _RETRY_ERRORS = frozenset({"invalid_token", "insufficient_scope"})
 # --- where a request goes -----------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost``, ``*.localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -113,7 +116,7 @@ class _Target:
         default_port = 443 if url.scheme == "https" else 80
         origin = f"{url.scheme}://{bracketed}:{url.port or default_port}"
         plain = url.scheme != "https"
-        allowed = not plain or _is_loopback(host) or registry in insecure or hostport in insecure
+        allowed = not plain or is_loopback(host) or registry in insecure or hostport in insecure
         return cls(origin, registry, plain, allowed)
 
 
@@ -248,25 +251,13 @@ class _TokenStore:
         self.tokens.pop(key, None)
 
 
-class RegistryAuth(httpx.Auth):
-    """Authenticates requests to OCI/Docker registries; for async and sync httpx clients.
+class RegistryAuthBase:
+    """The handshake, whichever httpx module's ``Auth`` it plugs into (see :class:`RegistryAuth`).
 
-    >>> client = httpx.AsyncClient(auth=RegistryAuth())  # doctest: +SKIP
-    >>> await client.get("https://ghcr.io/v2/org/app/manifests/1.0")  # doctest: +SKIP
-
-    ``chain`` decides the credentials (default: :func:`asyncauth.default_chain`, built on first
-    use). ``insecure_registries`` (``host[:port]``) may receive credentials over plain http;
-    loopback hosts always may. ``headers`` are added to every registry request (Docker config's
-    ``HttpHeaders``; by default they are read from the chain's :class:`DockerConfigResolver`,
-    if it has one). ``credential_ttl`` bounds how long a resolved credential is reused.
-    ``offline_token=True`` asks token servers for a refresh token along with the first token
-    fetched with a password; later tokens are then fetched with it (docker's behaviour).
-
-    One instance is meant to be shared by all clients and tasks of a program: its caches and
-    single-flight tables are what make a thousand concurrent requests cost one token request
-    per scope.
+    ``_http`` is that module: ``httpx`` here, ``httpx2`` in :mod:`asyncauth.httpx2`.
     """
 
+    _http: ModuleType = httpx
     requires_request_body = False
     requires_response_body = False
 
@@ -340,7 +331,10 @@ class RegistryAuth(httpx.Auth):
                     if effect.read_limit is None:
                         value = response
                     else:
-                        value = (response, await _aread_limited(response, effect.read_limit))
+                        value = (
+                            response,
+                            await _aread_limited(self._http, response, effect.read_limit),
+                        )
                 elif isinstance(effect, _Resolve):
                     value = await self._resolve_async(effect.resource)
                 elif isinstance(effect, _Headers):
@@ -364,7 +358,7 @@ class RegistryAuth(httpx.Auth):
                     if effect.read_limit is None:
                         value = response
                     else:
-                        value = (response, _read_limited(response, effect.read_limit))
+                        value = (response, _read_limited(self._http, response, effect.read_limit))
                 elif isinstance(effect, _Resolve):
                     value = self._resolve_sync(effect.resource)
                 elif isinstance(effect, _Headers):
@@ -375,17 +369,24 @@ class RegistryAuth(httpx.Auth):
             flow.close()
 
     async def bearer_token(
-        self, client: httpx.AsyncClient, reference: str | Resource, *, push: bool = False
+        self,
+        client: httpx.AsyncClient,
+        reference: str | Resource,
+        *,
+        push: bool = False,
+        base_url: str | None = None,
     ) -> str:
         """The ``Authorization`` value this auth would send for ``reference`` (pull or push).
 
         Uses ``client`` to reach the registry (a ``GET /v2/`` ping learns the challenge) and the
-        token server. Returns ``""`` when the registry needs no authorisation.
+        token server. ``base_url`` defaults to :meth:`registry_url`. Returns ``""`` when the
+        registry needs no authorisation.
         """
         resource = Resource.parse(reference)
         if resource.repository is None:
             raise AsyncAuthError(f"{resource}: a token is for a repository, not a registry")
-        url = httpx.URL(f"{self.registry_url(resource)}/v2/{resource.repository}/manifests/x")
+        base = base_url or self.registry_url(resource)
+        url = httpx.URL(f"{base}/v2/{resource.repository}/manifests/x")
         request = client.build_request("PUT" if push else "GET", url)
         flow = self._flow(request, only_authorize=True)
         value: Any = None
@@ -401,7 +402,10 @@ class RegistryAuth(httpx.Auth):
                         await response.aread()
                         value = response
                     else:
-                        value = (response, await _aread_limited(response, effect.read_limit))
+                        value = (
+                            response,
+                            await _aread_limited(self._http, response, effect.read_limit),
+                        )
                 elif isinstance(effect, _Resolve):
                     value = await self._resolve_async(effect.resource)
                 elif isinstance(effect, _Headers):
@@ -412,10 +416,13 @@ class RegistryAuth(httpx.Auth):
             flow.close()
 
     def registry_url(self, resource: Resource) -> str:
-        """``https://host[:port]`` — or ``http://`` for loopback and insecure registries."""
+        """``https://host[:port]`` — or ``http://`` for loopback and insecure registries.
+
+        A guess without I/O; :func:`asyncauth.client.registry_base_url` asks the registry.
+        """
         if resource.registry == "index.docker.io":
             return "https://registry-1.docker.io"
-        if _is_loopback(resource.host) or resource.registry in self._insecure:
+        if is_loopback(resource.host) or resource.registry in self._insecure:
             return f"http://{resource.registry}"
         return f"https://{resource.registry}"
 
@@ -494,14 +501,14 @@ class RegistryAuth(httpx.Auth):
                 request.headers[name] = value
         scopes = infer_scopes(request.method, request.url.path, request.url.query)
         resource = Resource(target.registry, repository_from_path(request.url.path))
-        replayable = isinstance(request.stream, httpx.ByteStream)
+        replayable = isinstance(request.stream, self._http.ByteStream)
 
         got = yield _Acquire(self._discovery, target.origin)
         response: httpx.Response | None = None
         if isinstance(got, _Lead):
             # We discover the registry's challenge for everyone waiting on this origin.
             try:
-                probe = request if replayable and not only_authorize else _ping(request)
+                probe = request if replayable and not only_authorize else _ping(self._http, request)
                 response = yield _Send(probe)
                 known = self._learn(target, response)
             finally:
@@ -643,12 +650,14 @@ class RegistryAuth(httpx.Auth):
         asked = credential
         if refresh is not None and credential.kind in ("basic", "identity_token"):
             asked = Credential(username=credential.username, identity_token=refresh)
-        allow_http = target.plain_http and target.may_send_credentials
+        # A plain-http realm only for a plain-http registry, and then only if credentials may go
+        # there (loopback, opted in) or there are none to send.
+        allow_http = target.plain_http and (target.may_send_credentials or asked.is_anonymous)
         description = build_token_request(
             challenge, scopes, asked, client_id=self._client_id, allow_http=allow_http
         )
         self.stats.token_requests += 1
-        first = _to_httpx(description)
+        first = _to_request(self._http, description)
         if self._offline_token and asked.kind == "basic":
             # Ask for a refresh token too (docker's offline_token), so that later tokens are
             # fetched with it rather than with the password.
@@ -666,7 +675,9 @@ class RegistryAuth(httpx.Auth):
                 allow_http=allow_http,
             )
             self.stats.token_requests += 1
-            response, body = yield _Send(_to_httpx(description), self._max_token_response)
+            response, body = yield _Send(
+                _to_request(self._http, description), self._max_token_response
+            )
         if response.status_code != 200:
             if refresh is not None:
                 self._refresh_tokens.pop(refresh_key, None)
@@ -693,80 +704,108 @@ class RegistryAuth(httpx.Auth):
         return token
 
 
+class RegistryAuth(RegistryAuthBase, httpx.Auth):
+    """Authenticates requests to OCI/Docker registries; for async and sync httpx clients.
+
+    >>> client = httpx.AsyncClient(auth=RegistryAuth())  # doctest: +SKIP
+    >>> await client.get("https://ghcr.io/v2/org/app/manifests/1.0")  # doctest: +SKIP
+
+    ``chain`` decides the credentials (default: :func:`asyncauth.default_chain`, built on first
+    use). ``insecure_registries`` (``host[:port]``) may receive credentials over plain http;
+    loopback hosts always may. ``headers`` are added to every registry request (Docker config's
+    ``HttpHeaders``; by default they are read from the chain's :class:`DockerConfigResolver`,
+    if it has one). ``credential_ttl`` bounds how long a resolved credential is reused.
+    ``offline_token=True`` asks token servers for a refresh token along with the first token
+    fetched with a password; later tokens are then fetched with it (docker's behaviour).
+
+    One instance is meant to be shared by all clients and tasks of a program: its caches and
+    single-flight tables are what make a thousand concurrent requests cost one token request
+    per scope.
+    """
+
+
 # --- helpers of the drivers ------------------------------------------------------------------
 
 
-def _ping(request: httpx.Request) -> httpx.Request:
+def _ping(http: ModuleType, request: httpx.Request) -> httpx.Request:
     url = request.url.copy_with(path="/v2/", query=None, fragment=None)
     headers = {k: v for k, v in request.headers.items() if k.lower() in ("user-agent",)}
-    return httpx.Request("GET", url, headers=headers, extensions=request.extensions)
+    ping: httpx.Request = http.Request("GET", url, headers=headers, extensions=request.extensions)
+    return ping
 
 
-def _to_httpx(description: Any) -> httpx.Request:
-    return httpx.Request(
+def _to_request(http: ModuleType, description: Any) -> httpx.Request:
+    request: httpx.Request = http.Request(
         description.method,
         description.url,
         headers=list(description.headers),
         content=description.body,
     )
+    return request
 
 
 class _TooLargeError(Exception):
     pass
 
 
-class _LimitedAsyncStream(httpx.AsyncByteStream):
-    """The raw body, failing past ``limit`` bytes, so a hostile server cannot exhaust memory."""
+@functools.cache
+def _limited_streams(http: ModuleType) -> tuple[type[Any], type[Any]]:
+    """Body streams that fail past a size, subclassing ``http``'s own stream types (httpx
+    checks the type of ``response.stream`` before iterating it)."""
 
-    def __init__(self, stream: Any, limit: int) -> None:
-        self._stream, self._limit = stream, limit
+    class LimitedAsyncStream(http.AsyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, stream: Any, limit: int) -> None:
+            self._stream, self._limit = stream, limit
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        size = 0
-        async for chunk in self._stream:
-            size += len(chunk)
-            if size > self._limit:
-                raise _TooLargeError
-            yield chunk
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in self._stream:
+                size += len(chunk)
+                if size > self._limit:
+                    raise _TooLargeError
+                yield chunk
 
-    async def aclose(self) -> None:
-        await self._stream.aclose()
+        async def aclose(self) -> None:
+            await self._stream.aclose()
+
+    class LimitedSyncStream(http.SyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, stream: Any, limit: int) -> None:
+            self._stream, self._limit = stream, limit
+
+        def __iter__(self) -> Iterator[bytes]:
+            size = 0
+            for chunk in self._stream:
+                size += len(chunk)
+                if size > self._limit:
+                    raise _TooLargeError
+                yield chunk
+
+        def close(self) -> None:
+            self._stream.close()
+
+    return LimitedAsyncStream, LimitedSyncStream
 
 
-class _LimitedSyncStream(httpx.SyncByteStream):
-    def __init__(self, stream: Any, limit: int) -> None:
-        self._stream, self._limit = stream, limit
-
-    def __iter__(self) -> Iterator[bytes]:
-        size = 0
-        for chunk in self._stream:
-            size += len(chunk)
-            if size > self._limit:
-                raise _TooLargeError
-            yield chunk
-
-    def close(self) -> None:
-        self._stream.close()
-
-
-async def _aread_limited(response: httpx.Response, limit: int) -> bytes | None:
-    """The body (read the normal way, so httpx can keep it in history), or ``None`` past
-    ``limit`` raw bytes, the response then closed."""
-    response.stream = _LimitedAsyncStream(response.stream, limit)
+async def _aread_limited(http: ModuleType, response: httpx.Response, limit: int) -> bytes | None:
+    """The body, read the normal way (so httpx keeps it for the response history), or
+    ``None`` past ``limit`` raw bytes — a hostile server cannot exhaust memory."""
+    response.stream = _limited_streams(http)[0](response.stream, limit)
     try:
-        return await response.aread()
+        body = await response.aread()
     except _TooLargeError:
         await response.aclose()
         return None
+    return body if len(body) <= limit else None  # a body read before it reached us
 
 
-def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
-    response.stream = _LimitedSyncStream(response.stream, limit)
+def _read_limited(http: ModuleType, response: httpx.Response, limit: int) -> bytes | None:
+    response.stream = _limited_streams(http)[1](response.stream, limit)
     try:
-        return response.read()
+        body = response.read()
     except _TooLargeError:
         response.close()
         return None
+    return body if len(body) <= limit else None
 
 
 async def _acquire_async(table: _Table[T], key: Hashable) -> T | _Lead:

@@ -137,8 +137,10 @@ class RegistryServer:
         log_level: Literal["debug", "info", "warn", "error"] = "info",
         binary: str = "docker-registry",
         extra_config: Mapping[str, Any] | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.tls = tls  # (certificate chain PEM, key PEM): serve https
         self.auth = auth
         self.startup_timeout = startup_timeout
         self.access_log = access_log
@@ -168,8 +170,8 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``, the base URL for ``/v2/`` requests."""
-        return f"http://{self.host}"
+        """``http://127.0.0.1:PORT`` (``https://`` with ``tls``), the base URL for ``/v2/``."""
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def pid(self) -> int | None:
@@ -275,7 +277,8 @@ class RegistryServer:
         assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout
         url = f"{self.url}/v2/"
-        with httpx.Client(timeout=1.0, trust_env=False) as client:
+        # Readiness only: the certificate is what the tests themselves check.
+        with httpx.Client(timeout=1.0, trust_env=False, verify=False) as client:  # noqa: S501
             while True:
                 code = self._process.poll()
                 if code is not None:
@@ -339,6 +342,9 @@ class RegistryServer:
                     "rootcertbundle": str(self.auth.rootcertbundle),
                 }
             }
+        if self.tls is not None:
+            certificate, key = self.tls
+            config["http"]["tls"] = {"certificate": str(certificate), "key": str(key)}
         _deep_update(config, self.extra_config)
         return config
 
