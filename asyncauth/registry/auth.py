@@ -282,6 +282,7 @@ class RegistryAuthBase:
         self._credential_ttl = credential_ttl
         self._max_token_response = max_token_response
         self._challenges: dict[str, Challenge | _Open] = {}
+        self._targets: dict[tuple[str, bytes], _Target] = {}
         self._tokens = _TokenStore(token_cache_size)
         self._refresh_tokens: dict[tuple[str, str, str], str] = {}
         self._resolutions: OrderedDict[Resource, tuple[float, Resolution]] = OrderedDict()
@@ -492,18 +493,27 @@ class RegistryAuthBase:
     def _flow(
         self, request: httpx.Request, *, only_authorize: bool = False
     ) -> Generator[_Effect, Any, None]:
-        target = _Target.of(request.url, self._insecure)
+        url = request.url
+        target = self._targets.get((url.scheme, url.netloc))
+        if target is None:
+            target = _Target.of(url, self._insecure)
+            if len(self._targets) < 1024:
+                self._targets[(url.scheme, url.netloc)] = target
         headers = self._headers
         if headers is None:
             headers = yield _Headers()
         for name, value in headers.items():
             if name.lower() not in ("authorization", "host", "content-length"):
                 request.headers[name] = value
-        scopes = infer_scopes(request.method, request.url.path, request.url.query)
-        resource = Resource(target.registry, repository_from_path(request.url.path))
+        path = url.path
+        scopes = infer_scopes(request.method, path, url.query)
+        resource = Resource(target.registry, repository_from_path(path))
         replayable = isinstance(request.stream, self._http.ByteStream)
 
-        got = yield _Acquire(self._discovery, target.origin)
+        # Fast paths first: once a registry is known, a request costs dictionary lookups.
+        got = self._challenges.get(target.origin)
+        if got is None:
+            got = yield _Acquire(self._discovery, target.origin)
         response: httpx.Response | None = None
         if isinstance(got, _Lead):
             # We discover the registry's challenge for everyone waiting on this origin.
@@ -531,7 +541,9 @@ class RegistryAuthBase:
             if isinstance(known, _Open) or not replayable:
                 return
         challenge = known
-        resolution: Resolution = yield _Resolve(resource)
+        resolution: Resolution = self._cached_resolution(resource)
+        if resolution is _MISSING:
+            resolution = yield _Resolve(resource)
         authorized = yield from self._authorize(request, target, challenge, scopes, resolution)
         if only_authorize:
             return
@@ -628,6 +640,9 @@ class RegistryAuthBase:
         self, target: _Target, challenge: Challenge, scopes: ScopeSet, resolution: Resolution
     ) -> Generator[_Effect, Any, Token]:
         key = self._token_key(target, challenge, scopes, resolution.credential)
+        fresh = self._tokens.fresh(key)
+        if fresh is not _MISSING:
+            return fresh
         got = yield _Acquire(self._token_table, key)
         if not isinstance(got, _Lead):
             return got  # type: ignore[no-any-return]
