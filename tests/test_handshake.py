@@ -18,29 +18,17 @@ from asyncauth import (
     Chain,
     Credential,
     FlagsResolver,
-    Resource,
 )
 from asyncauth.registry.auth import RegistryAuth
 
 from ._assertions import assert_hidden
+from ._fakes import Fixed
 from .peers.accounts import SEEDED_REPOSITORY_COUNT, PeerAccounts
 from .peers.images import OCIImage, PushedImage
 from .peers.registry import RegistryServer
 from .peers.token_issuer import TokenIssuer
 
 ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-
-
-class Fixed:
-    """A resolver that always answers the same credential (the chain is not under test here)."""
-
-    name = "fixed"
-
-    def __init__(self, credential: Credential) -> None:
-        self.credential = credential
-
-    async def resolve(self, resource: Resource) -> Credential | None:
-        return self.credential
 
 
 def auth_for(credential: Credential, **kwargs: Any) -> RegistryAuth:

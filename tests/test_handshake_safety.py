@@ -21,24 +21,14 @@ from asyncauth import (
     ChallengeError,
     Credential,
     InsecureTransportError,
-    Resource,
     TokenResponseError,
 )
 from asyncauth.registry.auth import RegistryAuth
 
 from ._assertions import assert_hidden
+from ._fakes import Fixed
 
 SECRET = "pw-SECRET-7"
-
-
-class Fixed:
-    name = "fixed"
-
-    def __init__(self, credential: Credential) -> None:
-        self.credential = credential
-
-    async def resolve(self, resource: Resource) -> Credential | None:
-        return self.credential
 
 
 class StandIn:

@@ -316,10 +316,15 @@ class RegistryAuthBase:
 
     # --- drivers ---------------------------------------------------------------------------
 
-    async def async_auth_flow(
+    def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        flow = self._flow(request)
+        return self._drive_async(self._flow(request))
+
+    async def _drive_async(
+        self, flow: Generator[_Effect, Any, None]
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Carry out the flow's effects with anyio: requests are yielded to the sender."""
         value: Any = None
         try:
             while True:
@@ -389,32 +394,20 @@ class RegistryAuthBase:
         base = base_url or self.registry_url(resource)
         url = httpx.URL(f"{base}/v2/{resource.repository}/manifests/x")
         request = client.build_request("PUT" if push else "GET", url)
-        flow = self._flow(request, only_authorize=True)
-        value: Any = None
+        # The same driver as for httpx, with this client as the sender (and no auth on it).
+        drive = self._drive_async(self._flow(request, only_authorize=True))
         try:
+            outgoing = await drive.__anext__()
             while True:
+                response = await client.send(outgoing, auth=None, stream=True)
                 try:
-                    effect = flow.send(value)
-                except StopIteration:
-                    return str(request.headers.get("Authorization", ""))
-                if isinstance(effect, _Send):
-                    response = await client.send(effect.request, auth=None)
-                    if effect.read_limit is None:
-                        await response.aread()
-                        value = response
-                    else:
-                        value = (
-                            response,
-                            await _aread_limited(self._http, response, effect.read_limit),
-                        )
-                elif isinstance(effect, _Resolve):
-                    value = await self._resolve_async(effect.resource)
-                elif isinstance(effect, _Headers):
-                    value = await self._config_headers()
-                else:
-                    value = await _acquire_async(effect.table, effect.key)
+                    outgoing = await drive.asend(response)
+                finally:
+                    await response.aclose()
+        except StopAsyncIteration:
+            return str(request.headers.get("Authorization", ""))
         finally:
-            flow.close()
+            await drive.aclose()
 
     def registry_url(self, resource: Resource) -> str:
         """``https://host[:port]`` — or ``http://`` for loopback and insecure registries.
