@@ -22,6 +22,7 @@ SYSTEM_TOOLS = {
     "docker-credential-ecr-login": "amazon-ecr-credential-helper",
     "pass": "pass",
     "gpg": "gnupg",
+    "openssl": "openssl",  # moto's proxy mode (the ECR cross-check) shells out to it
 }
 
 

@@ -25,21 +25,30 @@ from .credentials import Credential
 from .defaults import ChainOptions, default_chain, resolve
 from .registry.auth import RegistryAuth
 from .resource import Resource
+from .sources.azure import AzureResolver
 from .sources.dockerconfig import DockerConfigResolver
+from .sources.ecr import ECRResolver
 from .sources.env import EnvResolver
 from .sources.flags import FlagsResolver
+from .sources.github import GitHubResolver
+from .sources.google import GoogleResolver
+from .sources.iaas import iaas_resolvers
 
 __all__ = [
     "AsyncAuthError",
     "AuthenticationError",
+    "AzureResolver",
     "Chain",
     "ChainOptions",
     "ChallengeError",
     "ConfigError",
     "Credential",
     "DockerConfigResolver",
+    "ECRResolver",
     "EnvResolver",
     "FlagsResolver",
+    "GitHubResolver",
+    "GoogleResolver",
     "InsecureTransportError",
     "InvalidReferenceError",
     "Outcome",
@@ -56,6 +65,7 @@ __all__ = [
     "create_client",
     "create_sync_client",
     "default_chain",
+    "iaas_resolvers",
     "resolve",
     "ssl_context",
 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TypedDict, Unpack
+
+import httpx
 
 from .chain import Chain, Resolver
 from .credentials import Credential
@@ -11,6 +14,7 @@ from .resource import Resource
 from .sources.dockerconfig import DockerConfigResolver
 from .sources.env import EnvResolver
 from .sources.flags import FlagsResolver
+from .sources.iaas import iaas_resolvers
 
 __all__ = ["ChainOptions", "default_chain", "resolve"]
 
@@ -25,6 +29,8 @@ class ChainOptions(TypedDict, total=False):
     anon: bool
     iaas: bool | None
     timeout: float | None
+    transport: httpx.AsyncBaseTransport | None
+    azure_config: str | os.PathLike[str] | None
 
 
 def default_chain(
@@ -36,17 +42,24 @@ def default_chain(
     anon: bool = False,
     iaas: bool | None = None,
     timeout: float | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    azure_config: str | os.PathLike[str] | None = None,
 ) -> Chain:
     """The chain imgpkg would use: environment, IaaS, explicit options, Docker config.
 
     ``environ`` replaces ``os.environ`` for every variable asyncauth reads itself.
     ``username``/``password``/``token``/``anon`` are imgpkg's ``--registry-*`` flags.
-    ``iaas`` turns the cloud resolvers on or off (default: ``IMGPKG_ENABLE_IAAS_AUTH``).
+    ``iaas`` turns the cloud resolvers on or off (default: ``IMGPKG_ENABLE_IAAS_AUTH``, and
+    ``IMGPKG_ACTIVE_KEYCHAINS`` picks which). ``transport`` carries every HTTP request the cloud
+    resolvers make; ``azure_config`` is imgpkg's ``--registry-azure-cr-config`` (default
+    ``IMGPKG_REGISTRY_AZURE_CR_CONFIG``). The cloud SDKs read their own variables (``AWS_*``,
+    ``GOOGLE_*``, ``AZURE_*``) from ``os.environ``, not from ``environ``.
     Raises :class:`~asyncauth.ConfigError` when the environment is malformed.
     """
     resolvers: list[Resolver] = [EnvResolver(environ)]
-    # 2. IaaS (ECR, Google, Azure, GitHub) slots in here: issue "IaaS resolvers".
-    del iaas
+    resolvers.extend(
+        iaas_resolvers(environ=environ, iaas=iaas, transport=transport, azure_config=azure_config)
+    )
     resolvers.append(
         FlagsResolver(username=username, password=password, token=token, anon=anon, environ=environ)
     )

@@ -21,4 +21,4 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 # Real peers (registry, token issuer, images) as session fixtures.
-pytest_plugins = ["tests.peers.fixtures"]
+pytest_plugins = ["tests.peers.fixtures", "tests.peers.cloud_fixtures"]

@@ -29,8 +29,6 @@ from ._assertions import assert_hidden
 from .peers import PeerAccounts, PushedImage, RegistryServer
 from .peers._tools import require_tool
 
-pytest_plugins = ["tests.peers.fixtures"]
-
 HELPERS_PACKAGE = "golang-docker-credential-helpers"
 
 

@@ -49,8 +49,6 @@ from .peers import (
 from .peers.accounts import SEEDED_REPOSITORY_COUNT, PeerAccounts
 from .peers.images import OCIImage
 
-pytest_plugins = ["tests.peers.fixtures"]
-
 ACCEPT = {"Accept": f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"}
 KID_PATTERN = re.compile(r"^(?:[A-Z2-7]{4}:){11}[A-Z2-7]{4}$")
 

@@ -1,0 +1,54 @@
+"""GitHub Container Registry: ``GITHUB_TOKEN`` for ``ghcr.io``.
+
+What go-containerregistry's GitHub keychain does, and what GitHub Actions provides: the job's
+``GITHUB_TOKEN`` as password and ``GITHUB_ACTOR`` as user name (``unset`` when there is no actor;
+GHCR checks only the token). No network, no SDK: the answer is known when the resolver is built.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ..credentials import Credential
+from ..resource import Resource
+from .iaas import claims_github, disable_hint
+
+__all__ = ["DEFAULT_GITHUB_USERNAME", "GitHubResolver"]
+
+DEFAULT_GITHUB_USERNAME = "unset"
+"""The user name sent when ``GITHUB_ACTOR`` is not set (go-containerregistry's choice)."""
+
+
+class GitHubResolver:
+    """``ghcr.io`` with ``GITHUB_TOKEN`` (and ``GITHUB_ACTOR``) from ``environ``.
+
+    ``environ`` defaults to ``os.environ`` as it is when the resolver is built; empty values
+    count as unset.
+    """
+
+    name = "github"
+    timeout = 1.0
+    disable_hint = disable_hint("github")
+
+    def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
+        token = environ.get("GITHUB_TOKEN") or None
+        self.credential = (
+            None
+            if token is None
+            else Credential(
+                username=environ.get("GITHUB_ACTOR") or DEFAULT_GITHUB_USERNAME, password=token
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"GitHubResolver({self.credential!r})"
+
+    async def resolve(self, resource: Resource) -> Credential | None:
+        return self.credential if claims_github(resource) else None
+
+    def explain(self, resource: Resource) -> str | None:
+        if self.credential is None or not claims_github(resource):
+            return None
+        return f"GITHUB_TOKEN (user {self.credential.username})"

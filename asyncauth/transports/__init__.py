@@ -1,0 +1,63 @@
+"""One HTTP stack: httpx clients on the caller's transport, and adapters that put SDKs on it.
+
+Every HTTP call asyncauth makes (metadata servers, token endpoints, the ACR exchange, the AWS
+API) goes through an :class:`httpx.AsyncClient` built by :func:`client_for` on the transport the
+caller plugged in (a proxy, custom TLS, or a test transport that routes every host to loopback).
+The cloud SDKs are bridged onto the same client by the adapters in this package, each imported
+only by the resolver that needs it, so that a missing SDK costs nothing at import time:
+
+* :mod:`asyncauth.transports.google` -- a ``google.auth.transport.Request`` for google-auth's
+  blocking code, which runs in a worker thread and hops back to the event loop for each request;
+* :mod:`asyncauth.transports.azure` -- an azure-core ``AsyncHttpTransport`` for azure-identity's
+  ``aio`` credentials (its default aiohttp transport is asyncio-only);
+* :mod:`asyncauth.transports.aws` -- an aiobotocore session class whose API calls use the
+  caller's transport.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+__all__ = ["BorrowedTransport", "client_for"]
+
+DEFAULT_HTTP_TIMEOUT = 5.0
+"""Seconds for each phase of a request (connect, read, write, pool) unless a caller says else."""
+
+
+class BorrowedTransport(httpx.AsyncBaseTransport):
+    """A caller's transport, lent to a short-lived client that must not close it.
+
+    ``httpx.AsyncClient.aclose()`` closes its transport. A resolver opens and closes a client per
+    lookup, but the transport belongs to the caller and is shared by every resolver (and by the
+    caller's own clients), so closing is left to its owner.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self.transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Do nothing: the transport's owner closes it."""
+
+    def __repr__(self) -> str:
+        return f"BorrowedTransport({self.transport!r})"
+
+
+def client_for(
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    timeout: float = DEFAULT_HTTP_TIMEOUT,
+) -> httpx.AsyncClient:
+    """A client for one lookup: on the caller's ``transport``, or on a default one it owns.
+
+    Use it as ``async with client_for(transport) as client``. Closing the client closes a default
+    transport but never the caller's. Redirects are not followed: a token endpoint that redirects
+    would carry a secret to a host nobody chose.
+    """
+    return httpx.AsyncClient(
+        transport=None if transport is None else BorrowedTransport(transport),
+        timeout=timeout,
+        follow_redirects=False,
+    )
