@@ -7,11 +7,13 @@ assemble an ``ssl.SSLContext`` and per-host mounts by hand.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import anyio.lowlevel
 import certifi
 import httpx
 
@@ -20,7 +22,14 @@ from .chain import Chain
 from .registry.auth import RegistryAuth, is_loopback
 from .resource import DOCKER_HUB, Resource, normalise_registry
 
-__all__ = ["create_client", "create_sync_client", "registry_base_url", "ssl_context"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "RegistryClient",
+    "create_client",
+    "create_sync_client",
+    "registry_base_url",
+    "ssl_context",
+]
 
 _PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
@@ -69,6 +78,62 @@ def _settings(
     return auth, tls, insecure
 
 
+DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+"""Connection limits of :func:`create_client`: keep every connection it opens alive.
+
+httpx's default keeps 20 of 100 alive, so a pipeline running more than 20 requests at once
+keeps opening and closing connections (and TLS sessions); see docs/benchmarks.md."""
+
+log = logging.getLogger("asyncauth.client")
+
+
+class RegistryClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` :func:`create_client` returns; it says which transport it uses."""
+
+    transport_name: str = "httpx"
+
+    def __repr__(self) -> str:
+        return f"<RegistryClient transport={self.transport_name!r} auth={self.auth!r}>"
+
+
+def _running_library() -> str | None:
+    """``"asyncio"``, ``"trio"``, or ``None`` outside an event loop."""
+    try:
+        backend = anyio.lowlevel.current_token().backend_class.__name__
+    except RuntimeError:  # anyio's NoEventLoopError
+        return None
+    return {"AsyncIOBackend": "asyncio", "TrioBackend": "trio"}.get(backend, backend)
+
+
+def _transport_factory(
+    limits: httpx.Limits, trust_env: bool
+) -> tuple[str, Callable[[ssl.SSLContext | bool], httpx.AsyncBaseTransport]]:
+    """The fastest transport for the running event loop.
+
+    aiohttp's (``pip install 'asyncauth[fast]'``) under asyncio; otherwise httpx's own, which
+    also runs under trio. See docs/benchmarks.md for the measurements behind this.
+    """
+    if _running_library() == "asyncio":
+        try:
+            from httpx_aiohttp import AiohttpTransport
+        except ImportError:
+            pass
+        else:
+
+            def aiohttp(tls: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
+                transport: httpx.AsyncBaseTransport = AiohttpTransport(
+                    verify=tls, limits=limits, trust_env=trust_env
+                )
+                return transport
+
+            return "aiohttp", aiohttp
+
+    def default(tls: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
+        return httpx.AsyncHTTPTransport(verify=tls, limits=limits, trust_env=trust_env)
+
+    return "httpx", default
+
+
 def create_client(
     *,
     chain: Chain | None = None,
@@ -77,8 +142,13 @@ def create_client(
     verify: bool = True,
     insecure_registries: Iterable[str] = (),
     **httpx_kwargs: Any,
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` that authenticates to registries.
+) -> RegistryClient:
+    """An ``httpx.AsyncClient`` that authenticates to registries, on the fastest transport.
+
+    Called inside a running asyncio loop with the ``fast`` extra installed, it uses aiohttp's
+    transport (``httpx-aiohttp``); otherwise httpx's own (the one that runs under trio). Pass
+    ``transport=`` to choose yourself; ``repr(client)`` and ``client.transport_name`` say which
+    was picked. ``limits`` defaults to :data:`DEFAULT_LIMITS`.
 
     ``ca_cert_paths`` are trusted in addition to the system store (imgpkg's
     ``--registry-ca-cert-path``). ``insecure_registries`` (``host[:port]``) are reached without
@@ -88,10 +158,24 @@ def create_client(
     auth, tls, insecure = _settings(
         chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
     )
+    limits = httpx_kwargs.pop("limits", DEFAULT_LIMITS)
+    trust_env = httpx_kwargs.get("trust_env", True)
     mounts: dict[str, httpx.AsyncBaseTransport | None] = dict(httpx_kwargs.pop("mounts", {}))
+    transport = httpx_kwargs.pop("transport", None)
+    if transport is None:
+        name, make = _transport_factory(limits, trust_env)
+        transport = make(tls)
+    else:
+        name = type(transport).__name__
+        make = lambda tls: httpx.AsyncHTTPTransport(  # noqa: E731
+            verify=tls, limits=limits, trust_env=trust_env
+        )
     for registry in insecure:
-        mounts.setdefault(f"https://{registry}", httpx.AsyncHTTPTransport(verify=False))
-    return httpx.AsyncClient(auth=auth, verify=tls, mounts=mounts, **httpx_kwargs)
+        mounts.setdefault(f"https://{registry}", make(False))
+    client = RegistryClient(auth=auth, transport=transport, mounts=mounts, **httpx_kwargs)
+    client.transport_name = name
+    log.debug("create_client: %s transport (event loop: %s)", name, _running_library())
+    return client
 
 
 def create_sync_client(
@@ -108,6 +192,7 @@ def create_sync_client(
         chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
     )
     mounts: dict[str, httpx.BaseTransport | None] = dict(httpx_kwargs.pop("mounts", {}))
+    httpx_kwargs.setdefault("limits", DEFAULT_LIMITS)
     for registry in insecure:
         mounts.setdefault(f"https://{registry}", httpx.HTTPTransport(verify=False))
     return httpx.Client(auth=auth, verify=tls, mounts=mounts, **httpx_kwargs)
@@ -129,6 +214,6 @@ async def registry_base_url(
         return https
     try:
         await client.get(f"{https}/v2/", auth=None, follow_redirects=False)
-    except httpx.ConnectError:
+    except httpx.TransportError:  # aiohttp's transport reports TLS failures as ConnectTimeout
         return f"http://{resource.registry}"
     return https

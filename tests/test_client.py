@@ -84,7 +84,8 @@ async def test_without_the_ca_the_certificate_is_refused(
 ) -> None:
     registry, image = tls_registry
     async with create_client(chain=flags(peer_accounts)) as http:
-        with pytest.raises(httpx.ConnectError) as caught:
+        # httpx reports ConnectError, httpx-aiohttp (asyncio's default here) ConnectTimeout.
+        with pytest.raises(httpx.TransportError) as caught:
             await http.get(registry.url + image.manifest_path)
     # The reason sits in the exception chain (trio wraps it one level deeper than asyncio).
     chain: list[BaseException] = []
@@ -107,7 +108,7 @@ async def test_insecure_registry_skips_verification_for_that_host_only(
     async with create_client(
         chain=flags(peer_accounts), insecure_registries=["127.0.0.1:1"]
     ) as http:
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx.TransportError):
             await http.get(registry.url + image.manifest_path)
 
 
@@ -287,3 +288,23 @@ def test_manifest_command_not_found(
     result = run(["manifest", f"{token_registry.host}/peers/app:missing"], env, tmp_path)
     assert result.returncode == 1
     assert "404" in result.stderr
+
+
+# --- which transport ------------------------------------------------------------------------
+
+
+async def test_create_client_picks_the_fastest_transport_for_the_loop(
+    anyio_backend: str,
+) -> None:
+    async with create_client() as client:
+        expected = "aiohttp" if anyio_backend == "asyncio" else "httpx"
+        assert client.transport_name == expected
+        assert f"transport={expected!r}" in repr(client)
+
+
+def test_create_client_outside_a_loop_and_with_a_transport_of_ones_own() -> None:
+    assert create_client().transport_name == "httpx"
+    mine = httpx.AsyncHTTPTransport()
+    client = create_client(transport=mine)
+    assert client.transport_name == "AsyncHTTPTransport"
+    assert client._transport is mine
