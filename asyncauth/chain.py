@@ -18,6 +18,10 @@ refine how the chain treats it:
     same answer (``None``: do not cache this one). Concurrent lookups of one key share one
     in-flight call (single-flight), and answers are kept until the credential's ``expires_at``
     or for ``cache_ttl`` seconds (default :data:`DEFAULT_CACHE_TTL`).
+``claims(resource)``
+    a pure, cheap predicate: ``False`` means "not my host", and the resolver is not even
+    started (the trace says ``no match``). The cloud resolvers use it, so that a Docker Hub
+    lookup costs no task per cloud.
 ``explain(resource)``
     a short, secret-free note on *why* it matched, shown in the trace.
 ``disable_hint``
@@ -160,6 +164,11 @@ class Chain:
         decided = len(slots)
         async with anyio.create_task_group() as tg:
             for index, resolver in enumerate(self.resolvers):
+                claims = getattr(resolver, "claims", None)
+                if claims is not None and not claims(resource):
+                    slots[index].outcome, slots[index].detail = Outcome.NO_MATCH, "not its host"
+                    slots[index].done.set()
+                    continue
                 tg.start_soon(self._run, index, resolver, resource, slots[index], deadline)
             for index, slot in enumerate(slots):
                 await slot.done.wait()

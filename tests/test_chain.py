@@ -323,3 +323,20 @@ async def test_cancelled_lookup_is_taken_over_by_the_next_caller() -> None:
     assert results == {"high": A, "low": B}
     assert counting.calls == 2
     assert counting.cancelled
+
+
+async def test_a_resolver_that_does_not_claim_the_host_is_not_started() -> None:
+    class Cloud(Fake):
+        def claims(self, resource: Resource) -> bool:
+            return resource.registry.endswith(".cloud.example")
+
+    cloud = Cloud("cloud", delay=5.0, answer=A)
+    resolution = await Chain([cloud, Fake("last", answer=B)]).resolve("gcr.io/a")
+    assert resolution.credential == B
+    assert cloud.calls == 0
+    assert (resolution.trace[0].outcome, resolution.trace[0].detail) == (
+        Outcome.NO_MATCH,
+        "not its host",
+    )
+    resolution = await Chain([Cloud("cloud", answer=A)]).resolve("r.cloud.example/a")
+    assert resolution.credential == A

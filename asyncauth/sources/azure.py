@@ -447,6 +447,10 @@ class AzureResolver:
                     await recorder.close()
         return token, tenant
 
+    def claims(self, resource: Resource) -> bool:
+        """Whether ``resource`` is on a registry this cloud serves (pure; no I/O)."""
+        return claims_azure(resource)
+
     async def resolve(self, resource: Resource) -> Credential | None:
         if not claims_azure(resource):
             return None

@@ -157,6 +157,10 @@ class ECRResolver:
             "with the AWS credential chain"
         )
 
+    def claims(self, resource: Resource) -> bool:
+        """Whether ``resource`` is on a registry this cloud serves (pure; no I/O)."""
+        return claims_ecr(resource) is not None
+
     async def resolve(self, resource: Resource) -> Credential | None:
         host = claims_ecr(resource)
         if host is None:

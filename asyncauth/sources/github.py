@@ -45,6 +45,10 @@ class GitHubResolver:
     def __repr__(self) -> str:
         return f"GitHubResolver({self.credential!r})"
 
+    def claims(self, resource: Resource) -> bool:
+        """Whether ``resource`` is on a registry this cloud serves (pure; no I/O)."""
+        return claims_github(resource)
+
     async def resolve(self, resource: Resource) -> Credential | None:
         return self.credential if claims_github(resource) else None
 

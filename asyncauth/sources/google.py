@@ -168,6 +168,10 @@ class GoogleResolver:
             return await anyio.to_thread.run_sync(_gce_product_name)
         return response.status_code == 200 and response.headers.get("metadata-flavor") == "Google"
 
+    def claims(self, resource: Resource) -> bool:
+        """Whether ``resource`` is on a registry this cloud serves (pure; no I/O)."""
+        return claims_google(resource)
+
     async def resolve(self, resource: Resource) -> Credential | None:
         if not claims_google(resource):
             return None
