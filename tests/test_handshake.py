@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -460,3 +461,41 @@ async def test_bearer_token_for_curl(
             headers={"Authorization": pull, **ACCEPT},
         )
         assert response.status_code == 200
+
+
+def test_sync_clients_in_threads_with_the_default_chain(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    seeded_repositories: list[PushedImage],
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """Each thread's lookup runs its own short event loop; the default chain's caches (Docker
+    config, helpers, clouds) must not be shared between two loops at once (it hung before)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asyncauth import default_chain
+
+    user, password = peer_accounts.writer
+    environ = {
+        "HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "IMGPKG_REGISTRY_HOSTNAME": token_registry.host,
+        "IMGPKG_REGISTRY_USERNAME": user,
+        "IMGPKG_REGISTRY_PASSWORD": password,
+    }
+    auth = RegistryAuth(default_chain(environ=environ))
+    with httpx.Client(auth=auth, headers=ACCEPT, timeout=30.0) as http:
+
+        def get(i: int) -> int:
+            image = seeded_repositories[i % 20]
+            return http.get(token_registry.url + image.manifest_path).status_code
+
+        pool = ThreadPoolExecutor(32)
+        try:
+            futures = [pool.submit(get, i) for i in range(320)]
+            # A bounded wait: a regression here is a deadlock, which must fail, not hang.
+            assert [f.result(timeout=60) for f in futures] == [200] * 320
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+    assert token_issuer.total == 20

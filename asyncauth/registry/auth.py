@@ -77,6 +77,11 @@ MAX_TOKEN_RESPONSE = 1 << 20
 TOKEN_MARGIN = 10.0
 """Seconds before expiry at which a cached token is no longer sent."""
 _RETRY_ERRORS = frozenset({"invalid_token", "insufficient_scope"})
+_SYNC_LOOP = threading.Lock()
+"""Sync clients run the (async) chain with ``anyio.run``, one short event loop per lookup.
+Two threads' loops must not share the chain's single-flight events (an event set in one loop
+never wakes a task in another), so those loops take turns. Lookups are cached per repository,
+so the turns are rare."""
 
 
 # --- where a request goes -----------------------------------------------------------------
@@ -368,7 +373,8 @@ class RegistryAuthBase:
                 elif isinstance(effect, _Resolve):
                     value = self._resolve_sync(effect.resource)
                 elif isinstance(effect, _Headers):
-                    value = anyio.run(self._config_headers)
+                    with _SYNC_LOOP:
+                        value = anyio.run(self._config_headers)
                 else:
                     value = _acquire_sync(effect.table, effect.key)
         finally:
@@ -472,7 +478,8 @@ class RegistryAuthBase:
         if not isinstance(got, _Lead):
             return got
         try:
-            resolution = anyio.run(self.chain.resolve, resource)
+            with _SYNC_LOOP:
+                resolution = anyio.run(self.chain.resolve, resource)
         except BaseException as exc:
             got.release(exc)
             raise

@@ -411,7 +411,9 @@ class AzureResolver:
 
     async def _aad_token(self, client: httpx.AsyncClient, host: str) -> tuple[Any, str | None]:
         """An Azure AD token for ACR and the tenant it is from; ``None`` if nothing is set up."""
-        identity, unavailable, errors, adapter = await anyio.to_thread.run_sync(_import_azure)
+        identity, unavailable, errors, adapter = await anyio.to_thread.run_sync(
+            _import_azure, abandon_on_cancel=True
+        )
         if self.config is not None and self.config.resource_manager_endpoint:
             cloud = await self._stack_cloud(client, self.config.resource_manager_endpoint)
         else:

@@ -165,11 +165,16 @@ class ECRResolver:
         host = claims_ecr(resource)
         if host is None:
             return None
-        # Importing botocore takes most of a second: keep the event loop free meanwhile.
-        session_mod, config_mod, errors, aws = await anyio.to_thread.run_sync(_import_aws)
+        # Importing botocore takes most of a second: keep the event loop free meanwhile. Both
+        # steps are idempotent, so a timeout abandons the thread rather than waiting for it
+        # (it finishes in the background and the next lookup reuses its work): the chain's
+        # timeout stays a hard bound.
+        session_mod, config_mod, errors, aws = await anyio.to_thread.run_sync(
+            _import_aws, abandon_on_cancel=True
+        )
 
         service = "ecr-public" if host.public else "ecr"
-        loader = await anyio.to_thread.run_sync(_warm_loader, service)
+        loader = await anyio.to_thread.run_sync(_warm_loader, service, abandon_on_cancel=True)
         session = session_mod.AioSession()
         session.register_component("data_loader", loader)
         if not self.load_config:

@@ -176,7 +176,7 @@ class GoogleResolver:
         if not claims_google(resource):
             return None
         # Importing google-auth reads files; keep the event loop free meanwhile.
-        _, transport = await anyio.to_thread.run_sync(_import_google)
+        _, transport = await anyio.to_thread.run_sync(_import_google, abandon_on_cancel=True)
         async with client_for(self.transport) as client:
             if not adc_file_configured() and not await self._metadata_server_answers(client):
                 return None
