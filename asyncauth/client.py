@@ -108,12 +108,14 @@ def _running_library() -> str | None:
 def _transport_factory(
     limits: httpx.Limits, trust_env: bool
 ) -> tuple[str, Callable[[ssl.SSLContext | bool], httpx.AsyncBaseTransport]]:
-    """The fastest transport for the running event loop.
+    """The fastest transport installed for the running event loop.
 
-    aiohttp's (``pip install 'asyncauth[fast]'``) under asyncio; otherwise httpx's own, which
-    also runs under trio. See docs/benchmarks.md for the measurements behind this.
+    Measured here (docs/benchmarks.md): under asyncio aiohttp's pool (``asyncauth[fast]``) is
+    fastest, then httpx2's, then httpx's own; under trio (no aiohttp) httpx2's, then httpx's.
+    httpx 0.28's pool loses most of its throughput beyond a few dozen concurrent requests.
     """
-    if _running_library() == "asyncio":
+    library = _running_library()
+    if library == "asyncio":
         try:
             from httpx_aiohttp import AiohttpTransport
         except ImportError:
@@ -127,6 +129,17 @@ def _transport_factory(
                 return transport
 
             return "aiohttp", aiohttp
+    if library is not None:
+        try:
+            from .transports.httpx2 import Httpx2Transport
+        except ImportError:
+            pass
+        else:
+
+            def httpx2(tls: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
+                return Httpx2Transport(verify=tls, limits=limits, trust_env=trust_env)
+
+            return "httpx2", httpx2
 
     def default(tls: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
         return httpx.AsyncHTTPTransport(verify=tls, limits=limits, trust_env=trust_env)
@@ -145,8 +158,9 @@ def create_client(
 ) -> RegistryClient:
     """An ``httpx.AsyncClient`` that authenticates to registries, on the fastest transport.
 
-    Called inside a running asyncio loop with the ``fast`` extra installed, it uses aiohttp's
-    transport (``httpx-aiohttp``); otherwise httpx's own (the one that runs under trio). Pass
+    Called inside a running event loop it picks the fastest transport installed for it: under
+    asyncio aiohttp's (``asyncauth[fast]``), else httpx2's pool (``asyncauth[httpx2]``, also
+    under trio), else httpx's own — which is also the choice outside a running loop. Pass
     ``transport=`` to choose yourself; ``repr(client)`` and ``client.transport_name`` say which
     was picked. ``limits`` defaults to :data:`DEFAULT_LIMITS`.
 

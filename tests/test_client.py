@@ -9,7 +9,7 @@ import os
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -297,7 +297,7 @@ async def test_create_client_picks_the_fastest_transport_for_the_loop(
     anyio_backend: str,
 ) -> None:
     async with create_client() as client:
-        expected = "aiohttp" if anyio_backend == "asyncio" else "httpx"
+        expected = "aiohttp" if anyio_backend == "asyncio" else "httpx2"
         assert client.transport_name == expected
         assert f"transport={expected!r}" in repr(client)
 
@@ -308,3 +308,40 @@ def test_create_client_outside_a_loop_and_with_a_transport_of_ones_own() -> None
     client = create_client(transport=mine)
     assert client.transport_name == "AsyncHTTPTransport"
     assert client._transport is mine
+
+
+async def test_the_picked_transport_carries_the_whole_handshake(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    oci_image: OCIImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """aiohttp's transport under asyncio, the httpx2 bridge under trio: pulls, a streamed push,
+    token requests and the 401 all go through it."""
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        sent += 1
+        yield oci_image.manifest[:10]
+        yield oci_image.manifest[10:]
+
+    async with create_client(chain=flags(peer_accounts), headers=ACCEPT) as http:
+        url = token_registry.url + token_registry_image.manifest_path
+        response = await http.get(url)
+        assert response.status_code == 200
+        assert response.content == oci_image.manifest
+        response = await http.put(
+            f"{token_registry.url}/v2/peers/app/manifests/bridged",
+            content=body(),
+            headers={"Content-Type": oci_image.media_type},
+        )
+        assert response.status_code == 201, response.text
+        async with http.stream("GET", url) as streamed:
+            assert b"".join([chunk async for chunk in streamed.aiter_bytes()]) == oci_image.manifest
+    assert sent == 1
+    assert token_issuer.scope_counts() == {
+        "repository:peers/app:pull": 1,
+        "repository:peers/app:pull,push": 1,
+    }
