@@ -26,9 +26,9 @@ SYSTEM_TOOLS = {
 }
 
 
-def ensure_system_tools(session: nox.Session) -> None:
-    """Install the Debian packages of missing test peers (as root, or through sudo)."""
-    missing = sorted({pkg for tool, pkg in SYSTEM_TOOLS.items() if shutil.which(tool) is None})
+def ensure_system_tools(session: nox.Session, tools: dict[str, str] = SYSTEM_TOOLS) -> None:
+    """Install the Debian packages of missing tools (as root, or through sudo)."""
+    missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool) is None})
     if not missing:
         return
     prefix: list[str] = []
@@ -68,8 +68,25 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
+# What the benchmarks compare asyncauth with (bench session only, never the package's deps).
+BENCH_PEERS = [
+    "httpx-aiohttp",  # httpx on aiohttp's transport
+    "aiohttp",  # the limit: raw aiohttp with pre-fetched tokens
+    "oras",  # oras-py
+    "aioregistry",
+    "docker-registry-client-async",
+    "matplotlib",  # the plot
+]
+BENCH_SYSTEM_TOOLS = {"ab": "apache2-utils", **SYSTEM_TOOLS}
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: medians and ratios measured in one run; results under benchmarks/results/."""
-    session.install("-e", ".[test]")
+    """Benchmarks: medians and ratios measured in one run; results under benchmarks/results/.
+
+    ``nox -s bench`` is the full run (under 10 minutes on 2 cores; it also rewrites the table in
+    docs/benchmarks.md), ``nox -s bench -- --quick`` a smoke run (under 2 minutes).
+    """
+    ensure_system_tools(session, BENCH_SYSTEM_TOOLS)
+    session.install("-e", ".[test,all]", *BENCH_PEERS)
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,40 +1,182 @@
-"""Run every benchmark and write results/latest.json and results/latest.md."""
+"""Run the benchmarks; write results/latest.json, latest.md, latest.png (and the docs page).
+
+    python -m benchmarks            # the full run (< 10 minutes on 2 cores)
+    python -m benchmarks --quick    # a smoke run (< 2 minutes)
+    nox -s bench [-- --quick]       # the same, with the peers and matplotlib installed
+
+Every process it starts (token issuer, registry, workers, ab, the resolution worker) is stopped
+on the way out, also on errors and Ctrl-C; all traffic stays on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
+import shlex
+import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import resolution
+from . import overhead, pipeline, report, resolution
 
-RESULTS = Path(__file__).parent / "results"
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
+DOCS_PLOT = HERE.parent / "docs" / "benchmarks.png"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _settings(args: argparse.Namespace) -> pipeline.Settings:
+    if args.quick:
+        settings = pipeline.Settings(
+            rounds=2,
+            headline_seconds=1.0,
+            side_seconds=0.6,
+            concurrency=(pipeline.HEADLINE,),
+            limits=False,
+            head=False,
+            peer_concurrency=(pipeline.HEADLINE,),
+            sync_concurrency=(32,),
+        )
+    else:
+        settings = pipeline.Settings()
+    if args.rounds:
+        settings.rounds = args.rounds
+    if args.requests:
+        settings.requests = args.requests
+    if args.repositories:
+        settings.repositories = args.repositories
+    if args.seconds is not None:
+        settings.seconds = settings.headline_seconds = settings.side_seconds = args.seconds
+    if args.concurrency:
+        settings.concurrency = tuple(args.concurrency)
+    return settings
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found.group(1) if found else "?"
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in (
+        "asyncauth",
+        "httpx",
+        "httpcore",
+        "httpx2",
+        "httpx-aiohttp",
+        "aiohttp",
+        "anyio",
+        "trio",
+        "oras",
+        "aioregistry",
+        "docker-registry-client-async",
+    ):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _update_docs(markdown: str) -> bool:
+    """Replace the generated block of docs/benchmarks.md; False if the page has no markers."""
+    if not DOCS_PAGE.exists():
+        return False
+    text = DOCS_PAGE.read_text()
+    if START not in text or END not in text:
+        return False
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    DOCS_PAGE.write_text(f"{head}{START}\n{markdown}\n{END}{tail}")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    machine = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": __import__("os").cpu_count(),
-        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    results: dict[str, Any] = {"machine": machine, "resolution": resolution.run(quick=args.quick)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    markdown = resolution.markdown(results["resolution"])
-    (args.out / "latest.md").write_text(
-        f"Machine: {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"{machine['when']}\n\n{markdown}\n"
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smoke run, under 2 minutes")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
+    parser.add_argument("--only", choices=("pipeline", "resolution", "overhead"), action="append")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--requests", type=int, help="requests per measurement (default 10000)")
+    parser.add_argument("--repositories", type=int, help="R (default 100)")
+    parser.add_argument(
+        "--seconds", type=float, help="window of every measurement; 0: none (N requests each)"
     )
+    parser.add_argument("--concurrency", type=int, nargs="+")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md (full runs do)"
+    )
+    args = parser.parse_args(argv)
+    only = set(args.only or ("pipeline", "resolution", "overhead"))
+    # SIGTERM (nox, CI, a timeout) must unwind through the finally blocks that stop processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    started = time.perf_counter()
+    command = "python -m benchmarks" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
+    results: dict[str, Any] = {
+        "machine": _machine(),
+        "versions": _versions(),
+        "command": command.strip(),
+    }
+    if "pipeline" in only:
+        from .stack import running_stack
+
+        settings = _settings(args)
+        print(f"pipeline: {settings}", flush=True)
+        with running_stack(settings.repositories) as stack:
+            outcome = pipeline.run(stack, settings)
+        results["pipeline"] = {
+            "settings": asdict(settings),
+            "seconds": outcome.seconds,
+            **pipeline.summarise(outcome),
+            "measurements": [asdict(m) for m in outcome.measurements],
+        }
+    if "overhead" in only:
+        print("overhead: auth CPU per request (MockTransport)", flush=True)
+        results["overhead"] = overhead.run(quick=args.quick)
+    if "resolution" in only:
+        print("resolution: default_chain, IaaS black-holed, single-flight", flush=True)
+        results["resolution"] = resolution.run(quick=args.quick)
+    results["seconds"] = time.perf_counter() - started
+    results["targets"] = report.targets(results)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    plots = [args.out / "latest.png"]
+    docs = not args.no_docs and not args.quick and args.out == RESULTS and len(only) == 3
+    if docs:
+        plots.append(DOCS_PLOT)
+    problem = report.plot(results, plots)
+    markdown = report.markdown(results)
+    if problem:
+        markdown += f"\n\n{problem}\n"
+    (args.out / "latest.md").write_text(markdown + "\n")
+    if docs and not _update_docs(markdown):
+        print(f"note: {DOCS_PAGE} has no {START} block; not updated", flush=True)
     print(markdown)
+    print(f"\nwritten: {args.out}/latest.json, latest.md, latest.png ({results['seconds']:.0f} s)")
     return 0
 
 

@@ -374,7 +374,10 @@ class RegistryAuthBase:
                     value = self._resolve_sync(effect.resource)
                 elif isinstance(effect, _Headers):
                     with _SYNC_LOOP:
-                        value = anyio.run(self._config_headers)
+                        # Another thread may have read them while this one waited its turn.
+                        value = self._headers
+                        if value is None:
+                            value = anyio.run(self._config_headers)
                 else:
                     value = _acquire_sync(effect.table, effect.key)
         finally:

@@ -1,0 +1,185 @@
+"""Run each measurement in a process of its own and print its numbers as one JSON line.
+
+A fresh process per measurement: no connection pool, token cache or event loop survives from one
+measurement to the next (each builds its client and ``RegistryAuth`` afresh: a cold cache). The
+harness runs ``--serve``, which imports the client libraries once and forks a child per job.
+When a measurement's window closes the child prints its numbers and ends at once, without
+unwinding the requests still in flight.
+
+Memory: ``rss_peak_kib`` is the process's high-water mark (``ru_maxrss``) and ``rss_delta_kib``
+that minus the RSS just before the first request.
+
+    python -m benchmarks.worker --serve < jobs.jsonl   # what the harness does
+    python -m benchmarks.worker --job job.json         # one job by hand (py-spy, pyinstrument)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import clients
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of ``values``; NaN for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _prepare(job: dict[str, Any]) -> None:
+    """Import what the job's client needs, so the memory baseline includes it."""
+    import anyio  # noqa: F401
+
+    if job.get("backend") == "trio":
+        import trio  # noqa: F401
+    if job.get("transport") == "httpx2":
+        import httpx2  # noqa: F401
+
+        import asyncauth.httpx2
+    if job.get("transport") == "httpx-aiohttp":
+        import httpx_aiohttp  # noqa: F401
+    if job["client"] in ("httpx", "httpx-sync"):
+        import httpx  # noqa: F401
+
+        import asyncauth  # noqa: F401
+
+
+def result_of(job: dict[str, Any], tally: clients.Tally, base_kib: int) -> dict[str, Any]:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    elapsed = tally.elapsed
+    latencies = tally.latencies + tally.unfinished
+    # Steady state: completions in the second half of the run (after the cold start).
+    half = elapsed / 2
+    late = sum(1 for t in tally.ends if t >= half)
+    return {
+        "elapsed_s": elapsed,
+        "completed": len(tally.latencies),
+        "started": tally.started,
+        "repositories_answered": len(tally.answered),
+        "ok": tally.ok,
+        "errors": tally.errors,
+        "unfinished": len(tally.unfinished),
+        "window_closed": tally.window_closed,
+        "error_samples": tally.error_samples,
+        "rps": tally.ok / elapsed if elapsed > 0 else 0.0,
+        "steady_rps": late / (elapsed - half) if elapsed > 0 else 0.0,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+        "unauthorized": tally.statuses.get(401, 0),
+        "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
+        "rss_base_kib": base_kib,
+        "rss_peak_kib": peak,
+        "rss_delta_kib": max(0, peak - base_kib),
+        **tally.extra,
+    }
+
+
+def _emit(result: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def run(job: dict[str, Any]) -> None:
+    """Run ``job``; print its result; when its window closes, print and end the process."""
+    import anyio
+
+    _prepare(job)
+    base = _rss_kib()
+
+    def on_window(tally: clients.Tally) -> None:
+        _emit(result_of(job, tally, base))
+        sys.stderr.flush()
+        os._exit(0)  # no unwinding of in-flight requests: it is not measured, and can be slow
+
+    job = {**job, "_on_window": on_window}
+    _emit({"ready": True})  # the harness times the window from here
+    name = job["client"]
+    if name in clients.ASYNC_CLIENTS:
+        tally = anyio.run(clients.ASYNC_CLIENTS[name], job, backend=job.get("backend", "asyncio"))
+    else:
+        tally = clients.SYNC_CLIENTS[name](job)
+    _emit(result_of(job, tally, base))
+
+
+def _run_guarded(job: dict[str, Any]) -> None:
+    try:
+        run(job)
+    except Exception as exc:
+        _emit({"failed": f"{type(exc).__name__}: {exc}"[:500]})
+
+
+def serve() -> None:
+    """Import every client library once, then fork a fresh child per job line on stdin.
+
+    Each measurement still runs in a process of its own (a forked child: no pool, cache or event
+    loop from another run; none was ever created in this parent), without paying a second of
+    imports per measurement. The child's first line carries its pid, so the harness can stop a
+    child whose event loop is too busy to close its window.
+    """
+    for name in CLIENT_MODULES:
+        with contextlib.suppress(ImportError):  # that client's jobs then fail in the child
+            __import__(name)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _emit({"child": os.getpid()})
+                _run_guarded(job)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+
+CLIENT_MODULES = (
+    "anyio",
+    "trio",
+    "httpx",
+    "httpx2",
+    "aiohttp",
+    "httpx_aiohttp",
+    "asyncauth",
+    "asyncauth.httpx2",
+    "oras.provider",
+    "aioregistry",
+    "docker_registry_client_async",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    parser.add_argument("--job", type=Path, help="the job as a JSON file (default: stdin)")
+    parser.add_argument("--serve", action="store_true", help="fork a child per job line")
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve()
+        return 0
+    job = json.loads(args.job.read_text() if args.job is not None else sys.stdin.readline())
+    _run_guarded(job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
