@@ -43,51 +43,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests/ is part of the repository, not of the package
+    sys.path.insert(0, str(ROOT))
+
+from tests.peers.clouds import BlackHole  # noqa: E402
+
 HELPER = "benchcount"
 ECR_REGION = "us-west-2"
 REGISTRIES = 50
 
 # --- peers in the harness process ---------------------------------------------------------------
-
-
-class BlackHole:
-    """A loopback socket that accepts connections and never sends a byte."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(256)
-        self._held: list[socket.socket] = []
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
-        self.accepted = 0
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self._sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        self._sock.settimeout(0.1)
-        while not self._stopped.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(conn)
-
-    def __enter__(self) -> BlackHole:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=2)
-        for conn in self._held:
-            conn.close()
-        self._sock.close()
+# BlackHole (accepts, never answers) is the test suite's: tests/peers/clouds.py.
 
 
 class ECRStandIn:

@@ -586,14 +586,19 @@ class BlackHole:
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
+        self._sock.listen(256)
         self._held: list[socket.socket] = []
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="BlackHole", daemon=True)
+        self.accepted = 0
 
     @property
     def port(self) -> int:
         return int(self._sock.getsockname()[1])
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -608,6 +613,7 @@ class BlackHole:
                 continue
             except OSError:
                 return
+            self.accepted += 1
             self._held.append(conn)
 
     def __enter__(self) -> Self:
