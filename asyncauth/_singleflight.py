@@ -60,6 +60,15 @@ class SingleFlightCache(Generic[V]):
         self._values.move_to_end(key)
         return True, item[1]
 
+    def put(self, key: Hashable, value: V, ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds (``<= 0``: do not), computed elsewhere."""
+        if ttl <= 0:
+            return
+        self._values[key] = (self._clock() + ttl, value)
+        self._values.move_to_end(key)
+        while len(self._values) > self._maxsize:
+            self._values.popitem(last=False)
+
     def invalidate(self, key: Hashable) -> None:
         self._values.pop(key, None)
 
@@ -98,12 +107,7 @@ class SingleFlightCache(Generic[V]):
             raise
         else:
             flight.value = value
-            ttl = ttl_of(value)
-            if ttl > 0:
-                self._values[key] = (self._clock() + ttl, value)
-                self._values.move_to_end(key)
-                while len(self._values) > self._maxsize:
-                    self._values.popitem(last=False)
+            self.put(key, value, ttl_of(value))
         finally:
             del self._flights[key]
             flight.done.set()

@@ -21,6 +21,7 @@ from asyncauth import (
     ChallengeError,
     Credential,
     InsecureTransportError,
+    Resource,
     TokenResponseError,
 )
 from asyncauth.registry.auth import RegistryAuth
@@ -192,3 +193,43 @@ def test_repr_hides_nothing_secret() -> None:
     auth = RegistryAuth(Chain([Fixed(Credential("bob", SECRET))]), insecure_registries=["a.io"])
     assert_hidden(repr(auth), SECRET)
     assert "a.io" in repr(auth)
+
+
+async def test_cancelled_credential_lookup_does_not_cancel_the_others() -> None:
+    """The task resolving credentials for a repository is cancelled while others wait for the
+    same lookup: they must take it over, not inherit its cancellation."""
+    import anyio
+
+    class Slow:
+        name = "slow"
+        calls = 0
+
+        async def resolve(self, resource: Resource) -> Credential | None:
+            Slow.calls += 1
+            await anyio.sleep(0.3)
+            return Credential("bob", SECRET)
+
+    stand_in = StandIn()
+    auth = RegistryAuth(Chain([Slow()]))
+    url = "https://registry.example.com/v2/org/app/manifests/v1"
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(stand_in)) as http:
+        statuses: list[int] = []
+        leader_scope = anyio.CancelScope()
+
+        async def leader() -> None:
+            with leader_scope:
+                await http.get(url)
+
+        async def follower() -> None:
+            statuses.append((await http.get(url)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leader)
+            await anyio.sleep(0.1)  # the leader now resolves the credential (0.3 s)
+            tg.start_soon(follower)
+            tg.start_soon(follower)
+            await anyio.sleep(0.05)
+            leader_scope.cancel()
+    assert leader_scope.cancelled_caught
+    assert statuses == [200, 200]
+    assert Slow.calls == 2  # the cancelled lookup, and one follower's for both

@@ -29,7 +29,6 @@ import ipaddress
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -40,7 +39,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -49,6 +48,7 @@ import anyio
 import httpx
 
 from .._errors import AsyncAuthError, AuthenticationError, InsecureTransportError
+from .._singleflight import SingleFlightCache
 from ..chain import Chain, Resolution
 from ..credentials import Credential
 from ..resource import Resource, normalise_registry
@@ -192,7 +192,7 @@ class _Lead:
     lock: threading.Lock | None = None
 
     def release(self, error: BaseException | None = None) -> None:
-        """Wake the waiters: with ``error`` they raise it, without they look again."""
+        """Wake the waiters: with an ``Exception`` they raise it, otherwise they look again."""
         if self.lock is not None:
             with self.lock:
                 self._release(error)
@@ -202,7 +202,9 @@ class _Lead:
     def _release(self, error: BaseException | None) -> None:
         if self.flights.get(self.key) is self.flight:
             del self.flights[self.key]
-        self.flight.error = error
+        # Failures are shared; a cancellation is the leader's own business: waiters look again
+        # and one of them takes over.
+        self.flight.error = error if isinstance(error, Exception) else None
         self.flight.event.set()
 
 
@@ -228,32 +230,6 @@ class _Stats:
     challenges: int = 0
     retries: int = 0
     resolutions: int = 0
-
-
-@dataclass(slots=True)
-class _TokenStore:
-    maxsize: int
-    tokens: OrderedDict[TokenKey, Token] = field(default_factory=OrderedDict)
-
-    def fresh(self, key: Any) -> Token:
-        """The cached token for ``key`` if it is still fresh, else ``_MISSING``."""
-        token = self.tokens.get(key)
-        if token is None:
-            return _MISSING  # type: ignore[no-any-return]
-        if not token.is_fresh(time.time(), TOKEN_MARGIN):
-            self.tokens.pop(key, None)
-            return _MISSING  # type: ignore[no-any-return]
-        self.tokens.move_to_end(key)
-        return token
-
-    def put(self, key: TokenKey, token: Token) -> None:
-        self.tokens[key] = token
-        self.tokens.move_to_end(key)
-        while len(self.tokens) > self.maxsize:
-            self.tokens.popitem(last=False)
-
-    def drop(self, key: TokenKey) -> None:
-        self.tokens.pop(key, None)
 
 
 class RegistryAuthBase:
@@ -288,13 +264,15 @@ class RegistryAuthBase:
         self._max_token_response = max_token_response
         self._challenges: dict[str, Challenge | _Open] = {}
         self._targets: dict[tuple[str, bytes], _Target] = {}
-        self._tokens = _TokenStore(token_cache_size)
+        self._tokens = SingleFlightCache[Token](maxsize=token_cache_size)
         self._refresh_tokens: dict[tuple[str, str, str], str] = {}
-        self._resolutions: OrderedDict[Resource, tuple[float, Resolution]] = OrderedDict()
+        # Only its value store is used here: the flows' single-flight is _Table's (it also
+        # serves sync askers, which an anyio event cannot).
+        self._resolutions = SingleFlightCache[Resolution](maxsize=4096)
         self._discovery: _Table[Challenge | _Open] = _Table(
             lambda origin: self._challenges.get(origin, _MISSING)  # type: ignore[call-overload]
         )
-        self._token_table: _Table[Token] = _Table(self._tokens.fresh)
+        self._token_table: _Table[Token] = _Table(self._fresh_token)
         self._resolution_table: _Table[Resolution] = _Table(self._cached_resolution)
         self.stats = _Stats()
 
@@ -315,7 +293,7 @@ class RegistryAuthBase:
         self._challenges.clear()
         if self._headers_from_config:
             self._headers = None
-        self._tokens.tokens.clear()
+        self._tokens.clear()
         self._refresh_tokens.clear()
         self._resolutions.clear()
 
@@ -442,25 +420,20 @@ class RegistryAuthBase:
 
     # --- credentials ------------------------------------------------------------------------
 
+    def _fresh_token(self, key: Hashable) -> Token:
+        hit, token = self._tokens.peek(key)
+        return token if hit else _MISSING  # type: ignore[return-value]
+
     def _cached_resolution(self, resource: Hashable) -> Resolution:
-        item = self._resolutions.get(resource)  # type: ignore[call-overload]
-        if item is None:
-            return _MISSING  # type: ignore[no-any-return]
-        if item[0] <= time.monotonic():
-            self._resolutions.pop(resource, None)  # type: ignore[call-overload]
-            return _MISSING  # type: ignore[no-any-return]
-        resolution: Resolution = item[1]
-        return resolution
+        hit, resolution = self._resolutions.peek(resource)
+        return resolution if hit else _MISSING  # type: ignore[return-value]
 
     def _keep_resolution(self, resolution: Resolution) -> None:
         ttl = self._credential_ttl
         expires_at = resolution.credential.expires_at
         if expires_at is not None:
             ttl = min(ttl, expires_at - time.time() - TOKEN_MARGIN)
-        if ttl > 0:
-            self._resolutions[resolution.resource] = (time.monotonic() + ttl, resolution)
-            while len(self._resolutions) > 4096:
-                self._resolutions.popitem(last=False)
+        self._resolutions.put(resolution.resource, resolution, ttl)
 
     async def _resolve_async(self, resource: Resource) -> Resolution:
         got = await _acquire_async(self._resolution_table, resource)
@@ -637,13 +610,13 @@ class RegistryAuthBase:
     def _drop_token(
         self, target: _Target, challenge: Challenge, scopes: ScopeSet, credential: Credential
     ) -> None:
-        self._tokens.drop(self._token_key(target, challenge, scopes, credential))
+        self._tokens.invalidate(self._token_key(target, challenge, scopes, credential))
 
     def _token(
         self, target: _Target, challenge: Challenge, scopes: ScopeSet, resolution: Resolution
     ) -> Generator[_Effect, Any, Token]:
         key = self._token_key(target, challenge, scopes, resolution.credential)
-        fresh = self._tokens.fresh(key)
+        fresh = self._fresh_token(key)
         if fresh is not _MISSING:
             return fresh
         got = yield _Acquire(self._token_table, key)
@@ -652,9 +625,10 @@ class RegistryAuthBase:
         try:
             token = yield from self._fetch(target, challenge, scopes, resolution)
         except BaseException as exc:
-            got.release(exc if isinstance(exc, Exception) else None)
+            got.release(exc)
             raise
-        self._tokens.put(key, token)
+        # Kept until issued_at + lifetime minus the margin (Token.remaining is on the wall clock).
+        self._tokens.put(key, token, token.remaining(time.time(), TOKEN_MARGIN))
         got.release()
         return token
 
