@@ -6,6 +6,11 @@
 ('env', Credential(kind='basic', username='bot', password='****'))
 """
 
+from . import _compat
+from ._chain import Chain, Outcome, Resolution, Resolver, TraceEntry
+from ._client import create_client, create_sync_client, ssl_context
+from ._credentials import Credential
+from ._defaults import ChainOptions, default_chain, resolve
 from ._errors import (
     AsyncAuthError,
     AuthenticationError,
@@ -18,21 +23,17 @@ from ._errors import (
     ScopeError,
     TokenResponseError,
 )
+from ._registry.auth import RegistryAuth
+from ._resource import Resource
+from ._sources.azure import AzureResolver
+from ._sources.dockerconfig import DockerConfigResolver
+from ._sources.ecr import ECRResolver
+from ._sources.env import EnvResolver
+from ._sources.flags import FlagsResolver
+from ._sources.github import GitHubResolver
+from ._sources.google import GoogleResolver
+from ._sources.iaas import iaas_resolvers
 from ._version import __version__
-from .chain import Chain, Outcome, Resolution, Resolver, TraceEntry
-from .client import create_client, create_sync_client, ssl_context
-from .credentials import Credential
-from .defaults import ChainOptions, default_chain, resolve
-from .registry.auth import RegistryAuth
-from .resource import Resource
-from .sources.azure import AzureResolver
-from .sources.dockerconfig import DockerConfigResolver
-from .sources.ecr import ECRResolver
-from .sources.env import EnvResolver
-from .sources.flags import FlagsResolver
-from .sources.github import GitHubResolver
-from .sources.google import GoogleResolver
-from .sources.iaas import iaas_resolvers
 
 __all__ = [
     "AsyncAuthError",
@@ -69,3 +70,5 @@ __all__ = [
     "resolve",
     "ssl_context",
 ]
+
+_compat.install()

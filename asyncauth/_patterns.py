@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError, InvalidReferenceError
-from .resource import Resource, normalise_registry, split_host_port
+from ._resource import Resource, normalise_registry, split_host_port
 
 __all__ = ["RegistryPattern"]
 

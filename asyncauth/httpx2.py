@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import httpx2
 
-from .registry.auth import RegistryAuthBase
+from ._registry.auth import RegistryAuthBase
 
 __all__ = ["RegistryAuth"]
 

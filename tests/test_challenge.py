@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncauth import AsyncAuthError
-from asyncauth.registry.challenge import (
+from asyncauth._registry.challenge import (
     Challenge,
     ChallengeError,
     parse_challenges,
     quote,
     select_challenge,
 )
-from asyncauth.registry.scope import Scope, ScopeSet
+from asyncauth._registry.scope import Scope, ScopeSet
 
 from ._assertions import assert_hidden
 

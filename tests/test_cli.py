@@ -130,7 +130,7 @@ def test_empty_password_stdin(tmp_path: Path) -> None:
 def test_in_process_main(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asyncauth.cli import main
+    from asyncauth._cli import main
 
     for name in list(os.environ):
         if name.startswith("IMGPKG_"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from asyncauth import ConfigError, Credential, Resource
-from asyncauth.credential_helper import _Failure, answer, resource_for_server_url
+from asyncauth._credential_helper import _Failure, answer, resource_for_server_url
 
 from ._assertions import assert_hidden
 

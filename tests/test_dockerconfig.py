@@ -33,7 +33,7 @@ from asyncauth import (
     Resource,
 )
 from asyncauth._patterns import RegistryPattern
-from asyncauth.sources.dockerconfig import (
+from asyncauth._sources.dockerconfig import (
     DockerConfig,
     DockerConfigResolver,
     config_candidates,
@@ -41,7 +41,7 @@ from asyncauth.sources.dockerconfig import (
     lookup,
     parse_config,
 )
-from asyncauth.sources.helpers import (
+from asyncauth._sources.helpers import (
     HelperClient,
     HelperOutput,
     interpret_get,

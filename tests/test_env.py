@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from asyncauth import AsyncAuthError, ConfigError, Credential, EnvResolver, Resource
 from asyncauth._patterns import RegistryPattern
-from asyncauth.sources.env import parse_environ, select
+from asyncauth._sources.env import parse_environ, select
 
 from ._assertions import assert_hidden
 

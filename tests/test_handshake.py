@@ -20,7 +20,7 @@ from asyncauth import (
     Credential,
     FlagsResolver,
 )
-from asyncauth.registry.auth import RegistryAuth
+from asyncauth._registry.auth import RegistryAuth
 
 from ._assertions import assert_hidden
 from ._fakes import Fixed

@@ -24,7 +24,7 @@ from asyncauth import (
     Resource,
     TokenResponseError,
 )
-from asyncauth.registry.auth import RegistryAuth
+from asyncauth._registry.auth import RegistryAuth
 
 from ._assertions import assert_hidden
 from ._fakes import Fixed

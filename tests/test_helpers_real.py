@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from asyncauth import Chain, Credential, Outcome, Resource
-from asyncauth.sources.dockerconfig import DockerConfigResolver
+from asyncauth._sources.dockerconfig import DockerConfigResolver
 
 from ._assertions import assert_hidden
 from .peers import PeerAccounts, PushedImage, RegistryServer

@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from asyncauth import Chain, ConfigError, Outcome, Resource
-from asyncauth.sources.azure import (
+from asyncauth._sources.azure import (
     ACR_USERNAME,
     AzureResolver,
     load_azure_config,
     parse_azure_config,
 )
-from asyncauth.sources.iaas import iaas_resolvers
+from asyncauth._sources.iaas import iaas_resolvers
 from tests._assertions import assert_hidden
 
 from .peers.clouds import (

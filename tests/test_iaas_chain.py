@@ -14,10 +14,10 @@ import anyio
 import pytest
 
 from asyncauth import Chain, Outcome
-from asyncauth.sources.azure import ACR_USERNAME, AzureResolver
-from asyncauth.sources.ecr import ECRResolver
-from asyncauth.sources.google import USERNAME as GOOGLE_USERNAME
-from asyncauth.sources.google import GoogleResolver
+from asyncauth._sources.azure import ACR_USERNAME, AzureResolver
+from asyncauth._sources.ecr import ECRResolver
+from asyncauth._sources.google import USERNAME as GOOGLE_USERNAME
+from asyncauth._sources.google import GoogleResolver
 
 from .peers.clouds import (
     ECR_ACCOUNT,

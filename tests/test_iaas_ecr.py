@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from asyncauth import Chain, Credential, Outcome, ResolverError, Resource
-from asyncauth.sources.ecr import ECRResolver, decode_authorization_token, load_config_enabled
+from asyncauth._sources.ecr import ECRResolver, decode_authorization_token, load_config_enabled
 from tests._assertions import assert_hidden
 
 from .peers._tools import require_tool

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from asyncauth import ConfigError, Resource
-from asyncauth.sources.iaas import (
+from asyncauth._sources.iaas import (
     KEYCHAINS,
     ECRHost,
     active_keychains,
@@ -211,7 +211,7 @@ def test_host_claims_are_case_insensitive_through_resource_parsing() -> None:
 
 
 async def test_github_token_for_ghcr_only() -> None:
-    from asyncauth.sources.github import GitHubResolver
+    from asyncauth._sources.github import GitHubResolver
 
     token = "ghp_" + "s3cr3t" * 6
     resolver = GitHubResolver(environ={"GITHUB_TOKEN": token, "GITHUB_ACTOR": "octocat"})
@@ -225,7 +225,7 @@ async def test_github_token_for_ghcr_only() -> None:
 
 
 async def test_github_without_token_has_no_opinion_and_actor_defaults() -> None:
-    from asyncauth.sources.github import GitHubResolver
+    from asyncauth._sources.github import GitHubResolver
 
     assert await GitHubResolver(environ={}).resolve(Resource.parse("ghcr.io/o/a")) is None
     assert (
@@ -255,7 +255,7 @@ sys.meta_path.insert(0, NoSDKs())
 import anyio
 import asyncauth
 from asyncauth import Chain
-from asyncauth.sources import azure, ecr, github, google, iaas
+from asyncauth._sources import azure, ecr, github, google, iaas
 
 async def main():
     chain = Chain(iaas.iaas_resolvers(environ={}))

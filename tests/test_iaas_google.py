@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from asyncauth import Chain, ConfigError, Outcome, Resource
-from asyncauth.sources.google import USERNAME, GoogleResolver
+from asyncauth._sources.google import USERNAME, GoogleResolver
 from tests._assertions import assert_hidden
 
 from .peers.clouds import (
@@ -89,7 +89,7 @@ _CHILD = """
 import hashlib, json, sys
 import anyio
 from asyncauth import Chain
-from asyncauth.sources.google import GoogleResolver
+from asyncauth._sources.google import GoogleResolver
 
 async def main():
     resolution = await Chain([GoogleResolver()]).resolve(sys.argv[2])

@@ -33,3 +33,55 @@ def test_library_never_imports_asyncio() -> None:
         if re.search(r"^\s*(import asyncio|from asyncio\b)", path.read_text(), re.MULTILINE)
     ]
     assert offenders == []
+
+
+# The public API: what ``asyncauth`` exports, pinned so that a change to it is a decision.
+PUBLIC_NAMES = {
+    "AsyncAuthError",
+    "AuthenticationError",
+    "AzureResolver",
+    "Chain",
+    "ChainOptions",
+    "ChallengeError",
+    "ConfigError",
+    "Credential",
+    "DockerConfigResolver",
+    "ECRResolver",
+    "EnvResolver",
+    "FlagsResolver",
+    "GitHubResolver",
+    "GoogleResolver",
+    "InsecureTransportError",
+    "InvalidReferenceError",
+    "Outcome",
+    "RegistryAuth",
+    "Resolution",
+    "Resolver",
+    "ResolverError",
+    "ResolverUnavailableError",
+    "Resource",
+    "ScopeError",
+    "TokenResponseError",
+    "TraceEntry",
+    "__version__",
+    "create_client",
+    "create_sync_client",
+    "default_chain",
+    "iaas_resolvers",
+    "resolve",
+    "ssl_context",
+}
+
+
+def test_public_names_are_pinned() -> None:
+    import asyncauth
+
+    assert set(asyncauth.__all__) == PUBLIC_NAMES
+    assert all(hasattr(asyncauth, name) for name in asyncauth.__all__)
+
+
+def test_only_public_modules_lack_an_underscore() -> None:
+    public = {"__init__.py", "__main__.py", "httpx2.py", "aiohttp.py", "py.typed"}
+    package = ROOT / "asyncauth"
+    exposed = sorted(p.name for p in package.iterdir() if not p.name.startswith("_"))
+    assert set(exposed) <= public, exposed

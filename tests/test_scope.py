@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncauth import AsyncAuthError
-from asyncauth.registry.scope import (
+from asyncauth._registry.scope import (
     Scope,
     ScopeError,
     ScopeSet,

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncauth import AsyncAuthError, Credential
-from asyncauth.registry.challenge import Challenge, ChallengeError, parse_challenges
-from asyncauth.registry.scope import Scope, ScopeSet
-from asyncauth.registry.tokens import (
+from asyncauth._registry.challenge import Challenge, ChallengeError, parse_challenges
+from asyncauth._registry.scope import Scope, ScopeSet
+from asyncauth._registry.tokens import (
     DEFAULT_MARGIN,
     MIN_EXPIRES_IN,
     OAUTH_FALLBACK_STATUSES,

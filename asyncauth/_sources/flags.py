@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from .._credentials import Credential
 from .._errors import ConfigError
-from ..credentials import Credential
-from ..resource import Resource
+from .._resource import Resource
 
 __all__ = ["FlagsResolver", "flags_credential"]
 

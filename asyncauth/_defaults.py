@@ -8,13 +8,13 @@ from typing import TypedDict, Unpack
 
 import httpx
 
-from .chain import Chain, Resolver
-from .credentials import Credential
-from .resource import Resource
-from .sources.dockerconfig import DockerConfigResolver
-from .sources.env import EnvResolver
-from .sources.flags import FlagsResolver
-from .sources.iaas import iaas_resolvers
+from ._chain import Chain, Resolver
+from ._credentials import Credential
+from ._resource import Resource
+from ._sources.dockerconfig import DockerConfigResolver
+from ._sources.env import EnvResolver
+from ._sources.flags import FlagsResolver
+from ._sources.iaas import iaas_resolvers
 
 __all__ = ["ChainOptions", "default_chain", "resolve"]
 

@@ -38,10 +38,10 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
+from ._credentials import Credential
 from ._errors import ConfigError, ResolverUnavailableError
+from ._resource import Resource
 from ._singleflight import SingleFlightCache
-from .credentials import Credential
-from .resource import Resource
 
 __all__ = [
     "DEFAULT_CACHE_TTL",

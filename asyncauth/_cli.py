@@ -20,13 +20,13 @@ from typing import Any
 import anyio
 import httpx
 
+from ._chain import Chain, Resolution
+from ._client import create_client, registry_base_url
+from ._credentials import Credential
+from ._defaults import default_chain
 from ._errors import AsyncAuthError, ConfigError, InvalidReferenceError
-from .chain import Chain, Resolution
-from .client import create_client, registry_base_url
-from .credentials import Credential
-from .defaults import default_chain
-from .registry.auth import RegistryAuth
-from .resource import Resource
+from ._registry.auth import RegistryAuth
+from ._resource import Resource
 
 __all__ = ["main"]
 

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
+from .._credentials import Credential
 from .._errors import ResolverError
+from .._resource import DOCKER_HUB, Resource
 from .._singleflight import SingleFlightCache
-from ..credentials import Credential
-from ..resource import DOCKER_HUB, Resource
 
 __all__ = [
     "DEFAULT_HELPER_CACHE_TTL",

@@ -37,15 +37,15 @@ from typing import TextIO
 
 import anyio
 
+from ._chain import Chain, Resolver
+from ._credentials import Credential
+from ._defaults import default_chain
 from ._errors import AsyncAuthError
 from ._patterns import RegistryPattern
+from ._resource import Resource
+from ._sources.dockerconfig import DockerConfigResolver
+from ._sources.helpers import NOT_FOUND_MESSAGE, TOKEN_USERNAME
 from ._version import __version__
-from .chain import Chain, Resolver
-from .credentials import Credential
-from .defaults import default_chain
-from .resource import Resource
-from .sources.dockerconfig import DockerConfigResolver
-from .sources.helpers import NOT_FOUND_MESSAGE, TOKEN_USERNAME
 
 __all__ = ["HELPER_NAME", "answer", "helper_chain", "main", "resource_for_server_url"]
 

@@ -41,10 +41,10 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
-from ..credentials import Credential
-from ..resource import Resource
-from ..transports import client_for
+from .._resource import Resource
+from .._transports import client_for
 from .iaas import DEFAULT_IAAS_TIMEOUT, azure_tld, claims_azure, disable_hint
 
 __all__ = [
@@ -246,7 +246,7 @@ def _import_azure() -> tuple[Any, Any, Any, Any]:
         import azure.identity
         import azure.identity.aio
 
-        from ..transports import azure as transport
+        from .._transports import azure as transport
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"ACR needs azure-identity ({exc.name or 'azure-identity'} is not installed): "

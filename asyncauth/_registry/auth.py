@@ -47,11 +47,11 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from .._chain import Chain, Resolution
+from .._credentials import Credential
 from .._errors import AsyncAuthError, AuthenticationError, InsecureTransportError
+from .._resource import Resource, normalise_registry
 from .._singleflight import SingleFlightCache
-from ..chain import Chain, Resolution
-from ..credentials import Credential
-from ..resource import Resource, normalise_registry
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
 from .scope import ScopeSet, infer_scopes, repository_from_path
 from .tokens import (
@@ -283,7 +283,7 @@ class RegistryAuthBase:
     @property
     def chain(self) -> Chain:
         if self._chain is None:
-            from ..defaults import default_chain
+            from .._defaults import default_chain
 
             self._chain = default_chain()
         return self._chain
@@ -408,7 +408,7 @@ class RegistryAuthBase:
         return f"https://{resource.registry}"
 
     async def _config_headers(self) -> dict[str, str]:
-        from ..sources.dockerconfig import DockerConfigResolver
+        from .._sources.dockerconfig import DockerConfigResolver
 
         headers: dict[str, str] = {}
         for resolver in self.chain.resolvers:

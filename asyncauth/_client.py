@@ -17,10 +17,10 @@ import anyio.lowlevel
 import certifi
 import httpx
 
+from ._chain import Chain
 from ._errors import ConfigError
-from .chain import Chain
-from .registry.auth import RegistryAuth, is_loopback
-from .resource import DOCKER_HUB, Resource, normalise_registry
+from ._registry.auth import RegistryAuth, is_loopback
+from ._resource import DOCKER_HUB, Resource, normalise_registry
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -131,7 +131,7 @@ def _transport_factory(
             return "aiohttp", aiohttp
     if library is not None:
         try:
-            from .transports.httpx2 import Httpx2Transport
+            from ._transports.httpx2 import Httpx2Transport
         except ImportError:
             pass
         else:

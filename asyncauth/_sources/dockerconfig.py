@@ -41,11 +41,11 @@ from typing import Literal, TypeVar
 
 import anyio
 
+from .._credentials import Credential
 from .._errors import ConfigError, ResolverError
 from .._patterns import RegistryPattern
+from .._resource import Resource
 from .._singleflight import SingleFlightCache
-from ..credentials import Credential
-from ..resource import Resource
 from .helpers import (
     DEFAULT_HELPER_CACHE_TTL,
     DEFAULT_HELPER_TIMEOUT,

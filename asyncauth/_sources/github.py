@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..credentials import Credential
-from ..resource import Resource
+from .._credentials import Credential
+from .._resource import Resource
 from .iaas import claims_github, disable_hint
 
 __all__ = ["DEFAULT_GITHUB_USERNAME", "GitHubResolver"]

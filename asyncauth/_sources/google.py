@@ -33,14 +33,14 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
-from ..credentials import Credential
-from ..resource import Resource
-from ..transports import client_for
+from .._resource import Resource
+from .._transports import client_for
 from .iaas import DEFAULT_IAAS_TIMEOUT, claims_google, disable_hint
 
 if TYPE_CHECKING:
-    from ..transports.google import HttpxGoogleRequest
+    from .._transports.google import HttpxGoogleRequest
 
 __all__ = ["CLOUD_PLATFORM_SCOPE", "USERNAME", "GoogleResolver", "adc_file_configured"]
 
@@ -85,7 +85,7 @@ def _import_google() -> tuple[Any, Any]:
         import google.auth
         import google.auth.exceptions
 
-        from ..transports import google as transport
+        from .._transports import google as transport
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"Google needs google-auth ({exc.name or 'google-auth'} is not installed): "

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
-from ..credentials import Credential
-from ._errors import ChallengeError, TokenResponseError
+from .._credentials import Credential
+from .._errors import ChallengeError, TokenResponseError
 from .challenge import WWW_AUTHENTICATE, Challenge
 from .scope import ScopeSet
 

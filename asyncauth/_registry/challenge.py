@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from ._errors import ChallengeError, ScopeError
+from .._errors import ChallengeError, ScopeError
 
 if TYPE_CHECKING:
     from .scope import ScopeSet

@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .._credentials import Credential
 from .._errors import ConfigError
 from .._patterns import RegistryPattern
-from ..credentials import Credential
-from ..resource import Resource
+from .._resource import Resource
 
 __all__ = ["EnvEntry", "EnvResolver", "parse_environ", "select"]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
-from ._errors import ScopeError
+from .._errors import ScopeError
 
 __all__ = [
     "Scope",

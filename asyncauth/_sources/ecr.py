@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
+from .._credentials import Credential
 from .._errors import ResolverError, ResolverUnavailableError
-from ..credentials import Credential
-from ..resource import Resource
+from .._resource import Resource
 from .iaas import DEFAULT_IAAS_TIMEOUT, claims_ecr, disable_hint
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _import_aws() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
         import aiobotocore.session  # type: ignore[import-untyped]
         import botocore.exceptions  # type: ignore[import-untyped]
 
-        from ..transports import aws
+        from .._transports import aws
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"ECR needs aiobotocore with httpx ({exc.name or 'aiobotocore'} is not installed): "

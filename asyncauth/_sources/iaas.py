@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from .._errors import ConfigError
-from ..resource import Resource
+from .._resource import Resource
 
 if TYPE_CHECKING:
     import httpx
 
-    from ..chain import Resolver
+    from .._chain import Resolver
 
 __all__ = [
     "DEFAULT_IAAS_TIMEOUT",
