@@ -8,31 +8,38 @@ without one, that credential is returned and whatever is still running is cancel
 is the same as the sequential walk; the cost is the slowest resolver that has to be waited for,
 not the sum.
 
-A resolver is any object with a ``name`` and an ``async resolve(resource)``. Optional attributes
-refine how the chain treats it:
+A resolver is any object with a ``name`` and an ``async resolve(resource)``. It may also offer
+the *capabilities* below, each a small runtime-checkable protocol; the chain looks them up once,
+when it is built, and a resolver that declares a capability by subclassing its protocol cannot
+misspell it (the methods are abstract). A public attribute that is a near miss of a capability's
+name (``cache_kye``) is refused when the chain is built, so a typo never silently turns a
+capability off.
 
-``timeout``
+:class:`Bounded` (``timeout``)
     seconds it may take (default :data:`DEFAULT_RESOLVER_TIMEOUT`).
-``cache_key(resource)``
-    for resolvers that do I/O: a hashable key such that every resource with that key gets the
-    same answer (``None``: do not cache this one). Concurrent lookups of one key share one
-    in-flight call (single-flight), and answers are kept until the credential's ``expires_at``
-    or for ``cache_ttl`` seconds (default :data:`DEFAULT_CACHE_TTL`).
-``claims(resource)``
+:class:`Caching` (``cache_key(resource)``, optional ``cache_ttl``)
+    for resolvers that do I/O: every resource with the same key gets the same answer (``None``:
+    do not cache this one). Concurrent lookups of one key share one call, and answers are kept
+    until the credential's ``expires_at`` or for ``cache_ttl`` seconds.
+:class:`Claiming` (``claims(resource)``)
     a pure, cheap predicate: ``False`` means "not my host", and the resolver is not even
-    started (the trace says ``no match``). The cloud resolvers use it, so that a Docker Hub
-    lookup costs no task per cloud.
-``explain(resource)``
+    started (the trace says ``no match``). The cloud resolvers use it.
+:class:`Explaining` (``explain(resource)``)
     a short, secret-free note on *why* it matched, shown in the trace.
-``disable_hint``
+:class:`Hinting` (``disable_hint``)
     how a user turns the source off, shown when it times out or fails.
+:class:`HeaderSource` (``async http_headers()``)
+    headers to send with every registry request (the Docker config's ``HttpHeaders``); the
+    handshake asks :meth:`Chain.http_headers`, never a source directly.
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 import time
-from collections.abc import Hashable, Iterable, Sequence
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -43,18 +50,8 @@ from ._errors import ConfigError, ResolverUnavailableError
 from ._resource import Resource
 from ._singleflight import SingleFlightCache
 
-__all__ = [
-    "DEFAULT_CACHE_TTL",
-    "DEFAULT_RESOLVER_TIMEOUT",
-    "Chain",
-    "Outcome",
-    "Resolution",
-    "Resolver",
-    "TraceEntry",
-]
-
 DEFAULT_RESOLVER_TIMEOUT = 10.0
-"""Seconds a resolver without its own ``timeout`` attribute may take."""
+"""Seconds a resolver without its own ``timeout`` may take."""
 DEFAULT_CACHE_TTL = 300.0
 """Seconds a cached answer without ``expires_at`` stays fresh."""
 EXPIRY_MARGIN = 30.0
@@ -70,6 +67,57 @@ class Resolver(Protocol):
     async def resolve(self, resource: Resource) -> Credential | None: ...
 
 
+@runtime_checkable
+class Bounded(Protocol):
+    """A resolver with its own time limit, in seconds."""
+
+    timeout: float
+
+
+@runtime_checkable
+class Caching(Protocol):
+    """A resolver whose answers the chain keeps (per key) and computes once for all askers."""
+
+    @abstractmethod
+    def cache_key(self, resource: Resource) -> Hashable | None:
+        """Resources with equal keys get equal answers; ``None``: do not cache this one."""
+
+
+@runtime_checkable
+class Claiming(Protocol):
+    """A resolver that serves some hosts only, and says so without I/O."""
+
+    @abstractmethod
+    def claims(self, resource: Resource) -> bool:
+        """``False``: not one of its hosts; the chain does not start it."""
+
+
+@runtime_checkable
+class Explaining(Protocol):
+    """A resolver that can say, without secrets, why it matched."""
+
+    @abstractmethod
+    def explain(self, resource: Resource) -> str | None: ...
+
+
+@runtime_checkable
+class Hinting(Protocol):
+    """A resolver that can tell a user how to turn it off."""
+
+    disable_hint: str
+
+
+@runtime_checkable
+class HeaderSource(Protocol):
+    """A source of headers for every registry request (Docker config ``HttpHeaders``)."""
+
+    @abstractmethod
+    async def http_headers(self) -> Mapping[str, str]: ...
+
+
+_CAPABILITIES = ("timeout", "cache_key", "cache_ttl", "claims", "explain", "disable_hint")
+
+
 class Outcome(enum.StrEnum):
     """What one resolver did during one resolution."""
 
@@ -79,6 +127,10 @@ class Outcome(enum.StrEnum):
     TIMED_OUT = "timed out"
     UNAVAILABLE = "unavailable"
     ERROR = "error"
+
+
+FAILED = frozenset({Outcome.TIMED_OUT, Outcome.UNAVAILABLE, Outcome.ERROR})
+"""Outcomes that mean a source could not give its answer (as opposed to having none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +155,58 @@ class Resolution:
     source: str | None
     trace: tuple[TraceEntry, ...]
 
+    @property
+    def failures(self) -> tuple[TraceEntry, ...]:
+        """Sources that failed (timed out, unavailable, error) before the answer was reached.
+
+        Their credentials might have been the right ones: when the registry then refuses the
+        request, these are what the user needs to see.
+        """
+        return tuple(entry for entry in self.trace if entry.outcome in FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """A resolver with its capabilities looked up once, when the chain is built."""
+
+    resolver: Resolver
+    name: str
+    timeout: float
+    cache_key: Callable[[Resource], Hashable | None] | None
+    cache_ttl: float
+    claims: Callable[[Resource], bool] | None
+    explain: Callable[[Resource], str | None] | None
+    hint: str | None
+
+    @classmethod
+    def of(cls, resolver: Resolver) -> _Member:
+        if not isinstance(resolver, Resolver) or not isinstance(resolver.name, str):
+            raise TypeError(f"{resolver!r} is not a resolver (needs .name and .resolve())")
+        _refuse_near_misses(resolver)
+        timeout = resolver.timeout if isinstance(resolver, Bounded) else None
+        return cls(
+            resolver,
+            resolver.name,
+            float(timeout or DEFAULT_RESOLVER_TIMEOUT),
+            resolver.cache_key if isinstance(resolver, Caching) else None,
+            float(getattr(resolver, "cache_ttl", DEFAULT_CACHE_TTL)),
+            resolver.claims if isinstance(resolver, Claiming) else None,
+            resolver.explain if isinstance(resolver, Explaining) else None,
+            resolver.disable_hint if isinstance(resolver, Hinting) else None,
+        )
+
+
+def _refuse_near_misses(resolver: object) -> None:
+    """A misspelt capability (``cache_kye``) would silently do nothing: refuse it loudly."""
+    names = [n for n in dir(resolver) if not n.startswith("_") and n not in _CAPABILITIES]
+    for name in names:
+        close = difflib.get_close_matches(name, _CAPABILITIES, n=1, cutoff=0.8)
+        if close:
+            raise TypeError(
+                f"resolver {getattr(resolver, 'name', resolver)!r} has {name!r}: "
+                f"did you mean {close[0]!r}? (a misspelt capability would be ignored)"
+            )
+
 
 class _Slot:
     __slots__ = ("config_error", "credential", "detail", "done", "duration", "outcome")
@@ -124,8 +228,8 @@ class Chain:
     """Resolvers in precedence order, run concurrently, answered in order.
 
     ``timeout`` bounds a whole :meth:`resolve` (seconds); each resolver is also bounded by its
-    own ``timeout`` attribute. Answers of caching resolvers are kept per chain, so build a chain
-    once and reuse it.
+    own ``timeout``. Answers of caching resolvers are kept per chain, so build a chain once and
+    reuse it (from any number of tasks, event loops and threads).
     """
 
     def __init__(
@@ -136,21 +240,25 @@ class Chain:
         cache_size: int = 4096,
     ) -> None:
         self.resolvers: tuple[Resolver, ...] = tuple(resolvers)
-        for resolver in self.resolvers:
-            if not isinstance(getattr(resolver, "name", None), str) or not callable(
-                getattr(resolver, "resolve", None)
-            ):
-                raise TypeError(f"{resolver!r} is not a resolver (needs .name and .resolve())")
+        self._members = tuple(_Member.of(resolver) for resolver in self.resolvers)
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
         self._caches = [
             SingleFlightCache[Credential | None](maxsize=cache_size) for _ in self.resolvers
         ]
+        self._header_sources = tuple(r for r in self.resolvers if isinstance(r, HeaderSource))
 
     def __repr__(self) -> str:
         names = ", ".join(r.name for r in self.resolvers)
         return f"Chain([{names}], timeout={self.timeout!r})"
+
+    async def http_headers(self) -> dict[str, str]:
+        """Headers the sources want on every registry request; earlier sources win."""
+        headers: dict[str, str] = {}
+        for source in reversed(self._header_sources):
+            headers.update(await source.http_headers())
+        return headers
 
     async def resolve(self, resource: Resource | str) -> Resolution:
         """Resolve credentials for an image reference or :class:`Resource`.
@@ -159,17 +267,16 @@ class Chain:
         user's configuration broken; every other failure is recorded in the trace.
         """
         resource = Resource.parse(resource)
-        slots = [_Slot() for _ in self.resolvers]
+        slots = [_Slot() for _ in self._members]
         deadline = None if self.timeout is None else anyio.current_time() + self.timeout
         decided = len(slots)
         async with anyio.create_task_group() as tg:
-            for index, resolver in enumerate(self.resolvers):
-                claims = getattr(resolver, "claims", None)
-                if claims is not None and not claims(resource):
+            for index, member in enumerate(self._members):
+                if member.claims is not None and not member.claims(resource):
                     slots[index].outcome, slots[index].detail = Outcome.NO_MATCH, "not its host"
                     slots[index].done.set()
                     continue
-                tg.start_soon(self._run, index, resolver, resource, slots[index], deadline)
+                tg.start_soon(self._run, index, member, resource, slots[index], deadline)
             for index, slot in enumerate(slots):
                 await slot.done.wait()
                 if slot.config_error is not None or slot.outcome is Outcome.MATCHED:
@@ -177,86 +284,78 @@ class Chain:
                     break
             tg.cancel_scope.cancel()
 
+        trace = self._trace(slots, decided)
         if decided == len(slots):
-            return Resolution(resource, Credential.anonymous(), None, self._trace(slots, decided))
+            return Resolution(resource, Credential.anonymous(), None, trace)
         winner = slots[decided]
         if winner.config_error is not None:
             raise winner.config_error
         assert winner.credential is not None
-        return Resolution(
-            resource, winner.credential, self.resolvers[decided].name, self._trace(slots, decided)
-        )
+        return Resolution(resource, winner.credential, self._members[decided].name, trace)
 
     def _trace(self, slots: Sequence[_Slot], decided: int) -> tuple[TraceEntry, ...]:
         entries = []
-        for index, (resolver, slot) in enumerate(zip(self.resolvers, slots, strict=True)):
+        for index, (member, slot) in enumerate(zip(self._members, slots, strict=True)):
             if index <= decided:
-                entries.append(TraceEntry(resolver.name, slot.outcome, slot.duration, slot.detail))
+                entries.append(TraceEntry(member.name, slot.outcome, slot.duration, slot.detail))
             else:
-                winner = self.resolvers[decided].name
-                entries.append(
-                    TraceEntry(
-                        resolver.name,
-                        Outcome.SKIPPED,
-                        slot.duration,
-                        f"not needed: {winner} comes first",
-                    )
-                )
+                winner = self._members[decided].name
+                detail = f"not needed: {winner} comes first"
+                entries.append(TraceEntry(member.name, Outcome.SKIPPED, slot.duration, detail))
         return tuple(entries)
 
     async def _run(
         self,
         index: int,
-        resolver: Resolver,
+        member: _Member,
         resource: Resource,
         slot: _Slot,
         deadline: float | None,
     ) -> None:
-        own = float(getattr(resolver, "timeout", None) or DEFAULT_RESOLVER_TIMEOUT)
-        limit, by_chain = own, False
-        if deadline is not None and deadline - anyio.current_time() < own:
+        limit, by_chain = member.timeout, False
+        if deadline is not None and deadline - anyio.current_time() < member.timeout:
             limit, by_chain = max(0.0, deadline - anyio.current_time()), True
-        hint = getattr(resolver, "disable_hint", None)
+        hint = f"; {member.hint}" if member.hint else ""
         started = time.perf_counter()
         try:
             with anyio.move_on_after(limit) as scope:
-                credential = await self._call(index, resolver, resource)
+                credential = await self._call(index, member, resource)
             if scope.cancelled_caught:
                 slot.outcome = Outcome.TIMED_OUT
                 slot.detail = (
                     f"the chain's deadline ({_seconds(self.timeout or 0)}) passed"
                     if by_chain
-                    else f"no answer within {_seconds(own)}"
-                ) + (f"; {hint}" if hint else "")
+                    else f"no answer within {_seconds(member.timeout)}"
+                ) + hint
             elif credential is None:
                 slot.outcome = Outcome.NO_MATCH
             else:
                 slot.outcome, slot.credential = Outcome.MATCHED, credential
-                explain = getattr(resolver, "explain", None)
-                if callable(explain):
-                    slot.detail = explain(resource)  # pure and cheap by contract
+                if member.explain is not None:
+                    slot.detail = member.explain(resource)  # pure and cheap by contract
         except ConfigError as exc:
             slot.outcome, slot.detail, slot.config_error = Outcome.ERROR, str(exc), exc
         except ResolverUnavailableError as exc:
             slot.outcome, slot.detail = Outcome.UNAVAILABLE, str(exc)
         except Exception as exc:
             slot.outcome = Outcome.ERROR
-            slot.detail = f"{type(exc).__name__}: {exc}" + (f"; {hint}" if hint else "")
+            slot.detail = f"{type(exc).__name__}: {exc}{hint}"
         finally:
             # Also when cancelled: the trace then shows how long a skipped resolver ran.
             slot.duration = time.perf_counter() - started
         slot.done.set()
 
-    async def _call(self, index: int, resolver: Resolver, resource: Resource) -> Credential | None:
-        cache_key = getattr(resolver, "cache_key", None)
-        key: Hashable | None = cache_key(resource) if callable(cache_key) else None
+    def _call(
+        self, index: int, member: _Member, resource: Resource
+    ) -> Awaitable[Credential | None]:
+        key = None if member.cache_key is None else member.cache_key(resource)
         if key is None:
-            return await resolver.resolve(resource)
-        ttl = float(getattr(resolver, "cache_ttl", DEFAULT_CACHE_TTL))
+            return member.resolver.resolve(resource)
+        ttl = member.cache_ttl
 
         def ttl_of(credential: Credential | None) -> float:
             if credential is not None and credential.expires_at is not None:
                 return min(ttl, credential.expires_at - EXPIRY_MARGIN - time.time())
             return ttl
 
-        return await self._caches[index].get(key, lambda: resolver.resolve(resource), ttl_of)
+        return self._caches[index].get(key, lambda: member.resolver.resolve(resource), ttl_of)

@@ -19,7 +19,8 @@ import httpx
 
 from ._chain import Chain
 from ._errors import ConfigError
-from ._registry.auth import RegistryAuth, is_loopback
+from ._net import is_loopback
+from ._registry.auth import RegistryAuth
 from ._resource import DOCKER_HUB, Resource, normalise_registry
 
 __all__ = [

@@ -37,13 +37,12 @@ from typing import TextIO
 
 import anyio
 
-from ._chain import Chain, Resolver
+from ._chain import Chain
 from ._credentials import Credential
 from ._defaults import default_chain
 from ._errors import AsyncAuthError
 from ._patterns import RegistryPattern
 from ._resource import Resource
-from ._sources.dockerconfig import DockerConfigResolver
 from ._sources.helpers import NOT_FOUND_MESSAGE, TOKEN_USERNAME
 from ._version import __version__
 
@@ -74,10 +73,7 @@ def resource_for_server_url(server_url: str) -> Resource:
 
 def helper_chain(environ: Mapping[str, str] | None = None) -> Chain:
     """:func:`~asyncauth.default_chain` with a Docker config source that never asks us back."""
-    base = default_chain(environ=environ)
-    resolvers: list[Resolver] = [r for r in base.resolvers if r.name != DockerConfigResolver.name]
-    resolvers.append(DockerConfigResolver(environ=environ, exclude_helpers={HELPER_NAME}))
-    return Chain(resolvers, timeout=base.timeout)
+    return default_chain(environ=environ, exclude_helpers={HELPER_NAME})
 
 
 def answer(server_url: str, credential: Credential) -> dict[str, str] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TypedDict, Unpack
 
 import httpx
@@ -31,6 +31,7 @@ class ChainOptions(TypedDict, total=False):
     timeout: float | None
     transport: httpx.AsyncBaseTransport | None
     azure_config: str | os.PathLike[str] | None
+    exclude_helpers: Collection[str]
 
 
 def default_chain(
@@ -44,6 +45,7 @@ def default_chain(
     timeout: float | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     azure_config: str | os.PathLike[str] | None = None,
+    exclude_helpers: Collection[str] = (),
 ) -> Chain:
     """The chain imgpkg would use: environment, IaaS, explicit options, Docker config.
 
@@ -52,8 +54,10 @@ def default_chain(
     ``iaas`` turns the cloud resolvers on or off (default: ``IMGPKG_ENABLE_IAAS_AUTH``, and
     ``IMGPKG_ACTIVE_KEYCHAINS`` picks which). ``transport`` carries every HTTP request the cloud
     resolvers make; ``azure_config`` is imgpkg's ``--registry-azure-cr-config`` (default
-    ``IMGPKG_REGISTRY_AZURE_CR_CONFIG``). The cloud SDKs read their own variables (``AWS_*``,
-    ``GOOGLE_*``, ``AZURE_*``) from ``os.environ``, not from ``environ``.
+    ``IMGPKG_REGISTRY_AZURE_CR_CONFIG``). ``exclude_helpers`` names credential helpers the Docker
+    config source treats as absent (``docker-credential-asyncauth`` excludes itself). The cloud
+    SDKs read their own variables (``AWS_*``, ``GOOGLE_*``, ``AZURE_*``) from ``os.environ``,
+    not from ``environ``.
     Raises :class:`~asyncauth.ConfigError` when the environment is malformed.
     """
     resolvers: list[Resolver] = [EnvResolver(environ)]
@@ -63,7 +67,7 @@ def default_chain(
     resolvers.append(
         FlagsResolver(username=username, password=password, token=token, anon=anon, environ=environ)
     )
-    resolvers.append(DockerConfigResolver(environ=environ))
+    resolvers.append(DockerConfigResolver(environ=environ, exclude_helpers=exclude_helpers))
     return Chain(resolvers, timeout=timeout)
 
 

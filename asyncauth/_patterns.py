@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError, InvalidReferenceError
+from ._grammar import COMPONENT_RE
 from ._resource import Resource, normalise_registry, split_host_port
 
 __all__ = ["RegistryPattern"]
 
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _GLOB_CHARS = frozenset("*?[")
 _LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _OTHER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -128,7 +128,7 @@ class RegistryPattern:
                 raise fail("the repository path has an empty segment")
             if _GLOB_CHARS.intersection(segment):
                 raise fail(f"globs apply to the host only, not to the path ({segment!r})")
-            if not _COMPONENT.fullmatch(segment):
+            if not COMPONENT_RE.fullmatch(segment):
                 raise fail(
                     f"{segment!r} is not a valid repository path segment "
                     "(lower-case letters and digits, separated by '.', '_', '__' or '-')"

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 
 from ._errors import InvalidReferenceError
+from ._grammar import COMPONENT_RE, LABEL_RE
+from ._redact import without_userinfo
 
 __all__ = ["DOCKER_HUB", "Resource", "normalise_registry", "split_host_port"]
 
@@ -26,24 +28,9 @@ DOCKER_HUB = "index.docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
 _MAX_PATH = 255
-
-
-def _shown(text: str) -> str:
-    """The reference as it may appear in an error.
-
-    With an ``@`` in it, the text may be ``user:password@host/...`` pasted by mistake: then only
-    what precedes the first ``:`` of the last path segment before the ``@`` is shown.
-    """
-    head, at, _ = text.partition("@")
-    if not at:
-        return repr(text)
-    colon = head.find(":", head.rfind("/") + 1)
-    return repr((head if colon == -1 else head[:colon]) + "…")
 
 
 def split_host_port(registry: str) -> tuple[str, int | None]:
@@ -89,7 +76,7 @@ def normalise_registry(text: str, *, what: str | None = None) -> str:
     host, colon, port_text = text.partition(":")
     host = host.lower()
     labels = host.split(".")
-    if not all(label.isascii() and _LABEL.fullmatch(label) for label in labels):
+    if not all(label.isascii() and LABEL_RE.fullmatch(label) for label in labels):
         raise InvalidReferenceError(
             f"{what}: {host!r} is not a valid host name "
             "(letters, digits and '-' in dot-separated labels)"
@@ -144,7 +131,7 @@ class Resource:
             raise InvalidReferenceError(
                 f"an image reference must be a str, not {type(reference).__name__}"
             )
-        what = f"image reference {_shown(reference)}"
+        what = f"image reference {without_userinfo(reference)!r}"
         if not reference:
             raise InvalidReferenceError("image reference is empty")
         if _SCHEME.match(reference):
@@ -188,8 +175,8 @@ class Resource:
         for component in components:
             if not component:
                 raise InvalidReferenceError(f"{what} has an empty path segment")
-            if not _COMPONENT.fullmatch(component):
-                if _COMPONENT.fullmatch(component.lower()):
+            if not COMPONENT_RE.fullmatch(component):
+                if COMPONENT_RE.fullmatch(component.lower()):
                     raise InvalidReferenceError(
                         f"{what}: repository names must be lower-case ({component!r})"
                     )

@@ -1,41 +1,106 @@
-"""A bounded, expiring cache whose misses are computed once however many tasks ask.
+"""The one single-flight, expiring store: a value is computed once however many ask for it.
 
-A pipeline copying 1,000 images asks for the same registry's credentials 1,000 times at once;
-without this, that is 1,000 helper processes or metadata requests. The first asker (the leader)
-computes; the others wait on an event. If the leader is cancelled (its chain found a better
-answer, or its own timeout hit), the waiters are not stranded: one of them takes over. Failures
-are shared with the tasks that were waiting but never cached.
+A pipeline copying 1,000 images asks for the same credential (and the same token) 1,000 times at
+once; without this, that is 1,000 helper processes, metadata requests or token requests. The chain,
+the credential helpers and the handshake all keep what they compute here.
+
+Who may ask, and how they wait:
+
+* **Tasks** (asyncio or trio) ``await acquire(key)``. In-flight computations are kept *per event
+  loop*: a task only ever waits on an event of its own loop, so one store can serve several
+  loops (an ``httpx.AsyncClient`` in one thread, a sync client's background loop in another).
+* **Threads** (sync httpx clients) call :meth:`SingleFlightCache.acquire_blocking`, which waits on
+  a ``threading.Event``; threads share one in-flight table of their own.
+
+Values are shared by everybody; a lock guards the tables and is never held while waiting.
+
+The asker that finds nothing *leads*: it gets a :class:`Lead` and must end it with exactly one of
+:meth:`Lead.settle` (waiters get the value), :meth:`Lead.fail` (waiters raise the error; nothing
+is cached) or :meth:`Lead.abandon` (the leader was cancelled or interrupted: waiters look again
+and one of them takes over). :meth:`SingleFlightCache.get` does all of that around a coroutine.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import anyio
-
-__all__ = ["SingleFlightCache"]
+import anyio.lowlevel
 
 V = TypeVar("V")
 
 
-class _Flight(Generic[V]):
-    __slots__ = ("abandoned", "done", "error", "value")
+class _Missing:
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.value: V | None = None
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+"""What :meth:`SingleFlightCache.peek` answers for a key without a fresh value."""
+
+_THREADS: Final = "threads"
+"""The in-flight table of blocking (thread) askers, beside one per event loop."""
+
+
+class _Flight:
+    __slots__ = ("abandoned", "error", "event", "value")
+
+    def __init__(self, event: Any) -> None:
+        self.event: Any = event  # anyio.Event for tasks, threading.Event for threads
+        self.value: Any = MISSING
         self.error: Exception | None = None
         self.abandoned = False
 
 
-class SingleFlightCache(Generic[V]):
-    """``await cache.get(key, compute, ttl_of)``: cached, or computed once for all askers.
+class Lead(Generic[V]):
+    """The duty to compute ``key``'s value for everyone waiting on it; end it exactly once."""
 
-    ``ttl_of(value)`` says how many seconds a value stays fresh (``<= 0``: do not cache).
-    At most ``maxsize`` values are kept; the least recently used goes first.
+    __slots__ = ("_cache", "_done", "_flight", "_slot", "key")
+
+    def __init__(self, cache: SingleFlightCache[V], slot: tuple[object, Hashable], flight: _Flight):
+        self._cache = cache
+        self._slot = slot
+        self._flight = flight
+        self._done = False
+        self.key = slot[1]
+
+    def settle(self, value: V, ttl: float) -> None:
+        """Hand ``value`` to the waiters and keep it for ``ttl`` seconds (``<= 0``: do not)."""
+        self._cache.put(self.key, value, ttl)
+        self._end(value=value)
+
+    def fail(self, error: Exception) -> None:
+        """Make every waiter raise ``error``; nothing is cached."""
+        self._end(error=error)
+
+    def abandon(self) -> None:
+        """Give up without an answer (cancelled): waiters look again, one of them leads."""
+        self._end(abandoned=True)
+
+    def _end(
+        self, *, value: Any = MISSING, error: Exception | None = None, abandoned: bool = False
+    ) -> None:
+        if self._done:
+            return
+        self._done = True
+        flight = self._flight
+        flight.value, flight.error, flight.abandoned = value, error, abandoned
+        with self._cache._lock:
+            if self._cache._flights.get(self._slot) is flight:
+                del self._cache._flights[self._slot]
+        flight.event.set()
+
+
+class SingleFlightCache(Generic[V]):
+    """A bounded LRU of expiring values whose misses are computed once per loop (or thread set).
+
+    ``maxsize`` bounds the values kept; ``clock`` (monotonic seconds) is replaceable for tests.
     """
 
     def __init__(self, *, maxsize: int = 4096, clock: Callable[[], float] = time.monotonic):
@@ -43,37 +108,101 @@ class SingleFlightCache(Generic[V]):
             raise ValueError("maxsize must be at least 1")
         self._maxsize = maxsize
         self._clock = clock
+        self._lock = threading.Lock()
         self._values: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
-        self._flights: dict[Hashable, _Flight[V]] = {}
+        self._flights: dict[tuple[object, Hashable], _Flight] = {}
 
     def __len__(self) -> int:
         return len(self._values)
 
-    def peek(self, key: Hashable) -> tuple[bool, V | None]:
-        """``(True, value)`` if ``key`` holds a fresh value, without computing anything."""
+    # --- values ---------------------------------------------------------------------------
+
+    def peek(self, key: Hashable) -> V | _Missing:
+        """The fresh value of ``key``, or :data:`MISSING`; computes nothing."""
+        with self._lock:
+            return self._fresh(key)
+
+    def _fresh(self, key: Hashable) -> V | _Missing:
         item = self._values.get(key)
         if item is None:
-            return False, None
+            return MISSING
         if item[0] <= self._clock():
             del self._values[key]
-            return False, None
+            return MISSING
         self._values.move_to_end(key)
-        return True, item[1]
+        return item[1]
 
     def put(self, key: Hashable, value: V, ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds (``<= 0``: do not), computed elsewhere."""
         if ttl <= 0:
             return
-        self._values[key] = (self._clock() + ttl, value)
-        self._values.move_to_end(key)
-        while len(self._values) > self._maxsize:
-            self._values.popitem(last=False)
+        with self._lock:
+            self._values[key] = (self._clock() + ttl, value)
+            self._values.move_to_end(key)
+            while len(self._values) > self._maxsize:
+                self._values.popitem(last=False)
 
     def invalidate(self, key: Hashable) -> None:
-        self._values.pop(key, None)
+        with self._lock:
+            self._values.pop(key, None)
 
     def clear(self) -> None:
-        self._values.clear()
+        with self._lock:
+            self._values.clear()
+
+    # --- single flight --------------------------------------------------------------------
+
+    def _claim(self, context: object, key: Hashable, make_event: Callable[[], Any]) -> Any:
+        """The value, a :class:`Lead`, or the :class:`_Flight` to wait for (under the lock)."""
+        slot = (context, key)
+        with self._lock:
+            value = self._fresh(key)
+            if value is not MISSING:
+                return value
+            flight = self._flights.get(slot)
+            if flight is not None:
+                return flight
+            flight = self._flights[slot] = _Flight(make_event())
+        return Lead(self, slot, flight)
+
+    async def acquire(self, key: Hashable, *, wait: float | None = None) -> V | Lead[V]:
+        """The value of ``key``, or a :class:`Lead` when this task must compute it.
+
+        ``wait`` bounds the time spent waiting for another task's computation (``TimeoutError``
+        when it runs out); ``None`` waits as long as the computation takes.
+        """
+        context = anyio.lowlevel.current_token()
+        deadline = None if wait is None else anyio.current_time() + wait
+        while True:
+            got = self._claim(context, key, anyio.Event)
+            if not isinstance(got, _Flight):
+                return got  # type: ignore[no-any-return]
+            remaining = None if deadline is None else deadline - anyio.current_time()
+            with anyio.move_on_after(remaining) as scope:
+                await got.event.wait()
+            if scope.cancelled_caught:
+                raise TimeoutError(f"waited {wait:g} s for a computation made by another caller")
+            if not got.abandoned:
+                return self._outcome(got)
+
+    def acquire_blocking(self, key: Hashable, *, wait: float | None = None) -> V | Lead[V]:
+        """:meth:`acquire` for threads: blocks on a ``threading.Event``."""
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            got = self._claim(_THREADS, key, threading.Event)
+            if not isinstance(got, _Flight):
+                return got  # type: ignore[no-any-return]
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not got.event.wait(remaining):
+                raise TimeoutError(f"waited {wait:g} s for a computation made by another caller")
+            if not got.abandoned:
+                return self._outcome(got)
+
+    @staticmethod
+    def _outcome(flight: _Flight) -> V:
+        if flight.error is not None:
+            raise flight.error
+        return flight.value  # type: ignore[no-any-return]
 
     async def get(
         self,
@@ -81,34 +210,45 @@ class SingleFlightCache(Generic[V]):
         compute: Callable[[], Awaitable[V]],
         ttl_of: Callable[[V], float],
     ) -> V:
-        while True:
-            hit, value = self.peek(key)
-            if hit:
-                return value  # type: ignore[return-value]
-            flight = self._flights.get(key)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.abandoned:
-                continue  # the leader was cancelled: someone (maybe us) computes again
-            if flight.error is not None:
-                raise flight.error
-            return flight.value  # type: ignore[return-value]
+        """The value of ``key``, computed by ``await compute()`` once for all concurrent askers.
 
-        flight = _Flight[V]()
-        self._flights[key] = flight
+        ``ttl_of(value)`` says how long it stays fresh. A failure is shared with the tasks that
+        were waiting, never cached; a cancelled computation is taken over by a waiter.
+        """
+        got = await self.acquire(key)
+        if not isinstance(got, Lead):
+            return got
+        return await _lead(got, compute, ttl_of)
+
+    def get_blocking(
+        self, key: Hashable, compute: Callable[[], V], ttl_of: Callable[[V], float]
+    ) -> V:
+        """:meth:`get` for threads, with a blocking ``compute``."""
+        got = self.acquire_blocking(key)
+        if not isinstance(got, Lead):
+            return got
         try:
-            value = await compute()
+            value = compute()
         except Exception as exc:
-            flight.error = exc
+            got.fail(exc)
             raise
         except BaseException:
-            flight.abandoned = True
+            got.abandon()
             raise
-        else:
-            flight.value = value
-            self.put(key, value, ttl_of(value))
-        finally:
-            del self._flights[key]
-            flight.done.set()
+        got.settle(value, ttl_of(value))
         return value
+
+
+async def _lead(
+    lead: Lead[V], compute: Callable[[], Awaitable[V]], ttl_of: Callable[[V], float]
+) -> V:
+    try:
+        value = await compute()
+    except Exception as exc:
+        lead.fail(exc)
+        raise
+    except BaseException:
+        lead.abandon()
+        raise
+    lead.settle(value, ttl_of(value))
+    return value

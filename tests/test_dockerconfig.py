@@ -33,6 +33,7 @@ from asyncauth import (
     Resource,
 )
 from asyncauth._patterns import RegistryPattern
+from asyncauth._redact import redact
 from asyncauth._sources.dockerconfig import (
     DockerConfig,
     DockerConfigResolver,
@@ -45,7 +46,6 @@ from asyncauth._sources.helpers import (
     HelperClient,
     HelperOutput,
     interpret_get,
-    redact,
     server_url_for,
 )
 

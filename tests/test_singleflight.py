@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from asyncauth._singleflight import SingleFlightCache
+from asyncauth._singleflight import MISSING, SingleFlightCache
 
 
 class Clock:
@@ -116,9 +116,9 @@ async def test_expiry_and_ttl() -> None:
     assert await cache.get("k", compute, lambda v: 5.0) == 2
     assert await cache.get("never", compute, lambda v: 0.0) == 3
     assert await cache.get("never", compute, lambda v: 0.0) == 4
-    assert cache.peek("never") == (False, None)
+    assert cache.peek("never") is MISSING
     cache.invalidate("k")
-    assert cache.peek("k") == (False, None)
+    assert cache.peek("k") is MISSING
 
 
 async def test_bounded_least_recently_used_goes_first() -> None:
@@ -129,11 +129,11 @@ async def test_bounded_least_recently_used_goes_first() -> None:
 
     await cache.get("a", lambda: value("a"), lambda v: 60.0)
     await cache.get("b", lambda: value("b"), lambda v: 60.0)
-    assert cache.peek("a") == (True, "a")  # "a" is now the most recently used
+    assert cache.peek("a") == "a"  # "a" is now the most recently used
     await cache.get("c", lambda: value("c"), lambda v: 60.0)
     assert len(cache) == 2
-    assert cache.peek("b") == (False, None)
-    assert cache.peek("a") == (True, "a")
+    assert cache.peek("b") is MISSING
+    assert cache.peek("a") == "a"
     cache.clear()
     assert len(cache) == 0
 

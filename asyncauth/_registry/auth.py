@@ -25,7 +25,6 @@ event hooks.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import threading
 import time
@@ -50,8 +49,9 @@ import httpx
 from .._chain import Chain, Resolution
 from .._credentials import Credential
 from .._errors import AsyncAuthError, AuthenticationError, InsecureTransportError
+from .._net import is_loopback
 from .._resource import Resource, normalise_registry
-from .._singleflight import SingleFlightCache
+from .._singleflight import MISSING, SingleFlightCache
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
 from .scope import ScopeSet, infer_scopes, repository_from_path
 from .tokens import (
@@ -66,7 +66,7 @@ from .tokens import (
     token_cache_key,
 )
 
-__all__ = ["RegistryAuth", "RegistryAuthBase", "is_loopback"]
+__all__ = ["RegistryAuth", "RegistryAuthBase"]
 
 log = logging.getLogger("asyncauth.registry")
 
@@ -85,16 +85,6 @@ so the turns are rare."""
 
 
 # --- where a request goes -----------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, ``*.localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed)."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,12 +411,12 @@ class RegistryAuthBase:
     # --- credentials ------------------------------------------------------------------------
 
     def _fresh_token(self, key: Hashable) -> Token:
-        hit, token = self._tokens.peek(key)
-        return token if hit else _MISSING  # type: ignore[return-value]
+        token = self._tokens.peek(key)
+        return _MISSING if token is MISSING else token  # type: ignore[return-value]
 
     def _cached_resolution(self, resource: Hashable) -> Resolution:
-        hit, resolution = self._resolutions.peek(resource)
-        return resolution if hit else _MISSING  # type: ignore[return-value]
+        resolution = self._resolutions.peek(resource)
+        return _MISSING if resolution is MISSING else resolution  # type: ignore[return-value]
 
     def _keep_resolution(self, resolution: Resolution) -> None:
         ttl = self._credential_ttl

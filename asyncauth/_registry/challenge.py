@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .._errors import ChallengeError, ScopeError
+from .._redact import clip
 
 if TYPE_CHECKING:
     from .scope import ScopeSet
@@ -49,13 +50,6 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _UNQUOTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 _SCHEME_SPELLING = {"bearer": "Bearer", "basic": "Basic"}
-_SHOWN_SCHEME = 24
-
-
-def _shown(scheme: str) -> str:
-    """The scheme as an error may show it: lower-case and short (it is never a secret)."""
-    scheme = scheme.lower()
-    return repr(scheme if len(scheme) <= _SHOWN_SCHEME else scheme[:_SHOWN_SCHEME] + "…")
 
 
 def quote(value: str) -> str:
@@ -67,6 +61,11 @@ def quote(value: str) -> str:
     if _UNQUOTABLE.search(value):
         raise ValueError("a quoted-string cannot contain control characters")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _scheme_in_message(scheme: str) -> str:
+    """A scheme is never a secret, but it is the server's text: shown lower-case and short."""
+    return repr(clip(scheme.lower(), 24))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,29 +86,26 @@ class Challenge:
     def __post_init__(self) -> None:
         if not isinstance(self.scheme, str) or not _TOKEN.fullmatch(self.scheme):
             raise ChallengeError("challenge: the auth scheme must be an RFC 9110 token")
+        shown = _scheme_in_message(self.scheme)
         params: dict[str, str] = {}
         for name, value in self.params.items():
             if not isinstance(name, str) or not _TOKEN.fullmatch(name):
                 raise ChallengeError(
-                    f"challenge {_shown(self.scheme)}: a parameter name is not an RFC 9110 token"
+                    f"challenge {shown}: a parameter name is not an RFC 9110 token"
                 )
             if not isinstance(value, str) or _UNQUOTABLE.search(value):
                 raise ChallengeError(
-                    f"challenge {_shown(self.scheme)}: parameter {name.lower()!r} must be text "
+                    f"challenge {shown}: parameter {name.lower()!r} must be text "
                     "without control characters"
                 )
             if name.lower() in params:
-                raise ChallengeError(
-                    f"challenge {_shown(self.scheme)}: parameter {name.lower()!r} is repeated"
-                )
+                raise ChallengeError(f"challenge {shown}: parameter {name.lower()!r} is repeated")
             params[name.lower()] = value
         if self.token68 is not None:
             if not isinstance(self.token68, str) or not _TOKEN68.fullmatch(self.token68):
-                raise ChallengeError(f"challenge {_shown(self.scheme)}: malformed token68")
+                raise ChallengeError(f"challenge {shown}: malformed token68")
             if params:
-                raise ChallengeError(
-                    f"challenge {_shown(self.scheme)}: has both a token68 and parameters"
-                )
+                raise ChallengeError(f"challenge {shown}: has both a token68 and parameters")
         object.__setattr__(self, "scheme", self.scheme.lower())
         object.__setattr__(self, "params", MappingProxyType(params))
 
@@ -169,8 +165,9 @@ class Challenge:
         try:
             return ScopeSet.parse(self.scope or "")
         except ScopeError as exc:
+            shown = _scheme_in_message(self.scheme)
             raise ChallengeError(
-                f"{WWW_AUTHENTICATE}: the scope parameter of the {_shown(self.scheme)} challenge "
+                f"{WWW_AUTHENTICATE}: the scope parameter of the {shown} challenge "
                 f"is not a list of registry scopes ({exc})"
             ) from None
 
@@ -215,7 +212,11 @@ class _Parser:
         self.scheme: str | None = None
 
     def fail(self, what: str) -> ChallengeError:
-        where = f" in the {_shown(self.scheme)} challenge" if self.scheme is not None else ""
+        where = (
+            f" in the {_scheme_in_message(self.scheme)} challenge"
+            if self.scheme is not None
+            else ""
+        )
         return ChallengeError(
             f"{self.header}: malformed header value: {what}{where} (at offset {self.pos})"
         )

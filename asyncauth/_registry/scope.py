@@ -28,6 +28,8 @@ from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from .._errors import ScopeError
+from .._grammar import REPOSITORY, REPOSITORY_RE
+from .._redact import clip
 
 __all__ = [
     "Scope",
@@ -43,10 +45,8 @@ _ACTION = re.compile(r"[\x21-\x2b\x2d-\x39\x3b-\x7e]+")  # visible ASCII except 
 
 # distribution's repository name grammar (reference.NameRegexp without the domain): what can
 # appear between ``/v2/`` and the route keyword of a registry URL.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _ROUTE = re.compile(
-    rf"/v2/(?P<name>{_COMPONENT}(?:/{_COMPONENT})*)/"
+    rf"/v2/(?P<name>{REPOSITORY})/"
     r"(?:manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/[^/]+|referrers/[^/]+)"
 )
 _CATALOG = "/v2/_catalog"
@@ -60,11 +60,6 @@ _METHOD_ACTIONS: dict[str, frozenset[str]] = {
     "PATCH": frozenset({"pull", "push"}),
     "DELETE": frozenset({"delete"}),
 }
-_SHOWN = 80
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "…")
 
 
 def _action_key(action: str) -> tuple[int, str]:
@@ -121,7 +116,7 @@ class Scope:
         parts = text.split(":")
         if len(parts) != 3:
             raise ScopeError(
-                f"scope {_shown(text)}: expected 'type:name:actions' with exactly two ':'"
+                f"scope {clip(text, 80)!r}: expected 'type:name:actions' with exactly two ':'"
             )
         type_, name, actions = parts
         return cls(type_, name, frozenset(a for a in actions.split(",") if a))
@@ -280,7 +275,7 @@ def infer_scopes(method: str, path: str, query: str | bytes = "") -> ScopeSet:
         query = query.decode("latin-1")
     if query and isinstance(query, str):
         found = next((v for k, v in parse_qsl(query, keep_blank_values=True) if k == "from"), "")
-        source = found if _REPOSITORY.fullmatch(found) else None
+        source = found if REPOSITORY_RE.fullmatch(found) else None
     return _repository_scopes(match.group("name"), actions, source)
 
 

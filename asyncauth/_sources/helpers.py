@@ -43,6 +43,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from .._credentials import Credential
 from .._errors import ResolverError
+from .._redact import redact
 from .._resource import DOCKER_HUB, Resource
 from .._singleflight import SingleFlightCache
 
@@ -58,7 +59,6 @@ __all__ = [
     "HelperOutput",
     "helper_program",
     "interpret_get",
-    "redact",
     "run_helper",
     "server_url_for",
     "valid_helper_name",
@@ -80,7 +80,6 @@ DEFAULT_HELPER_FAILURE_TTL = 5.0
 """Seconds a helper's failure is reused before the helper is run again."""
 
 _MAX_OUTPUT = 1 << 20
-_SHOWN_CHARS = 300
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
@@ -109,51 +108,7 @@ def server_url_for(resource: Resource) -> str:
     return DOCKER_HUB_SERVER_URL if resource.registry == DOCKER_HUB else resource.registry
 
 
-# --- redaction ---------------------------------------------------------------------------------
-
-_FIELD_SECRET = re.compile(
-    r"""(?ix)
-    ( ["']? (?:secret|password|passwd|pwd|token|identitytoken|registrytoken|auth|authorization
-              |access[_-]?token|refresh[_-]?token|api[_-]?key) ["']?
-      \s* [:=] \s* )
-    ( "[^"]*" | '[^']*' | [^\s,;]+ )
-    """
-)
-_SCHEME_SECRET = re.compile(r"(?i)\b(basic|bearer)\s+[^\s,;]+")
-_URL_USERINFO = re.compile(r"(?i)(://)[^/\s@]+@")
-_WORD = re.compile(r"[A-Za-z0-9+/=_.~-]{20,}")
-_HEX = re.compile(r"[0-9a-fA-F]{32,}")
-
-
-def _looks_random(word: str) -> bool:
-    """Whether a long word is more likely a token than a name or a path."""
-    if _HEX.fullmatch(word):
-        return True
-    return (
-        any(c.isdigit() for c in word)
-        and any(c.islower() for c in word)
-        and any(c.isupper() for c in word)
-    )
-
-
-def redact(text: str, *, limit: int = _SHOWN_CHARS) -> str:
-    """``text`` fit for an error message: secrets masked, one line, at most ``limit`` chars.
-
-    Masks ``password=…``/``"Secret": …``-style fields, ``Basic``/``Bearer`` credentials, URL
-    user-info, and long words that look random (tokens, base64, JWTs). It is a heuristic for
-    *error messages*: a helper's successful answer is never shown at all.
-    """
-    text = _FIELD_SECRET.sub(lambda m: m.group(1) + "****", text)
-    text = _SCHEME_SECRET.sub(lambda m: m.group(1) + " ****", text)
-    text = _URL_USERINFO.sub(r"\1****@", text)
-    text = _WORD.sub(lambda m: "****" if _looks_random(m.group(0)) else m.group(0), text)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
-
-
-def _shown(output: bytes) -> str:
+def _output_shown(output: bytes) -> str:
     text = output.decode("utf-8", "replace").strip()
     if not text:
         return ""
@@ -237,7 +192,10 @@ def interpret_get(output: HelperOutput, *, program: str) -> Credential | None:
         how = f"exited with status {output.returncode}"
     said = "; ".join(
         f"{name}: {text}"
-        for name, text in (("output", _shown(output.stdout)), ("stderr", _shown(output.stderr)))
+        for name, text in (
+            ("output", _output_shown(output.stdout)),
+            ("stderr", _output_shown(output.stderr)),
+        )
         if text
     )
     raise ResolverError(f"{program} {how}" + (f" ({said})" if said else " without a message"))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from .._errors import ConfigError
+from .._grammar import LABEL
 from .._resource import Resource
 
 if TYPE_CHECKING:
@@ -70,9 +71,8 @@ _ECR_PRIVATE = re.compile(
     r"|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)\Z"
 )
 ECR_PUBLIC_HOST = "public.ecr.aws"
-_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
-_GOOGLE = re.compile(rf"\A(?:(?:{_LABEL}\.)?gcr\.io|{_LABEL}\.pkg\.dev)\Z")
-_AZURE = re.compile(rf"\A{_LABEL}\.azurecr\.(?P<tld>io|cn|de|us)\Z")
+_GOOGLE = re.compile(rf"\A(?:(?:{LABEL}\.)?gcr\.io|{LABEL}\.pkg\.dev)\Z")
+_AZURE = re.compile(rf"\A{LABEL}\.azurecr\.(?P<tld>io|cn|de|us)\Z")
 GITHUB_HOST = "ghcr.io"
 
 
