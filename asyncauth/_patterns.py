@@ -117,6 +117,11 @@ class RegistryPattern:
         if not raw.isascii() or not raw.isprintable() or any(c.isspace() for c in raw):
             raise fail("host name contains whitespace, control or non-ASCII characters")
 
+        if "@" in raw:
+            raise fail(
+                "a registry host name must not carry a user name or password "
+                "(user:password@); put credentials in their own variables or fields"
+            )
         hostport, _, path_text = raw.partition("/")
         segments = path_text.split("/") if path_text else []
         if segments and segments[-1] == "":

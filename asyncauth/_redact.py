@@ -29,20 +29,26 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_DIGEST_SUFFIX = re.compile(
+    r"@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$"
+)
+
+
 def without_userinfo(text: str) -> str:
     """A reference or host as it may appear in an error: nothing of a pasted ``user:pass@``.
 
     People paste ``user:password@host/...`` where a host or reference belongs. Everything up to
-    and including the last ``@`` before the first ``/`` (or the whole text) is replaced by
-    ``****@``, so neither the user nor the password, which may itself contain ``/``, ``:`` or
-    ``@``, is shown.
+    and including the last ``@`` that does not start a digest (``@sha256:…``) becomes ``****@``,
+    so neither the user nor the password, which may itself hold ``/``, ``:`` or ``@``, is shown.
     """
-    at = text.rfind("@")
+    digest = _DIGEST_SUFFIX.search(text)
+    body, tail = (text[: digest.start()], digest.group(0)) if digest else (text, "")
+    at = body.rfind("@")
     if at == -1:
         return text
-    scheme, sep, _ = text.partition("://")
+    scheme, sep, _ = body.partition("://")
     prefix = scheme + sep if sep and "@" not in scheme else ""
-    return f"{prefix}{MASK}@{text[at + 1 :]}"
+    return f"{prefix}{MASK}@{body[at + 1 :]}{tail}"
 
 
 def _looks_random(word: str) -> bool:

@@ -56,7 +56,11 @@ def normalise_registry(text: str, *, what: str | None = None) -> str:
     Host names are case-insensitive and are lower-cased; ports lose leading zeros; IPv6 literals
     are compressed; the Docker Hub aliases become :data:`DOCKER_HUB`.
     """
-    what = what or f"registry {text!r}"
+    what = what or f"registry {without_userinfo(text)!r}"
+    if "@" in text:
+        raise InvalidReferenceError(
+            f"{what}: a registry name must not carry a user name or password (user:password@)"
+        )
     if not text:
         raise InvalidReferenceError(f"{what}: the registry name is empty")
     if text.startswith("["):
