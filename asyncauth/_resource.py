@@ -204,10 +204,5 @@ class Resource:
         """The registry's port, or ``None`` when the reference named none."""
         return split_host_port(self.registry)[1]
 
-    @property
-    def registry_resource(self) -> Resource:
-        """The bare registry this resource lives on."""
-        return Resource(self.registry)
-
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}" if self.repository else self.registry

@@ -146,16 +146,6 @@ class Scope:
             raise ValueError("only scopes on the same resource can be merged")
         return Scope(self.type, self.name, self.actions | other.actions)
 
-    def covers(self, other: Scope) -> bool:
-        """Whether a token for this scope also allows ``other``.
-
-        ``*`` allows every action on its resource, as in distribution's access check
-        (``registry/auth/token/util.go``).
-        """
-        return other.resource == self.resource and (
-            "*" in self.actions or other.actions <= self.actions
-        )
-
     def __str__(self) -> str:
         return f"{self.type}:{self.name}:{','.join(self.sorted_actions)}"
 
@@ -204,20 +194,6 @@ class ScopeSet:
 
     def __or__(self, other: ScopeSet | Scope) -> ScopeSet:
         return self.union(other)
-
-    def covers(self, other: ScopeSet | Scope) -> bool:
-        """Whether a token for this set also allows everything ``other`` asks for.
-
-        Note this compares *requests*: a token server may grant less than was asked (Docker
-        Hub silently drops ``push`` a user may not do), so a 401 can still follow.
-        """
-        wanted = other.scopes if isinstance(other, ScopeSet) else (other,)
-        mine = {scope.resource: scope for scope in self.scopes}
-        for scope in wanted:
-            have = mine.get(scope.resource)
-            if have is None or not have.covers(scope):
-                return False
-        return True
 
     def query_params(self) -> tuple[tuple[str, str], ...]:
         """``(("scope", …), …)``: one repeated ``scope`` parameter per resource, for ``GET``."""

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
-from .._credentials import Credential
+from .._credentials import EXPIRY_MARGIN, Credential
 from .._errors import ChallengeError, TokenResponseError
 from .challenge import WWW_AUTHENTICATE, Challenge
 from .scope import ScopeSet
@@ -36,7 +36,6 @@ from .scope import ScopeSet
 __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_EXPIRES_IN",
-    "DEFAULT_MARGIN",
     "MIN_EXPIRES_IN",
     "OAUTH_FALLBACK_STATUSES",
     "Token",
@@ -55,9 +54,6 @@ DEFAULT_EXPIRES_IN = 60.0
 MIN_EXPIRES_IN = 60.0
 """Shortest lifetime honoured: the token spec tells clients to assume at least 60 seconds."""
 
-DEFAULT_MARGIN = 10.0
-"""Seconds before expiry at which a token stops counting as fresh (requests take time)."""
-
 DEFAULT_CLIENT_ID = "asyncauth"
 
 OAUTH_FALLBACK_STATUSES = frozenset({404, 405})
@@ -68,7 +64,7 @@ containerd also falls back on 400 and 401, but those can be a rejected refresh t
 re-sending the secret to a second endpoint on a rejection is not worth the compatibility.
 """
 
-_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))",
@@ -92,7 +88,7 @@ class Token:
     refresh_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.access_token, str) or not _HEADER_SAFE.fullmatch(self.access_token):
+        if not isinstance(self.access_token, str) or not HEADER_SAFE.fullmatch(self.access_token):
             raise ValueError(
                 "an access token must be non-empty visible ASCII (it goes into a header)"
             )
@@ -107,13 +103,9 @@ class Token:
         """The ``Authorization`` header value: ``Bearer <access token>``."""
         return f"Bearer {self.access_token}"
 
-    def remaining(self, now: float, margin: float = DEFAULT_MARGIN) -> float:
+    def remaining(self, now: float, margin: float = EXPIRY_MARGIN) -> float:
         """Seconds this token stays fresh after ``now``; ``<= 0`` once it is not (a cache TTL)."""
         return self.expires_at - margin - now
-
-    def is_fresh(self, now: float, margin: float = DEFAULT_MARGIN) -> bool:
-        """Whether the token may still be sent at ``now``, keeping ``margin`` seconds in hand."""
-        return self.remaining(now, margin) > 0
 
     def __repr__(self) -> str:
         refresh = "'****'" if self.refresh_token else "None"
@@ -188,7 +180,7 @@ def parse_token_response(body: bytes | str, *, received_at: float) -> Token:
     access_token = _optional_string(data, "token") or _optional_string(data, "access_token")
     if access_token is None:
         raise _error("neither 'token' nor 'access_token' is present")
-    if not _HEADER_SAFE.fullmatch(access_token):
+    if not HEADER_SAFE.fullmatch(access_token):
         raise _error("the token contains characters that cannot be sent in a header")
     refresh_token = _optional_string(data, "refresh_token")
 
@@ -380,23 +372,28 @@ def build_token_request(
 class TokenKey:
     """What a cached token is valid for: a registry's service, a scope set, one credential.
 
-    ``credential`` is :attr:`Credential.fingerprint`, never the secret itself, so keys can be
-    logged and kept in memory without holding passwords.
+    Keys compare by the credential's value; ``repr`` shows only its kind and user name.
+    :meth:`material` is what a shared store derives its (keyed) name from.
     """
 
     registry: str
     service: str
     scopes: ScopeSet
-    credential: str
+    credential: Credential
+
+    def material(self) -> bytes:
+        """Unambiguous bytes of the whole key, secrets included: hash with a key, never show."""
+        head = "\x00".join((self.registry, self.service, self.scopes.form_value()))
+        return b"token\x00%d:%s" % (len(head), head.encode()) + self.credential.material()
 
 
 def token_cache_key(
     registry: str, service: str | None, scopes: ScopeSet, credential: Credential
 ) -> TokenKey:
-    """The cache key for a token: ``(registry, service, scope set, credential fingerprint)``.
+    """The cache key for a token: ``(registry, service, scope set, credential)``.
 
     ``registry`` is the normalised ``host[:port]`` (``Resource.registry``); it is lower-cased
     here so that spelling does not split the cache. ``ScopeSet`` is canonical, so the same
     access asked for in any order gives the same key.
     """
-    return TokenKey(registry.lower(), service or "", scopes, credential.fingerprint)
+    return TokenKey(registry.lower(), service or "", scopes, credential)
