@@ -16,6 +16,7 @@ from asyncauth import AsyncAuthError, Credential
 from asyncauth._credentials import EXPIRY_MARGIN
 from asyncauth._registry.challenge import Challenge, ChallengeError, parse_challenges
 from asyncauth._registry.scope import Scope, ScopeSet
+from asyncauth._registry.tokencache import token_cache_key
 from asyncauth._registry.tokens import (
     MIN_EXPIRES_IN,
     OAUTH_FALLBACK_STATUSES,
@@ -25,7 +26,6 @@ from asyncauth._registry.tokens import (
     basic_authorization,
     build_token_request,
     parse_token_response,
-    token_cache_key,
 )
 
 from ._assertions import assert_hidden

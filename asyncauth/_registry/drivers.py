@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from .flow import Flow, Send
+from .effects import Flow, Send
 from .streams import bound, within
 
 

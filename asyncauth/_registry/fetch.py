@@ -28,6 +28,7 @@ from .._credentials import Credential
 from .._errors import AuthenticationError, TokenResponseError
 from .bodies import ACCEPT_ENCODING
 from .challenge import Challenge
+from .effects import Do, Send
 from .scope import ScopeSet
 from .streams import one_shot
 from .target import Target, check_destination
@@ -43,7 +44,8 @@ from .tokens import (
 
 if TYPE_CHECKING:
     from .._chain import Resolution
-    from .flow import Effect, Options
+    from .effects import Effect
+    from .flow import Options
     from .tokencache import TokenCache
 
 MAX_ATTEMPTS = 3
@@ -150,8 +152,6 @@ class TokenFetch:
     def _send(
         self, request: httpx.Request, target: Target, description: TokenRequest, asked: Credential
     ) -> Generator[Effect, Any, tuple[httpx.Response, bytes | None]]:
-        from .flow import Do, Send
-
         check_destination(
             target, description.url, self.options.insecure, carries=not asked.is_anonymous
         )

@@ -36,13 +36,14 @@ from .._credentials import EXPIRY_MARGIN
 from .._errors import AsyncAuthError, AuthenticationError, InsecureTransportError
 from .._resource import Resource
 from .._singleflight import MISSING, Lead, SingleFlightCache
-from . import background
+from . import background, refusals
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
+from .effects import Do, Effect, Flow, Send
 from .fetch import TokenFetch
 from .scope import ScopeSet, infer_scopes, repository_from_path
 from .target import Target, origin_of
-from .tokencache import TokenCache, TokenLead
-from .tokens import Token, token_cache_key
+from .tokencache import TokenCache, TokenLead, token_cache_key
+from .tokens import Token
 
 log = logging.getLogger("asyncauth.registry")
 
@@ -50,27 +51,6 @@ CHALLENGE_TTL = 3600.0
 """Seconds a learnt challenge is trusted before the registry is asked again."""
 _RETRY_ERRORS = frozenset({"invalid_token", "insufficient_scope"})
 _NOT_FORWARDED = frozenset({"authorization", "host", "content-length"})
-
-
-@dataclass(slots=True)
-class Send:
-    """Send ``request`` with the caller's client; with ``read_limit``, read the body too."""
-
-    request: httpx.Request
-    read_limit: int | None = None
-
-
-@dataclass(slots=True)
-class Do:
-    """I/O that is not a request: ``run(*args)`` in a task, ``run_blocking(*args)`` in a thread."""
-
-    run: Callable[..., Awaitable[Any]]
-    run_blocking: Callable[..., Any]
-    args: tuple[Any, ...] = ()
-
-
-Effect = Send | Do
-Flow = Generator[Effect, Any, None]
 
 
 class _Open:
@@ -287,10 +267,10 @@ class Handshake:
         assert isinstance(resolution, Resolution)
         authorized = yield from self._authorize(request, target, challenge, scopes, resolution)
         if only_authorize:
-            _refuse_failed_anonymous(resolution, target)
+            refusals.refuse_failed_anonymous(resolution, target)
             return
         if not authorized and first is not None:
-            _explain_refusal(resolution, challenge, target, sent=False)
+            refusals.explain_refusal(resolution, challenge, target, sent=False)
             return  # nothing to add: the 401 stands
         response = yield Send(request)
         if not self._refused_by(target, response):
@@ -301,7 +281,7 @@ class Handshake:
             )
             if response is None or not self._refused_by(target, response):
                 return
-        _explain_refusal(resolution, challenge, target, sent=authorized)
+        refusals.explain_refusal(resolution, challenge, target, sent=authorized)
 
     def _retry(
         self,
@@ -398,7 +378,7 @@ async def _acquire(
     try:
         return await tokens.acquire(key, wait=wait)
     except TimeoutError:
-        raise _waited(target, wait) from None
+        raise refusals.waited(target, wait) from None
 
 
 def _acquire_blocking(
@@ -407,45 +387,4 @@ def _acquire_blocking(
     try:
         return tokens.acquire_blocking(key, wait=wait)
     except TimeoutError:
-        raise _waited(target, wait) from None
-
-
-def _waited(target: Target, wait: float | None) -> httpx.TimeoutException:
-    return httpx.ReadTimeout(
-        f"{target.registry}: no token within {wait or 0:g} s (waited for a token request "
-        "another request was making; it did not finish in this request's own timeout)"
-    )
-
-
-def _failures_text(resolution: Resolution) -> str:
-    return "; ".join(
-        f"{entry.resolver} {entry.outcome}" + (f" ({entry.detail})" if entry.detail else "")
-        for entry in resolution.failures
-    )
-
-
-def _refuse_failed_anonymous(resolution: Resolution, target: Target) -> None:
-    """An anonymous answer that only stands because sources failed is not a silent success."""
-    if resolution.credential.is_anonymous and resolution.failures:
-        raise AuthenticationError(
-            f"{resolution.resource}: no credential, because these sources failed: "
-            f"{_failures_text(resolution)}"
-        )
-
-
-def _explain_refusal(
-    resolution: Resolution, challenge: Challenge, target: Target, *, sent: bool
-) -> None:
-    """Raise what the user needs to know about a final 401 from the registry, if anything."""
-    where = f"{resolution.resource}: the registry refused the request (401)"
-    if resolution.failures:
-        raise AuthenticationError(
-            f"{where}; these sources failed and might have had the credential: "
-            f"{_failures_text(resolution)}"
-        )
-    if sent and challenge.is_basic:
-        credential = resolution.credential
-        raise AuthenticationError(
-            f"{where}: it refused {credential.kind} credentials for user "
-            f"{credential.username or '(none)'} from {resolution.source or 'no source'}"
-        )
+        raise refusals.waited(target, wait) from None

@@ -31,14 +31,6 @@ from .._errors import ScopeError
 from .._grammar import REPOSITORY, REPOSITORY_RE
 from .._redact import clip
 
-__all__ = [
-    "Scope",
-    "ScopeError",
-    "ScopeSet",
-    "infer_scopes",
-    "repository_from_path",
-]
-
 _TYPE = re.compile(r"[a-z0-9]+(?:\([a-z0-9]+\))?")
 _NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # visible ASCII except ':'
 _ACTION = re.compile(r"[\x21-\x2b\x2d-\x39\x3b-\x7e]+")  # visible ASCII except ',' and ':'

@@ -1,6 +1,6 @@
 """Where a ``RegistryAuth`` keeps its tokens: the one place that knows how a token is cached.
 
-* Access tokens, per :class:`~asyncauth._registry.tokens.TokenKey` (registry, service, scopes,
+* Access tokens, per :class:`TokenKey` (registry, service, scopes,
   credential), kept until :data:`~asyncauth._credentials.EXPIRY_MARGIN` before they expire, and
   fetched once however many requests (tasks, event loops, threads) miss at the same time.
 * OAuth2 refresh tokens a token server handed out, per (registry, service, credential), used in
@@ -25,8 +25,9 @@ import anyio
 from .._credentials import EXPIRY_MARGIN, Credential
 from .._singleflight import MISSING, Lead, SingleFlightCache
 from . import background
+from .scope import ScopeSet
 from .store import TokenStore
-from .tokens import Token, TokenKey
+from .tokens import Token
 
 log = logging.getLogger("asyncauth.tokens")
 
@@ -36,6 +37,37 @@ process dies); others wait at most this long for its token before asking themsel
 SHARED_TIMEOUT = 2.0
 """Seconds one call to a shared store may take before it counts as a miss."""
 _POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class TokenKey:
+    """What a cached token is valid for: a registry's service, a scope set, one credential.
+
+    Keys compare by the credential's value; ``repr`` shows only its kind and user name.
+    :meth:`material` is what a shared store derives its (keyed) name from.
+    """
+
+    registry: str
+    service: str
+    scopes: ScopeSet
+    credential: Credential
+
+    def material(self) -> bytes:
+        """Unambiguous bytes of the whole key, secrets included: hash with a key, never show."""
+        head = "\x00".join((self.registry, self.service, self.scopes.form_value()))
+        return b"token\x00%d:%s" % (len(head), head.encode()) + self.credential.material()
+
+
+def token_cache_key(
+    registry: str, service: str | None, scopes: ScopeSet, credential: Credential
+) -> TokenKey:
+    """The cache key for a token: ``(registry, service, scope set, credential)``.
+
+    ``registry`` is the normalised ``host[:port]`` (``Resource.registry``); it is lower-cased
+    here so that spelling does not split the cache. ``ScopeSet`` is canonical, so the same
+    access asked for in any order gives the same key.
+    """
+    return TokenKey(registry.lower(), service or "", scopes, credential)
 
 
 @dataclass(slots=True)

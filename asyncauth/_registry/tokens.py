@@ -1,9 +1,9 @@
 """Token requests and responses of the registry token protocol, sans IO.
 
 What to send to a Bearer challenge's realm (``build_token_request``), how to read what comes back
-(``parse_token_response``), how long the result may be used (``Token``) and what identifies it
-in a cache (``token_cache_key``). The async cache and the HTTP calls live elsewhere and build on
-these pure pieces. The flows follow distribution's token spec (``docs/spec/auth/token.md``,
+(``parse_token_response``) and how long the result may be used (``Token``). The cache
+(:mod:`~asyncauth._registry.tokencache`) and the HTTP calls live elsewhere and build on these
+pure pieces. The flows follow distribution's token spec (``docs/spec/auth/token.md``,
 ``oauth.md``) and what go-containerregistry's and containerd's clients actually send:
 
 * username/password: ``GET realm?service=…&scope=…&scope=…`` with ``Authorization: Basic``;
@@ -32,21 +32,6 @@ from .._credentials import EXPIRY_MARGIN, Credential
 from .._errors import ChallengeError, TokenResponseError
 from .challenge import WWW_AUTHENTICATE, Challenge
 from .scope import ScopeSet
-
-__all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_EXPIRES_IN",
-    "MIN_EXPIRES_IN",
-    "OAUTH_FALLBACK_STATUSES",
-    "Token",
-    "TokenKey",
-    "TokenRequest",
-    "TokenResponseError",
-    "basic_authorization",
-    "build_token_request",
-    "parse_token_response",
-    "token_cache_key",
-]
 
 DEFAULT_EXPIRES_IN = 60.0
 """Lifetime assumed when a token response has no ``expires_in`` (token spec: 60 seconds)."""
@@ -285,6 +270,33 @@ def _with_query(url: str, params: list[tuple[str, str]]) -> str:
     return url + query if url.endswith(("?", "&")) else f"{url}&{query}"
 
 
+def _oauth2_post(
+    base: str, service: str | None, scopes: ScopeSet, credential: Credential, client_id: str
+) -> TokenRequest:
+    """The OAuth2 form POST: ``refresh_token`` grant for an identity token, else ``password``."""
+    refresh = credential.kind == "identity_token"
+    form: list[tuple[str, str]] = [("grant_type", "refresh_token" if refresh else "password")]
+    if service:
+        form.append(("service", service))
+    form.append(("client_id", client_id))
+    if refresh:
+        form.append(("refresh_token", credential.identity_token or ""))
+    else:
+        form += [
+            ("username", credential.username or ""),
+            ("password", credential.password or ""),
+            ("access_type", "offline"),
+        ]
+    if scopes:
+        form.append(("scope", scopes.form_value()))
+    return TokenRequest(
+        "POST",
+        base,
+        (("Content-Type", "application/x-www-form-urlencoded"),),
+        urlencode(form).encode("ascii"),
+    )
+
+
 def build_token_request(
     challenge: Challenge,
     scopes: ScopeSet,
@@ -328,31 +340,7 @@ def build_token_request(
         kind == "basic" and password_grant and not oauth_fallback
     )
     if post:
-        form: list[tuple[str, str]] = []
-        if kind == "identity_token":
-            form += [("grant_type", "refresh_token")]
-        else:
-            form += [("grant_type", "password")]
-        if service:
-            form.append(("service", service))
-        form.append(("client_id", client_id))
-        if kind == "identity_token":
-            form.append(("refresh_token", credential.identity_token or ""))
-        else:
-            form += [
-                ("username", credential.username or ""),
-                ("password", credential.password or ""),
-                ("access_type", "offline"),
-            ]
-        if scopes:
-            form.append(("scope", scopes.form_value()))
-        return TokenRequest(
-            "POST",
-            base,
-            (("Content-Type", "application/x-www-form-urlencoded"),),
-            urlencode(form).encode("ascii"),
-        )
-
+        return _oauth2_post(base, service, scopes, credential, client_id)
     params: list[tuple[str, str]] = [("service", service)] if service else []
     params.extend(scopes.query_params())
     url = _with_query(base, params)
@@ -363,37 +351,3 @@ def build_token_request(
         secret = credential.identity_token
     authorization = basic_authorization(credential.username or "", secret or "")
     return TokenRequest("GET", url, (("Authorization", authorization),))
-
-
-# -- cache keys -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TokenKey:
-    """What a cached token is valid for: a registry's service, a scope set, one credential.
-
-    Keys compare by the credential's value; ``repr`` shows only its kind and user name.
-    :meth:`material` is what a shared store derives its (keyed) name from.
-    """
-
-    registry: str
-    service: str
-    scopes: ScopeSet
-    credential: Credential
-
-    def material(self) -> bytes:
-        """Unambiguous bytes of the whole key, secrets included: hash with a key, never show."""
-        head = "\x00".join((self.registry, self.service, self.scopes.form_value()))
-        return b"token\x00%d:%s" % (len(head), head.encode()) + self.credential.material()
-
-
-def token_cache_key(
-    registry: str, service: str | None, scopes: ScopeSet, credential: Credential
-) -> TokenKey:
-    """The cache key for a token: ``(registry, service, scope set, credential)``.
-
-    ``registry`` is the normalised ``host[:port]`` (``Resource.registry``); it is lower-cased
-    here so that spelling does not split the cache. ``ScopeSet`` is canonical, so the same
-    access asked for in any order gives the same key.
-    """
-    return TokenKey(registry.lower(), service or "", scopes, credential)
