@@ -20,6 +20,7 @@ from .._chain import Chain
 from .._errors import AsyncAuthError
 from .._net import is_loopback
 from .._resource import DOCKER_HUB, Resource, normalise_registry
+from .call import Call
 from .drivers import drive_async, drive_sync
 from .flow import Handshake, Options, Stats
 from .store import TokenStore
@@ -102,10 +103,38 @@ class RegistryAuthBase:
     def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        return drive_async(self._handshake.flow(request), self._http)
+        call = self._handshake.warm(request)
+        if call is None:
+            return drive_async(self._handshake.flow(request), self._http)
+        return self._warm_async(call)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        return drive_sync(self._handshake.flow(request), self._http)
+        call = self._handshake.warm(request)
+        if call is None:
+            return drive_sync(self._handshake.flow(request), self._http)
+        return self._warm_sync(call)
+
+    # The warm path: the request is authorised already (Handshake.warm), so it is sent with no
+    # flow or driver in between; only a 401 brings the flow in, to retry or explain.
+
+    async def _warm_async(self, call: Call) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        response = yield call.request
+        if response.status_code != 401:
+            return
+        rest = drive_async(self._handshake.after(call, response), self._http)
+        try:
+            outgoing = await rest.__anext__()
+            while True:
+                outgoing = await rest.asend((yield outgoing))
+        except StopAsyncIteration:
+            return
+        finally:
+            await rest.aclose()
+
+    def _warm_sync(self, call: Call) -> Generator[httpx.Request, httpx.Response]:
+        response = yield call.request
+        if response.status_code == 401:
+            yield from drive_sync(self._handshake.after(call, response), self._http)
 
     async def bearer_token(
         self,

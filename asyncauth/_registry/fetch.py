@@ -44,6 +44,7 @@ from .tokens import (
 
 if TYPE_CHECKING:
     from .._chain import Resolution
+    from .call import Call
     from .effects import Effect
     from .flow import Options
     from .tokencache import TokenCache
@@ -96,15 +97,13 @@ class TokenFetch:
         return f"Bearer {token}"
 
     def token(
-        self,
-        request: httpx.Request,
-        target: Target,
-        challenge: Challenge,
-        scopes: ScopeSet,
-        resolution: Resolution,
-        tokens: TokenCache,
+        self, call: Call, scopes: ScopeSet, tokens: TokenCache
     ) -> Generator[Effect, Any, Token]:
-        """Fetch a token for ``scopes`` with ``resolution``'s credential."""
+        """Fetch a token for ``scopes`` with the call's credential."""
+        request, target = call.request, call.target
+        challenge, resolution = call.challenge, call.resolution
+        assert challenge is not None
+        assert resolution is not None
         credential = resolution.credential
         service = challenge.service or ""
         refresh = tokens.refresh_token(target.registry, service, credential)

@@ -33,16 +33,17 @@ import httpx
 
 from .._chain import Chain, Resolution
 from .._credentials import EXPIRY_MARGIN
-from .._errors import AsyncAuthError, AuthenticationError, InsecureTransportError
+from .._errors import AsyncAuthError, InsecureTransportError
 from .._resource import Resource
-from .._singleflight import MISSING, Lead, SingleFlightCache
+from .._singleflight import Lead, SingleFlightCache
 from . import background, refusals
+from .call import Call, budget, need_of
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
 from .effects import Do, Effect, Flow, Send
 from .fetch import TokenFetch
-from .scope import ScopeSet, infer_scopes, repository_from_path
+from .scope import ScopeSet
 from .target import Target, origin_of
-from .tokencache import TokenCache, TokenLead, token_cache_key
+from .tokencache import TokenCache, TokenKey, TokenLead, token_cache_key
 from .tokens import Token
 
 log = logging.getLogger("asyncauth.registry")
@@ -84,18 +85,6 @@ class Options:
     offline_token: bool
     headers: dict[str, str] | None
     stats: Stats = field(default_factory=Stats)
-
-
-def budget(request: httpx.Request) -> float | None:
-    """How long waiting for another task's token may take: what this request's own token
-    request could take (its client's timeouts), so that no wait is unbounded."""
-    timeout = request.extensions.get("timeout")
-    if not isinstance(timeout, Mapping):
-        return None
-    parts = [timeout.get(k) for k in ("connect", "write", "read", "pool")]
-    if any(p is None for p in parts):
-        return None
-    return float(sum(parts))  # type: ignore[arg-type]
 
 
 class Handshake:
@@ -162,56 +151,96 @@ class Handshake:
                 self._targets[key] = target
         return target
 
-    def flow(self, request: httpx.Request, *, only_authorize: bool = False) -> Flow:
-        """Authorise ``request`` and send it (``only_authorize``: set its header, send nothing)."""
-        target = self.target(request.url)
-        headers = self.headers
-        if headers is None:
-            headers = yield Do(self.load_headers, self.load_headers_blocking)
+    def _call(self, request: httpx.Request, headers: Mapping[str, str], target: Target) -> Call:
         for name, value in headers.items():
             if name.lower() not in _NOT_FORWARDED:
                 request.headers[name] = value
         url = request.url
-        scopes = infer_scopes(request.method, url.path, url.query)
-        resource = Resource(target.registry, repository_from_path(url.path))
-        replayable = isinstance(request.stream, self.http.ByteStream)
-        known: Challenge | _Open | None
-        cached = self.challenges.peek(target.origin)
+        need = need_of(target.registry, request.method, url.path, url.query)
+        return Call(request, target, need, isinstance(request.stream, self.http.ByteStream))
+
+    def warm(self, request: httpx.Request) -> Call | None:
+        """Authorise ``request`` from what is known already, without I/O; ``None`` if it cannot.
+
+        The common case once a registry is known: a few dictionary lookups, no effects.
+        """
+        headers = self.headers
+        if headers is None:
+            return None
+        url = request.url
+        target = self.target(url)
+        challenge = self.challenges.peek(target.origin)
+        if not isinstance(challenge, Challenge):
+            return None
+        need = need_of(target.registry, request.method, url.path, url.query)
+        resolution = self.resolutions.peek(need.resource)
+        if not isinstance(resolution, Resolution):
+            return None
+        call = self._call(request, headers, target)
+        call.challenge, call.resolution = challenge, resolution
+        value = self._authorization(call, need.scopes)
+        if not isinstance(value, str):
+            return None
+        request.headers["Authorization"] = value
+        return call
+
+    def flow(self, request: httpx.Request, *, only_authorize: bool = False) -> Flow:
+        """Authorise ``request`` and send it (``only_authorize``: set its header, send nothing)."""
+        warm = self.warm(request)
+        if warm is not None:
+            if not only_authorize:
+                yield from self._send_authorized(warm, authorized=True)
+            return
+        headers = self.headers
+        if headers is None:
+            headers = yield Do(self.load_headers, self.load_headers_blocking)
+        call = self._call(request, headers, self.target(request.url))
+        cached = self.challenges.peek(call.target.origin)
+        known = cached if isinstance(cached, Challenge | _Open) else None
         first: httpx.Response | None = None
-        if isinstance(cached, Challenge | _Open):
-            known = cached
-        else:
-            known, first = yield from self._discover(request, target, replayable, only_authorize)
+        if known is None:
+            known, first = yield from self._discover(call, only_authorize)
             if known is None:
                 return  # the request went out as the probe and needs nothing more
         if known is OPEN:
             if only_authorize:
                 return
             first = yield Send(request)
-            known = self._learn(target, first)
-            if known is OPEN or not replayable:
+            known = self._learn(call.target, first)
+            if known is OPEN or not call.replayable:
                 return
         assert isinstance(known, Challenge)
-        yield from self._authorized(
-            request, target, known, scopes, resource, first, replayable, only_authorize
-        )
+        call.challenge = known
+        resolution = self.resolutions.peek(call.need.resource)
+        if not isinstance(resolution, Resolution):
+            resolution = yield Do(self.resolve, self.resolve_blocking, (call.need.resource,))
+        call.resolution = resolution
+        authorized = yield from self._authorize(call, call.need.scopes)
+        if only_authorize:
+            refusals.refuse_failed_anonymous(resolution)
+        elif not authorized and first is not None:
+            refusals.explain_refusal(call, sent=False)  # nothing to add: the 401 stands
+        else:
+            yield from self._send_authorized(call, authorized)
 
     def _discover(
-        self, request: httpx.Request, target: Target, replayable: bool, only_authorize: bool
+        self, call: Call, only_authorize: bool
     ) -> Generator[Effect, Any, tuple[Challenge | _Open | None, httpx.Response | None]]:
-        """Learn ``target``'s challenge, once for everyone asking at the same time."""
-        got = yield Do(self.challenges.acquire, self.challenges.acquire_blocking, (target.origin,))
+        """Learn the registry's challenge, once for everyone asking at the same time."""
+        origin = call.target.origin
+        got = yield Do(self.challenges.acquire, self.challenges.acquire_blocking, (origin,))
         if not isinstance(got, Lead):
             return got, None
-        probe = request if replayable and not only_authorize else self._ping(request)
+        request = call.request
+        probe = request if call.replayable and not only_authorize else self._ping(request)
         try:
             response = yield Send(probe)
-            known = self._learn(target, response)
+            known = self._learn(call.target, response)
         finally:
             got.abandon()  # waiters look again: their own requests may fare better
         if probe is not request:
             return known, None
-        if known is OPEN or not self._refused_by(target, response):
+        if known is OPEN or not self._refused_by(call.target, response):
             return None, response
         return known, response
 
@@ -230,67 +259,39 @@ class Handshake:
 
     def _learn(self, target: Target, response: httpx.Response) -> Challenge | _Open:
         """Record what the registry's own answer says about its authentication."""
-        if not self._refused_by(target, response):
-            if response.status_code == 401:
-                log.debug("ignored a 401 from %s: not %s", origin_of(response.url), target.origin)
-            known: Challenge | _Open = OPEN
-        else:
+        known: Challenge | _Open = OPEN
+        if self._refused_by(target, response):
             self.stats.challenges += 1
-            values = response.headers.get_list(WWW_AUTHENTICATE)
-            chosen = select_challenge(parse_challenges(values))
-            if chosen is None:
-                known = OPEN
-            elif chosen.is_bearer:  # keep realm and service: the scope is per request
-                known = Challenge(
-                    "bearer", {k: v for k, v in chosen.params.items() if k in ("realm", "service")}
-                )
-            else:
+            chosen = select_challenge(parse_challenges(response.headers.get_list(WWW_AUTHENTICATE)))
+            if chosen is not None and chosen.is_bearer:  # keep realm and service only
+                kept = {k: v for k, v in chosen.params.items() if k in ("realm", "service")}
+                known = Challenge("bearer", kept)
+            elif chosen is not None:
                 known = Challenge("basic", {})
             log.debug("learnt %r for %s", known, target.origin)
+        elif response.status_code == 401:
+            log.debug("ignored a 401 from %s: not %s", origin_of(response.url), target.origin)
         self.challenges.put(target.origin, known, CHALLENGE_TTL)
         return known
 
-    def _authorized(
-        self,
-        request: httpx.Request,
-        target: Target,
-        challenge: Challenge,
-        scopes: ScopeSet,
-        resource: Resource,
-        first: httpx.Response | None,
-        replayable: bool,
-        only_authorize: bool,
-    ) -> Flow:
-        resolution = self.resolutions.peek(resource)
-        if resolution is MISSING:
-            resolution = yield Do(self.resolve, self.resolve_blocking, (resource,))
-        assert isinstance(resolution, Resolution)
-        authorized = yield from self._authorize(request, target, challenge, scopes, resolution)
-        if only_authorize:
-            refusals.refuse_failed_anonymous(resolution, target)
+    def _send_authorized(self, call: Call, authorized: bool) -> Flow:
+        """Send the request; on the registry's 401, retry once or say why it was refused."""
+        response = yield Send(call.request)
+        yield from self.after(call, response, authorized)
+
+    def after(self, call: Call, response: httpx.Response, authorized: bool = True) -> Flow:
+        """What follows the registry's answer to an authorised request (nothing unless a 401)."""
+        if not self._refused_by(call.target, response):
             return
-        if not authorized and first is not None:
-            refusals.explain_refusal(resolution, challenge, target, sent=False)
-            return  # nothing to add: the 401 stands
-        response = yield Send(request)
-        if not self._refused_by(target, response):
-            return
-        if authorized and replayable and challenge.is_bearer:
-            response = yield from self._retry(
-                request, target, challenge, scopes, resolution, response
-            )
-            if response is None or not self._refused_by(target, response):
+        assert call.challenge is not None
+        if authorized and call.replayable and call.challenge.is_bearer:
+            again = yield from self._retry(call, response)
+            if again is None or not self._refused_by(call.target, again):
                 return
-        refusals.explain_refusal(resolution, challenge, target, sent=authorized)
+        refusals.explain_refusal(call, sent=authorized)
 
     def _retry(
-        self,
-        request: httpx.Request,
-        target: Target,
-        challenge: Challenge,
-        scopes: ScopeSet,
-        resolution: Resolution,
-        response: httpx.Response,
+        self, call: Call, response: httpx.Response
     ) -> Generator[Effect, Any, httpx.Response | None]:
         """One more try after ``invalid_token``/``insufficient_scope``, with a widened scope."""
         values = response.headers.get_list(WWW_AUTHENTICATE)
@@ -300,70 +301,63 @@ class Handshake:
         if retry.error is not None and retry.error not in _RETRY_ERRORS:
             return None
         self.stats.retries += 1
-        if retry.realm and retry.realm != challenge.realm:
+        assert call.challenge is not None
+        assert call.resolution is not None
+        if retry.realm and retry.realm != call.challenge.realm:
             return None  # a different token server: do not send credentials there unasked
+        scopes = call.need.scopes
         try:
             widened = scopes | retry.scopes
         except AsyncAuthError:
             widened = scopes  # a malformed scope parameter: ask for what the request needs
-        key = token_cache_key(target.registry, challenge.service, scopes, resolution.credential)
-        self.tokens.forget(key)
-        if (yield from self._authorize(request, target, challenge, widened, resolution)):
-            again: httpx.Response = yield Send(request)
+        registry, service = call.target.registry, call.challenge.service
+        self.tokens.forget(token_cache_key(registry, service, scopes, call.resolution.credential))
+        if (yield from self._authorize(call, widened)):
+            again: httpx.Response = yield Send(call.request)
             return again
         return None
 
-    def _authorize(
-        self,
-        request: httpx.Request,
-        target: Target,
-        challenge: Challenge,
-        scopes: ScopeSet,
-        resolution: Resolution,
-    ) -> Generator[Effect, Any, bool]:
-        """Set ``Authorization`` on ``request``; ``False`` when there is nothing to send."""
-        credential = resolution.credential
+    def _authorization(self, call: Call, scopes: ScopeSet) -> str | bool | TokenKey:
+        """What can be said without I/O: the header value; ``False`` when there is nothing to
+        send; or the key of a token that has to be fetched first."""
+        assert call.challenge is not None
+        assert call.resolution is not None
+        credential, challenge = call.resolution.credential, call.challenge
         if credential.is_anonymous and challenge.is_basic:
             return False
-        if not credential.is_anonymous and not target.may_send_credentials:
+        if not credential.is_anonymous and not call.target.may_send_credentials:
             raise InsecureTransportError(
-                f"{target.registry}: refusing to send credentials from {resolution.source} "
-                "over plain http to a host that is not loopback; use https, or list the "
-                "registry in insecure_registries= if you really mean it"
+                f"{call.target.registry}: refusing to send credentials from "
+                f"{call.resolution.source} over plain http to a host that is not loopback; use "
+                "https, or list the registry in insecure_registries= if you really mean it"
             )
         if credential.kind == "registry_token":
-            value = self._fetch.bearer(credential, resolution, target)
-        elif challenge.is_basic:
-            basic = self._fetch.basic(credential)
-            if basic is None:
-                return False
-            value = basic
-        else:
-            token = yield from self._token(request, target, challenge, scopes, resolution)
+            return self._fetch.bearer(credential, call.resolution, call.target)
+        if challenge.is_basic:
+            return self._fetch.basic(credential) or False
+        key = token_cache_key(call.target.registry, challenge.service, scopes, credential)
+        token = self.tokens.fresh(key)
+        return key if token is None else token.authorization
+
+    def _authorize(self, call: Call, scopes: ScopeSet) -> Generator[Effect, Any, bool]:
+        """Set ``Authorization`` on the request; ``False`` when there is nothing to send."""
+        value = self._authorization(call, scopes)
+        if value is False:
+            return False
+        if isinstance(value, TokenKey):
+            token = yield from self._token(call, value, scopes)
             value = token.authorization
-        request.headers["Authorization"] = value
+        call.request.headers["Authorization"] = str(value)
         return True
 
-    def _token(
-        self,
-        request: httpx.Request,
-        target: Target,
-        challenge: Challenge,
-        scopes: ScopeSet,
-        resolution: Resolution,
-    ) -> Generator[Effect, Any, Token]:
-        key = token_cache_key(target.registry, challenge.service, scopes, resolution.credential)
-        token = self.tokens.fresh(key)
-        if token is not None:
-            return token
-        got = yield Do(_acquire, _acquire_blocking, (self.tokens, key, budget(request), target))
+    def _token(self, call: Call, key: TokenKey, scopes: ScopeSet) -> Generator[Effect, Any, Token]:
+        wait = budget(call.request)
+        got = yield Do(_acquire, _acquire_blocking, (self.tokens, key, wait, call.target))
         if not isinstance(got, TokenLead):
             return got  # type: ignore[no-any-return]
         try:
-            token = yield from self._fetch.token(
-                request, target, challenge, scopes, resolution, self.tokens
-            )
-        except (AuthenticationError, AsyncAuthError) as exc:
+            token = yield from self._fetch.token(call, scopes, self.tokens)
+        except AsyncAuthError as exc:
             got.fail(exc)  # every waiter with this credential would be refused the same way
             raise
         finally:

@@ -7,12 +7,16 @@ of them and why. A Basic registry's refusal names the source whose credential it
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 
 from .._chain import Resolution
 from .._errors import AuthenticationError
-from .challenge import Challenge
 from .target import Target
+
+if TYPE_CHECKING:
+    from .call import Call
 
 
 def waited(target: Target, wait: float | None) -> httpx.TimeoutException:
@@ -29,7 +33,7 @@ def _failures_text(resolution: Resolution) -> str:
     )
 
 
-def refuse_failed_anonymous(resolution: Resolution, target: Target) -> None:
+def refuse_failed_anonymous(resolution: Resolution) -> None:
     """An anonymous answer that only stands because sources failed is not a silent success."""
     if resolution.credential.is_anonymous and resolution.failures:
         raise AuthenticationError(
@@ -38,10 +42,11 @@ def refuse_failed_anonymous(resolution: Resolution, target: Target) -> None:
         )
 
 
-def explain_refusal(
-    resolution: Resolution, challenge: Challenge, target: Target, *, sent: bool
-) -> None:
+def explain_refusal(call: Call, *, sent: bool) -> None:
     """Raise what the user needs to know about a final 401 from the registry, if anything."""
+    resolution, challenge = call.resolution, call.challenge
+    assert resolution is not None
+    assert challenge is not None
     where = f"{resolution.resource}: the registry refused the request (401)"
     if resolution.failures:
         raise AuthenticationError(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -51,6 +51,15 @@ class TokenKey:
     service: str
     scopes: ScopeSet
     credential: Credential
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the warm path looks a key up on every request.
+        fields = (self.registry, self.service, self.scopes, self.credential)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def material(self) -> bytes:
         """Unambiguous bytes of the whole key, secrets included: hash with a key, never show."""
