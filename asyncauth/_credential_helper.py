@@ -143,8 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if action != "get":
         print(f"Unknown credential action `{action}`", file=stdout)
         return 1
+    return _get_action(sys.stdin.read().strip(), stdout, stderr)
 
-    server_url = sys.stdin.read().strip()
+
+def _get_action(server_url: str, stdout: TextIO, stderr: TextIO) -> int:
+    """``get``: the answer on stdout, or the protocol's "not found", or one error line."""
     if not server_url:
         print(_MISSING_SERVER_URL, file=stdout)
         return 1
