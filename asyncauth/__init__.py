@@ -25,6 +25,7 @@ from ._errors import (
     TokenResponseError,
 )
 from ._registry.auth import RegistryAuth
+from ._registry.store import MemoryTokenStore, TokenStore
 from ._resource import Resource
 from ._sources.azure import AzureResolver
 from ._sources.dockerconfig import DockerConfigResolver
@@ -54,6 +55,7 @@ __all__ = [
     "GoogleResolver",
     "InsecureTransportError",
     "InvalidReferenceError",
+    "MemoryTokenStore",
     "Outcome",
     "RegistryAuth",
     "Resolution",
@@ -63,6 +65,7 @@ __all__ = [
     "Resource",
     "ScopeError",
     "TokenResponseError",
+    "TokenStore",
     "TraceEntry",
     "__version__",
     "create_client",
