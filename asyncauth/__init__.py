@@ -8,6 +8,7 @@
 
 from . import _compat
 from ._chain import Chain, Outcome, Resolution, Resolver, TraceEntry
+from ._cli import MANIFEST_MEDIA_TYPES
 from ._client import create_client, create_sync_client, ssl_context
 from ._credentials import Credential
 from ._defaults import ChainOptions, default_chain, resolve
@@ -37,6 +38,7 @@ from ._sources.iaas import iaas_resolvers
 from ._version import __version__
 
 __all__ = [
+    "MANIFEST_MEDIA_TYPES",
     "AsyncAuthError",
     "AuthenticationError",
     "AzureResolver",

@@ -29,9 +29,6 @@ from ._assertions import assert_hidden
 from .peers import PeerAccounts, PushedImage, RegistryServer
 from .peers._tools import require_tool
 
-HELPERS_PACKAGE = "golang-docker-credential-helpers"
-
-
 # --- docker-credential-pass ----------------------------------------------------------------------
 
 
@@ -39,10 +36,10 @@ class PassStore:
     """A password store encrypted to a throwaway GPG key, all under one temporary directory."""
 
     def __init__(self, root: Path) -> None:
-        self.helper = require_tool("docker-credential-pass", HELPERS_PACKAGE)
-        require_tool("pass", "pass")
-        self.gpg = require_tool("gpg", "gnupg")
-        self.gpgconf = require_tool("gpgconf", "gnupg")
+        self.helper = require_tool("docker-credential-pass")
+        require_tool("pass")
+        self.gpg = require_tool("gpg")
+        self.gpgconf = require_tool("gpgconf")
         self.root = root
         gnupghome = root / "gnupg"
         gnupghome.mkdir(mode=0o700)
@@ -162,7 +159,7 @@ def asyncauth_helper() -> Path:
 def skopeo_inspect(
     tmp_path: Path, image: PushedImage, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    skopeo = require_tool("skopeo", "skopeo")
+    skopeo = require_tool("skopeo")
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     authfile = tmp_path / "auth.json"

@@ -53,6 +53,7 @@ PUBLIC_NAMES = {
     "GoogleResolver",
     "InsecureTransportError",
     "InvalidReferenceError",
+    "MANIFEST_MEDIA_TYPES",
     "MemoryTokenStore",
     "Outcome",
     "RegistryAuth",
