@@ -34,20 +34,12 @@ from asyncauth import (
 )
 from asyncauth._patterns import RegistryPattern
 from asyncauth._redact import redact
-from asyncauth._sources.dockerconfig import (
-    DockerConfig,
-    DockerConfigResolver,
-    config_candidates,
-    find_config,
-    lookup,
-    parse_config,
-)
-from asyncauth._sources.helpers import (
-    HelperClient,
-    HelperOutput,
-    interpret_get,
-    server_url_for,
-)
+from asyncauth._sources.docker.configfile import DockerConfig, parse_config
+from asyncauth._sources.docker.discovery import config_candidates, find_config
+from asyncauth._sources.docker.helperclient import HelperClient
+from asyncauth._sources.docker.helperprotocol import HelperOutput, interpret_get, server_url_for
+from asyncauth._sources.docker.lookup import lookup
+from asyncauth._sources.docker.resolver import DockerConfigResolver
 
 from ._assertions import assert_hidden
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncauth import Chain, Credential, Outcome, Resource
-from asyncauth._sources.dockerconfig import DockerConfigResolver
+from asyncauth import Chain, Credential, DockerConfigResolver, Outcome, Resource
 
 from ._assertions import assert_hidden
 from .peers import PeerAccounts, PushedImage, RegistryServer

@@ -398,7 +398,7 @@ class RegistryAuthBase:
         return f"https://{resource.registry}"
 
     async def _config_headers(self) -> dict[str, str]:
-        from .._sources.dockerconfig import DockerConfigResolver
+        from .._sources.docker.resolver import DockerConfigResolver
 
         headers: dict[str, str] = {}
         for resolver in self.chain.resolvers:
