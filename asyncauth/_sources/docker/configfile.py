@@ -20,10 +20,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 from ..._credentials import Credential
 from ..._errors import ConfigError
 from ..._patterns import RegistryPattern
+from ..._redact import clip, redact, without_userinfo
 from .helperprotocol import valid_helper_name
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -44,7 +46,7 @@ def json_kind(value: object) -> str:
 
 def key_text(key: str) -> str:
     """A key as shown in messages: JSON-quoted, shortened. Keys are names, not secrets."""
-    shown = json.dumps(key, ensure_ascii=True)
+    shown = json.dumps(without_userinfo(key), ensure_ascii=True)
     return shown if len(shown) <= 90 else shown[:88] + '…"'
 
 
@@ -52,27 +54,58 @@ def key_text(key: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class AuthEntry:
-    """One ``auths`` entry. ``credential`` is ``None`` for an entry that holds no secret.
+class IgnoredKey:
+    """A key that cannot name a registry (``my_registry:5000``, ``ftp://x``): it matches nothing.
 
-    (docker writes ``{}`` entries for registries whose secret lives in a ``credsStore``.)
+    The file is shared with docker, podman and crane, which ignore such keys too; one of them
+    must not break every lookup. ``reason`` says why, without the key's user-info.
+    """
+
+    section: Literal["auths", "credHelpers"]
+    key: str
+    reason: str
+
+    def describe(self) -> str:
+        """``auths["my_registry:5000"] (why)``; a ``user:password@`` in the key is masked."""
+        return f"{self.section}[{key_text(self.key)}] ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthEntry:
+    """One ``auths`` entry, validated only when a lookup chooses it (:meth:`credential`).
+
+    ``value`` is the entry as written (it holds secrets: never shown). docker writes ``{}``
+    entries for registries whose secret lives in a ``credsStore``: no credential.
     """
 
     key: str
     pattern: RegistryPattern
-    credential: Credential | None
+    value: object = field(compare=False, repr=False)
+    where: str = field(compare=False)
     index: int = field(compare=False)
+
+    def credential(self) -> Credential | None:
+        """The credential it holds (``None`` for none); :class:`ConfigError` if it is broken."""
+        value = {} if self.value is None else self.value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.where} must be a JSON object, not {json_kind(value)}")
+        return entry_credential(value, self.where)
 
 
 @dataclass(frozen=True, slots=True)
 class HelperEntry:
-    """One ``credHelpers`` entry: a registry and its helper (the part after
-    ``docker-credential-``)."""
+    """One ``credHelpers`` entry: a registry and the helper written for it (the part after
+    ``docker-credential-``), validated only when a lookup chooses it (:meth:`helper_name`)."""
 
     key: str
     pattern: RegistryPattern
-    helper: str
+    helper: object
+    where: str = field(compare=False)
     index: int = field(compare=False)
+
+    def helper_name(self) -> str:
+        """The helper to run; :class:`ConfigError` if what is written cannot be one."""
+        return helper_name(self.helper, self.where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +114,55 @@ class DockerConfig:
 
     ``http_headers`` are the ``HttpHeaders`` docker sends with every registry request (values may
     be secrets: the ``repr`` shows the names only). ``path`` is where it was read from.
+    ``creds_store`` is the ``credsStore`` value as written, validated when a lookup reaches it
+    (:meth:`store_helper`). ``ignored`` lists the keys that name no registry.
     """
 
     path: str
     auths: tuple[AuthEntry, ...] = ()
     cred_helpers: tuple[HelperEntry, ...] = ()
-    creds_store: str | None = None
+    creds_store: object = None
     http_headers: Mapping[str, str] = field(default_factory=dict, compare=False)
+    ignored: tuple[IgnoredKey, ...] = ()
+
+    def store_helper(self) -> str | None:
+        """The ``credsStore`` helper (``None`` when unset or empty), or :class:`ConfigError`."""
+        if self.creds_store is None or self.creds_store == "":
+            return None
+        return helper_name(self.creds_store, f"{self.path}: credsStore")
 
     def __repr__(self) -> str:
         parts = [repr(self.path)]
         if self.auths:
             parts.append(f"auths=[{', '.join(key_text(e.key) for e in self.auths)}]")
         if self.cred_helpers:
-            helpers = ", ".join(f"{key_text(e.key)}: {e.helper!r}" for e in self.cred_helpers)
+            helpers = ", ".join(
+                f"{key_text(e.key)}: {_shown_helper(e.helper)}" for e in self.cred_helpers
+            )
             parts.append(f"credHelpers={{{helpers}}}")
         if self.creds_store:
-            parts.append(f"credsStore={self.creds_store!r}")
+            parts.append(f"credsStore={_shown_helper(self.creds_store)}")
         if self.http_headers:
             parts.append(f"HttpHeaders=[{', '.join(map(repr, self.http_headers))}]")
+        if self.ignored:
+            parts.append(f"ignored=[{', '.join(i.describe() for i in self.ignored)}]")
         return f"DockerConfig({', '.join(parts)})"
+
+
+def _shown_helper(value: object) -> str:
+    return repr(value) if isinstance(value, str) and valid_helper_name(value) else "<invalid>"
+
+
+def helper_name(value: object, where: str) -> str:
+    """``value`` as a helper name, or a :class:`ConfigError` naming ``where``."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, not {json_kind(value)}")
+    if not valid_helper_name(value):
+        raise ConfigError(
+            f"{where}: {redact(value, limit=60)!r} is not a credential helper name "
+            "(the part after 'docker-credential-', without '/')"
+        )
+    return value
 
 
 # --- fields ------------------------------------------------------------------------------------
@@ -176,6 +238,9 @@ def entry_credential(entry: Mapping[str, object], where: str) -> Credential | No
 
 def key_pattern(key: str, where: str) -> RegistryPattern:
     """The registry (or repository) a key names; :class:`ConfigError` if it names none."""
+    if "@" in key:
+        # Checked first, and the key is not quoted: what precedes the @ is a password.
+        raise ConfigError(f"{where}: a registry key must not carry a user name or password")
     # A URL names a registry: docker/cli and containers/image drop whatever path follows the
     # host (``https://index.docker.io/v1/``, Docker Desktop's ``…/v1/access-token``).
     text = key
@@ -212,48 +277,28 @@ def _document(data: bytes | str, where: str) -> dict[str, object] | None:
     return document
 
 
-def _auths(document: Mapping[str, object], where: str) -> tuple[AuthEntry, ...]:
+def _entries(
+    document: Mapping[str, object], where: str
+) -> tuple[tuple[AuthEntry, ...], tuple[HelperEntry, ...], tuple[IgnoredKey, ...]]:
+    """The ``auths`` and ``credHelpers`` entries, and the keys of both that name no registry."""
     auths: list[AuthEntry] = []
-    for index, (key, value) in enumerate(_object(document, "auths", where).items()):
-        entry_where = f"{where}: auths[{key_text(key)}]"
-        pattern = key_pattern(key, entry_where)
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{entry_where} must be a JSON object, not {json_kind(value)}")
-        auths.append(AuthEntry(key, pattern, entry_credential(value, entry_where), index))
-    return tuple(auths)
-
-
-def _not_a_helper_name(where: str, value: str) -> ConfigError:
-    return ConfigError(
-        f"{where} {value!r} is not a credential helper name "
-        "(the part after 'docker-credential-', without '/')"
-    )
-
-
-def _cred_helpers(document: Mapping[str, object], where: str) -> tuple[HelperEntry, ...]:
     helpers: list[HelperEntry] = []
-    for index, (key, value) in enumerate(_object(document, "credHelpers", where).items()):
-        entry_where = f"{where}: credHelpers[{key_text(key)}]"
-        pattern = key_pattern(key, entry_where)
-        if value is None or value == "":
-            continue  # docker: an empty helper is no helper
-        if not isinstance(value, str):
-            raise ConfigError(f"{entry_where} must be a string, not {json_kind(value)}")
-        if not valid_helper_name(value):
-            raise _not_a_helper_name(f"{entry_where}:", value)
-        helpers.append(HelperEntry(key, pattern, value, index))
-    return tuple(helpers)
-
-
-def _creds_store(document: Mapping[str, object], where: str) -> str | None:
-    store = _field(document, "credsStore")
-    if store is not None and not isinstance(store, str):
-        raise ConfigError(f"{where}: 'credsStore' must be a string, not {json_kind(store)}")
-    if store and not valid_helper_name(store):
-        raise _not_a_helper_name(f"{where}: credsStore", store)
-    return store or None
+    ignored: list[IgnoredKey] = []
+    sections: tuple[Literal["auths", "credHelpers"], ...] = ("auths", "credHelpers")
+    for section in sections:
+        for index, (key, value) in enumerate(_object(document, section, where).items()):
+            entry_where = f"{where}: {section}[{key_text(key)}]"
+            try:
+                pattern = key_pattern(key, entry_where)
+            except ConfigError as exc:
+                reason = str(exc).removeprefix(f"{entry_where}: ")
+                ignored.append(IgnoredKey(section, key, clip(reason, 200)))
+                continue
+            if section == "auths":
+                auths.append(AuthEntry(key, pattern, value, entry_where, index))
+            elif value is not None and value != "":  # docker: an empty helper is no helper
+                helpers.append(HelperEntry(key, pattern, value, entry_where, index))
+    return tuple(auths), tuple(helpers), tuple(ignored)
 
 
 def _http_headers(document: Mapping[str, object], where: str) -> Mapping[str, str]:
@@ -273,20 +318,36 @@ def _http_headers(document: Mapping[str, object], where: str) -> Mapping[str, st
 def parse_config(data: bytes | str, *, path: str | os.PathLike[str] = "<config>") -> DockerConfig:
     """Parse the text of a Docker config or containers ``auth.json``.
 
-    An empty file is an empty config (docker agrees). Raises :class:`ConfigError` naming
-    ``path`` and the key for anything docker would choke on or that cannot be meant: invalid
-    UTF-8 or JSON, a top level that is not an object, a non-object ``auths``/``credHelpers``/
-    ``HttpHeaders``, non-string fields, an unparsable registry key, invalid base64 in ``auth``,
-    ``auth`` without a ``:``, a helper name that is not a plain name. Unknown fields are ignored.
+    The file is shared with docker, podman and crane, so only what every lookup depends on is
+    checked here, as a :class:`ConfigError` naming ``path``: UTF-8, JSON, a top-level object,
+    ``auths``/``credHelpers``/``HttpHeaders`` being objects, and the headers (sent with every
+    request). An entry is checked when a lookup chooses it (:mod:`.lookup`); a key that names no
+    registry is listed in ``ignored`` and matches nothing. An empty file is an empty config
+    (docker agrees). Unknown fields are ignored.
     """
     where = os.fspath(path)
     document = _document(data, where)
     if document is None:
         return DockerConfig(where)
+    auths, helpers, ignored = _entries(document, where)
+    credential_store = _field(document, "credsStore")
     return DockerConfig(
-        where,
-        _auths(document, where),
-        _cred_helpers(document, where),
-        _creds_store(document, where),
-        _http_headers(document, where),
+        where, auths, helpers, credential_store, _http_headers(document, where), ignored
     )
+
+
+def parse_auth_config_variable(text: str, *, name: str = "DOCKER_AUTH_CONFIG") -> DockerConfig:
+    """Parse ``DOCKER_AUTH_CONFIG`` (docker/cli 28.3+): a whole config with ``auths`` only.
+
+    docker/cli refuses any other field there (``credHelpers``, ``credsStore``...) and ignores the
+    whole variable when it does; so do we, loudly: a :class:`ConfigError` naming the variable.
+    """
+    where = f"${name}"
+    document = _document(text, where)
+    if document is None:
+        return DockerConfig(where)
+    others = sorted(key for key in document if key.lower() != "auths")
+    if others:
+        shown = ", ".join(key_text(key) for key in others[:3])
+        raise ConfigError(f'{where}: only "auths" may be set here (docker/cli), not {shown}')
+    return parse_config(text, path=where)

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..._credentials import Credential
-from ..._errors import ResolverError
+from ..._errors import ConfigError, ResolverError
 from ..._singleflight import SingleFlightCache
 from .helperprotocol import helper_program, interpret_get
-from .process import DEFAULT_HELPER_TIMEOUT, run_helper
+from .process import DEFAULT_HELPER_TIMEOUT, find_program, run_helper
 
 DEFAULT_HELPER_CACHE_TTL = 60.0
 """Seconds a helper's answer (a credential or "not found") is reused for the same server."""
@@ -23,10 +23,15 @@ DEFAULT_HELPER_FAILURE_TTL = 5.0
 """Seconds a helper's failure is reused before the helper is run again."""
 
 
+class HelperNotInstalledError(ConfigError):
+    """The helper a config names is not on ``PATH``: a user mistake, as docker reports it."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     credential: Credential | None = None
     error: str | None = None
+    missing: bool = False
 
 
 class HelperClient:
@@ -66,13 +71,16 @@ class HelperClient:
     async def get(self, helper: str, server_url: str) -> Credential | None:
         """The credential ``docker-credential-<helper>`` holds for ``server_url``, or ``None``.
 
-        Raises :class:`ResolverError` when the helper fails (missing, crashing, bad output,
+        Raises :class:`HelperNotInstalledError` (a :class:`ConfigError`) when no such program
+        is on ``PATH``, and :class:`ResolverError` when the helper fails (crashing, bad output,
         timeout); the message names the program and never carries a secret.
         """
         program = helper_program(helper)
         answer = await self._cache.get(
             (program, server_url), lambda: self._ask(program, server_url), self._ttl_of
         )
+        if answer.missing:
+            raise HelperNotInstalledError(answer.error)
         if answer.error is not None:
             raise ResolverError(answer.error)  # a fresh exception per asker, same message
         return answer.credential
@@ -81,10 +89,16 @@ class HelperClient:
         return self.failure_ttl if answer.error is not None else self.cache_ttl
 
     async def _ask(self, program: str, server_url: str) -> _Answer:
+        executable = find_program(program, self.environ)
+        if executable is None:
+            return _Answer(
+                error=f"{program} is not installed (no executable of that name on PATH)",
+                missing=True,
+            )
         self.runs += 1
         try:
             output = await run_helper(
-                program, "get", server_url.encode(), timeout=self.timeout, env=self.environ
+                executable, "get", server_url.encode(), timeout=self.timeout, env=self.environ
             )
             return _Answer(credential=interpret_get(output, program=program))
         except ResolverError as exc:

@@ -31,12 +31,15 @@ class Lookup:
     credential: Credential | None = None
     helper: str | None = None
 
+    def entry(self) -> str:
+        """The entry in the file: ``credHelpers["gcr.io"]``, ``credsStore``. No secrets."""
+        return self.via if self.key is None else f"{self.via}[{key_text(self.key)}]"
+
     def describe(self, path: str) -> str:
         """Where the answer comes from, e.g. ``credHelpers["gcr.io"] -> docker-credential-gcr
         in /home/me/.docker/config.json``. No secrets."""
-        where = self.via if self.key is None else f"{self.via}[{key_text(self.key)}]"
         helper = f" -> docker-credential-{self.helper}" if self.helper else ""
-        return f"{where}{helper} in {path}"
+        return f"{self.entry()}{helper} in {path}"
 
 
 _E = TypeVar("_E", AuthEntry, HelperEntry)
@@ -57,6 +60,10 @@ def _best(entries: Collection[_E], resource: Resource) -> _E | None:
     return best
 
 
+def _excluded(helper: object, exclude_helpers: Collection[str]) -> bool:
+    return isinstance(helper, str) and helper in exclude_helpers
+
+
 def lookup(
     config: DockerConfig,
     resource: Resource,
@@ -69,16 +76,21 @@ def lookup(
     2. else ``credsStore`` -> ask that helper;
     3. else the most specific ``auths`` key -> its credential (an empty entry: ``None``).
 
+    Only the entry chosen is validated: a broken one raises :class:`~asyncauth.ConfigError`
+    naming the file and the key; broken entries for other registries change nothing here.
     Helpers named in ``exclude_helpers`` are treated as if their lines were not in the file
     (``docker-credential-asyncauth`` excludes itself, to avoid asking itself forever).
     """
-    helper_entries = [e for e in config.cred_helpers if e.helper not in exclude_helpers]
+    helper_entries = [e for e in config.cred_helpers if not _excluded(e.helper, exclude_helpers)]
     helper = _best(helper_entries, resource)
     if helper is not None:
-        return Lookup("credHelpers", helper.key, helper=helper.helper)
-    if config.creds_store and config.creds_store not in exclude_helpers:
-        return Lookup("credsStore", None, helper=config.creds_store)
+        return Lookup("credHelpers", helper.key, helper=helper.helper_name())
+    if not _excluded(config.creds_store, exclude_helpers):
+        store = config.store_helper()
+        if store is not None:
+            return Lookup("credsStore", None, helper=store)
     entry = _best(config.auths, resource)
-    if entry is None or entry.credential is None:
+    credential = None if entry is None else entry.credential()
+    if entry is None or credential is None:
         return None
-    return Lookup("auths", entry.key, credential=entry.credential)
+    return Lookup("auths", entry.key, credential=credential)
