@@ -38,6 +38,7 @@ from asyncauth._sources.docker.configfile import DockerConfig, key_pattern, pars
 from asyncauth._sources.docker.discovery import config_candidates, find_config
 from asyncauth._sources.docker.helperclient import HelperClient
 from asyncauth._sources.docker.helperprotocol import HelperOutput, interpret_get, server_url_for
+from asyncauth._sources.docker.loader import ConfigLoader
 from asyncauth._sources.docker.lookup import lookup
 from asyncauth._sources.docker.resolver import DockerConfigResolver
 
@@ -395,9 +396,26 @@ references = st.sampled_from(
 
 
 @given(data=st.binary(max_size=300))
-def test_any_bytes_give_a_config_or_an_asyncauth_error(data: bytes) -> None:
-    with contextlib.suppress(AsyncAuthError):
-        parse_config(data, path="/fuzz.json")
+def test_any_bytes_give_a_config_or_a_config_error(data: bytes) -> None:
+    with contextlib.suppress(ConfigError):
+        assert isinstance(parse_config(data, path="/fuzz.json"), DockerConfig)
+
+
+@given(data=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_file_content_gives_a_config_or_a_config_error(tmp_path: Path, data: bytes) -> None:
+    """The same through the loader: the bytes of a real file, read as a lookup reads them."""
+    path = tmp_path / "config.json"
+    path.write_bytes(data)
+    loader = ConfigLoader(path, (), check_interval=0)
+    try:
+        loaded = loader.load_sync()
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}: ")
+        return
+    assert isinstance(loaded, DockerConfig)
+    with contextlib.suppress(ConfigError):
+        lookup(loaded, Resource.parse("ghcr.io/o/a"))
 
 
 @given(doc=json_values | documents)
