@@ -24,6 +24,7 @@ from ._errors import (
     TokenResponseError,
 )
 from ._registry.auth import RegistryAuth
+from ._registry.store import MemoryTokenStore, TokenStore
 from ._resource import Resource
 from ._sources.azure import AzureResolver
 from ._sources.docker.resolver import DockerConfigResolver
@@ -52,6 +53,7 @@ __all__ = [
     "GoogleResolver",
     "InsecureTransportError",
     "InvalidReferenceError",
+    "MemoryTokenStore",
     "Outcome",
     "RegistryAuth",
     "Resolution",
@@ -61,6 +63,7 @@ __all__ = [
     "Resource",
     "ScopeError",
     "TokenResponseError",
+    "TokenStore",
     "TraceEntry",
     "__version__",
     "create_client",
