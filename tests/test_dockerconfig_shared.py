@@ -97,11 +97,11 @@ async def test_foreign_keys_break_nothing_and_are_reported_once(
         await chain.resolve("quay.io/o/a")
 
 
-def test_explain_names_the_ignored_keys_when_nothing_matches(tmp_path: Path) -> None:
+async def test_explain_names_the_ignored_keys_when_nothing_matches(tmp_path: Path) -> None:
     path = write(tmp_path / "config.json", {"auths": {"my_registry:5000": basic()}})
     resolver = DockerConfigResolver(config_path=path, environ={})
     assert resolver.explain(Resource.parse("my-registry:5000/app")) is None  # not read yet
-    resolver._loader.load_sync()
+    assert await resolver.resolve(Resource.parse("my-registry:5000/app")) is None
     note = resolver.explain(Resource.parse("my-registry:5000/app")) or ""
     assert note.startswith(f"no key for my-registry:5000 in {path}; ignored 1 key that names")
     assert 'auths["my_registry:5000"] (' in note
