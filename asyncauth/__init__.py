@@ -28,7 +28,7 @@ from ._registry.auth import RegistryAuth
 from ._registry.store import MemoryTokenStore, TokenStore
 from ._resource import Resource
 from ._sources.azure import AzureResolver
-from ._sources.dockerconfig import DockerConfigResolver
+from ._sources.docker.resolver import DockerConfigResolver
 from ._sources.ecr import ECRResolver
 from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver

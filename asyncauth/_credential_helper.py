@@ -46,7 +46,7 @@ from ._defaults import default_chain
 from ._errors import AsyncAuthError
 from ._patterns import RegistryPattern
 from ._resource import Resource
-from ._sources.helpers import NOT_FOUND_MESSAGE, TOKEN_USERNAME
+from ._sources.docker.helperprotocol import NOT_FOUND_MESSAGE, TOKEN_USERNAME
 from ._version import __version__
 
 HELPER_NAME = "asyncauth"

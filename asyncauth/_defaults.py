@@ -11,7 +11,7 @@ import httpx
 from ._chain import Chain, Resolver
 from ._credentials import Credential
 from ._resource import Resource
-from ._sources.dockerconfig import DockerConfigResolver
+from ._sources.docker.resolver import DockerConfigResolver
 from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 from ._sources.iaas import iaas_resolvers
