@@ -24,9 +24,10 @@ from asyncauth import (
 )
 
 from ._assertions import assert_hidden
+from ._tls_registry import tls_registry_with
 from .peers.accounts import PeerAccounts
-from .peers.images import OCIImage, PushedImage, push_image_http
-from .peers.registry import Htpasswd, RegistryServer
+from .peers.images import OCIImage, PushedImage
+from .peers.registry import RegistryServer
 from .peers.tls import PrivateCA, make_private_ca
 from .peers.token_issuer import TokenIssuer
 
@@ -46,18 +47,10 @@ def tls_registry(
     oci_image: OCIImage,
 ) -> Iterator[tuple[RegistryServer, PushedImage]]:
     """distribution over https with a certificate from a private CA, Basic auth (Harbor-like)."""
-    with RegistryServer(
-        tmp_path_factory.mktemp("tls-registry"),
-        auth=Htpasswd(peer_accounts.users),
-        tls=(private_ca.server_certificate, private_ca.server_key),
-    ) as registry:
-        with httpx.Client(
-            base_url=registry.url,
-            auth=peer_accounts.writer,
-            verify=ssl.create_default_context(cafile=str(private_ca.ca_certificate)),
-        ) as seeder:
-            pushed = push_image_http(seeder, oci_image, "harbor/app")
-        yield registry, pushed
+    with tls_registry_with(
+        tmp_path_factory.mktemp("tls-registry"), private_ca, peer_accounts, oci_image
+    ) as running:
+        yield running
 
 
 def flags(accounts: PeerAccounts) -> Chain:

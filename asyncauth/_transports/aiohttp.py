@@ -17,6 +17,7 @@ Import it only where httpx-aiohttp is installed (``pip install 'asyncauth[fast]'
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -31,8 +32,8 @@ def _reason(error: aiohttp.ClientConnectorError) -> str:
     return str(error.os_error) or type(error.os_error).__name__
 
 
-def httpx_error(error: BaseException, request: httpx.Request) -> httpx.TransportError | None:
-    """The httpx exception for aiohttp's ``error`` (``None`` when it is not aiohttp's).
+def httpx_error(error: BaseException, request: httpx.Request) -> httpx.TransportError:
+    """The httpx exception for aiohttp's ``error`` (an ``aiohttp.ClientError`` or timeout).
 
     Ordered from the narrowest class to the widest: aiohttp's hierarchy nests connector errors
     (refused, DNS, TLS, proxy) inside connection errors, and timeouts inside those.
@@ -61,60 +62,97 @@ def httpx_error(error: BaseException, request: httpx.Request) -> httpx.Transport
         mapped = httpx.UnsupportedProtocol(str(error), request=request)
     elif isinstance(error, aiohttp.ClientError):
         mapped = httpx.TransportError(str(error) or type(error).__name__, request=request)
-    elif isinstance(error, TimeoutError):
-        mapped = httpx.TimeoutException("timed out", request=request)
-    else:
-        return None
+    else:  # TimeoutError (aiohttp's overall timeout)
+        mapped = httpx.TimeoutException(str(error) or "timed out", request=request)
     return mapped
-
-
-def _aiohttp_cause(exc: BaseException) -> BaseException:
-    """The aiohttp exception httpx-aiohttp wrapped (its table raises ``... from exc``)."""
-    if isinstance(exc, httpx.TransportError) and exc.__cause__ is not None:
-        return exc.__cause__
-    return exc
 
 
 class _MappedStream(httpx.AsyncByteStream):
     """The response body, with aiohttp's read errors as httpx's (a server hanging up mid-body is
     a protocol error, not a connect timeout)."""
 
-    def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request) -> None:
-        self._inner = inner
+    CHUNK_SIZE = 64 * 1024
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._inner:
+            async for chunk in self._response.content.iter_chunked(self.CHUNK_SIZE):
                 yield chunk
-        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
-            cause = _aiohttp_cause(exc)
-            mapped = httpx_error(cause, self._request)
-            if mapped is None:
-                raise
-            raise mapped from cause
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise httpx_error(exc, self._request) from exc
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        await self._response.__aexit__(None, None, None)
+
+
+def _basic(auth: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
 
 
 class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
-    """httpx-aiohttp's transport (same arguments) with httpx's exception kinds."""
+    """httpx-aiohttp's transport (same arguments and pool), with httpx's exception kinds.
+
+    The request itself is sent here rather than by the parent class, which would also send
+    proxy credentials through aiohttp's deprecated ``BasicAuth``: they go as a
+    ``Proxy-Authorization`` header, on the request for an http URL and on the ``CONNECT``
+    for an https one.
+    """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in request.headers.raw
+            if name.lower() != b"transfer-encoding"  # aiohttp frames the body itself
+        ]
+        data: bytes | httpx.AsyncByteStream | None
         if isinstance(request.stream, httpx.ByteStream):
-            # A redirect's request shares its predecessor's in-memory stream without having read
-            # it; reading it here lets the parent class send its bytes (none for a GET) instead
-            # of an empty chunked body.
-            request.read()
+            # A redirect's request shares its predecessor's stream without having read it:
+            # send its bytes (none for a GET), not an empty chunked body.
+            data = request.read() or None
+        else:
+            assert isinstance(request.stream, httpx.AsyncByteStream)
+            data = request.stream
+        proxy_headers: dict[str, str] | None = None
+        if self.proxy is not None:
+            proxy_headers = dict(self.proxy.headers)
+            if self.proxy.auth is not None:
+                if request.url.scheme == "https":
+                    proxy_headers["Proxy-Authorization"] = _basic(self.proxy.auth)
+                else:
+                    headers.append(("Proxy-Authorization", _basic(self.proxy.auth)))
+        timeout = request.extensions.get("timeout", {})
         try:
-            response = await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
-            cause = _aiohttp_cause(exc)
-            mapped = httpx_error(cause, request)
-            if mapped is None:
-                raise
-            raise mapped from cause
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _MappedStream(response.stream, request)
-        return response
+            response = await self.client.request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                    connect=timeout.get("pool"),
+                ),
+                server_hostname=request.extensions.get("sni_hostname"),
+                proxy=str(self.proxy.url) if self.proxy is not None else None,
+                proxy_headers=proxy_headers,
+            ).__aenter__()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise httpx_error(exc, request) from exc
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_MappedStream(response, request),
+            request=request,
+            extensions=extensions,
+        )
