@@ -77,9 +77,11 @@ async def test_without_the_ca_the_certificate_is_refused(
 ) -> None:
     registry, image = tls_registry
     async with create_client(chain=flags(peer_accounts)) as http:
-        # httpx reports ConnectError, httpx-aiohttp (asyncio's default here) ConnectTimeout.
-        with pytest.raises(httpx.TransportError) as caught:
+        # ConnectError on every transport (httpx-aiohttp alone used to say ConnectTimeout).
+        with pytest.raises(httpx.ConnectError) as caught:
             await http.get(registry.url + image.manifest_path)
+    assert str(caught.value).startswith(f"{registry.host}: ")
+    assert "certificate verify failed" in str(caught.value)
     # The reason sits in the exception chain (trio wraps it one level deeper than asyncio).
     chain: list[BaseException] = []
     error: BaseException | None = caught.value
@@ -267,11 +269,12 @@ def test_manifest_command_with_a_private_ca(
     assert result.stdout.split() == [image.digest, image.media_type]
     result = run(["manifest", "--insecure-registry", registry.host, image.reference], env, tmp_path)
     assert result.returncode == 0, result.stderr
-    # Without the CA the certificate is refused (loopback falls back to http, which this
-    # TLS-only registry does not speak): a clear failure, exit status 1.
+    # Without the CA the certificate is refused, and said so: no fallback to http, which this
+    # TLS-only registry answers with 400.
     result = run(["manifest", image.reference], env, tmp_path)
     assert result.returncode == 1
-    assert result.stderr.startswith("asyncauth: ")
+    assert result.stderr.startswith(f"asyncauth: ConnectError: {registry.host}: ")
+    assert "certificate verify failed" in result.stderr
 
 
 def test_manifest_command_not_found(
