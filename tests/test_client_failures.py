@@ -8,10 +8,13 @@ private CA. Each case runs on every transport create_client may pick, under asyn
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -98,6 +101,105 @@ def test_sync_client_names_the_host_too(tls_registry: tuple[RegistryServer, Push
     assert_connect_error(refused.value, f"127.0.0.1:{closed}")
     assert_connect_error(untrusted.value, registry.host)
     assert "certificate verify failed" in str(untrusted.value)
+
+
+class HostileServer:
+    """A loopback TCP server that misbehaves in one way per port (no real server does this on
+    purpose, so a stand-in): it cuts the body short, hangs up, answers garbage, or stays silent.
+    """
+
+    ANSWERS: ClassVar[dict[str, bytes | None]] = {
+        "truncated body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+        "hang-up": b"",
+        "not http": b"NOT HTTP AT ALL\r\n\r\n",
+        "silence": None,
+    }
+
+    def __init__(self) -> None:
+        self._sockets: list[socket.socket] = []
+        self._held: list[socket.socket] = []
+        self.ports: dict[str, int] = {}
+
+    def __enter__(self) -> HostileServer:
+        for behaviour, answer in self.ANSWERS.items():
+            listener = socket.create_server(("127.0.0.1", 0))
+            self._sockets.append(listener)
+            self.ports[behaviour] = listener.getsockname()[1]
+            threading.Thread(target=self._serve, args=(listener, answer), daemon=True).start()
+        return self
+
+    def _serve(self, listener: socket.socket, answer: bytes | None) -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed
+            connection.recv(65536)
+            if answer is None:
+                self._held.append(connection)  # never answered, closed at exit
+                continue
+            connection.sendall(answer)
+            connection.close()
+
+    def __exit__(self, *exc_info: object) -> None:
+        for each in self._sockets + self._held:
+            each.close()
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileServer]:
+    with HostileServer() as server:
+        yield server
+
+
+@every_transport
+async def test_broken_responses_keep_httpx_kinds(
+    transport: str, environ: pytest.MonkeyPatch, hostile: HostileServer
+) -> None:
+    """A body cut short, a hang-up and garbage are protocol errors, silence a read timeout, on
+    every transport (aiohttp's used to say ConnectTimeout or a bare TransportError)."""
+    force_transport(environ, transport)
+    expected: dict[str, type[httpx.TransportError]] = {
+        "truncated body": httpx.RemoteProtocolError,
+        "hang-up": httpx.RemoteProtocolError,
+        "not http": httpx.RemoteProtocolError,
+        "silence": httpx.ReadTimeout,
+    }
+    async with create_client(timeout=1.0) as http:
+        assert http.transport_name == transport
+        for behaviour, kind in expected.items():
+            with pytest.raises(httpx.TransportError) as caught:
+                await http.get(f"http://127.0.0.1:{hostile.ports[behaviour]}/v2/")
+            assert type(caught.value) is kind, (behaviour, caught.value)
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose listener never accepts and whose queue is full: Linux drops further SYNs,
+    so connecting to it times out (a black-holed host, on loopback)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(3):
+        waiting = socket.socket()
+        waiting.setblocking(False)
+        waiting.connect_ex(("127.0.0.1", port))
+        queued.append(waiting)
+    yield port
+    for each in [*queued, listener]:
+        each.close()
+
+
+@every_transport
+async def test_a_connect_timeout_is_a_connect_timeout_naming_the_host(
+    transport: str, environ: pytest.MonkeyPatch, full_backlog: int
+) -> None:
+    force_transport(environ, transport)
+    async with create_client(timeout=0.5) as http:
+        assert http.transport_name == transport
+        with pytest.raises(httpx.ConnectTimeout) as caught:
+            await http.get(f"http://127.0.0.1:{full_backlog}/v2/")
+    assert str(caught.value) == f"127.0.0.1:{full_backlog}: timed out connecting"
 
 
 # --- registry_base_url: the http fallback ---------------------------------------------------

@@ -44,6 +44,8 @@ def httpx_error(error: BaseException, request: httpx.Request) -> httpx.Transport
     elif isinstance(error, aiohttp.ClientHttpProxyError):
         answer = f"the proxy answered {error.status} {error.message}"
         mapped = httpx.ProxyError(answer, request=request)
+    elif isinstance(error, aiohttp.ClientResponseError):  # a status line or header unparsed
+        mapped = httpx.RemoteProtocolError(error.message, request=request)
     elif isinstance(error, aiohttp.ConnectionTimeoutError):
         mapped = httpx.ConnectTimeout("timed out connecting", request=request)
     elif isinstance(error, aiohttp.ServerTimeoutError):

@@ -53,6 +53,8 @@ def _reason(exc: httpx.TransportError) -> str:
     failure = certificate_error(exc)
     if failure is not None and "certificate verify failed" not in text:
         text = str(failure)
+    if not text and isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
     return text or type(exc).__name__
 
 
