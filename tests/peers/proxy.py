@@ -72,6 +72,11 @@ class ForwardProxy:
         """``http://127.0.0.1:PORT``, what ``HTTP_PROXY``/``proxy=`` point at."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """tinyproxy's process id, or ``None`` when not running."""
+        return None if self._process is None else self._process.pid
+
     def url_with_credentials(self, user: str, password: str) -> str:
         return f"http://{user}:{password}@127.0.0.1:{self.port}"
 
