@@ -321,9 +321,9 @@ async def registry_base_url(
 
     Costs one ``GET /v2/`` (without credentials) for loopback and insecure registries, two when
     https fails. A registry that does speak TLS but whose certificate is not trusted gets no
-    fallback: its certificate error is raised, not hidden behind an http answer (a TLS-only
-    server answers plain http with 400). When http fails too (or answers that 400), the
-    https error is raised: it is the one that says what to fix.
+    fallback: its certificate error is raised, not hidden behind what its TLS port answers to
+    plain http (400). When http fails too, the https error is raised: it is the one that says
+    what to fix.
     """
     if resource.registry == DOCKER_HUB:
         return "https://registry-1.docker.io"
@@ -341,9 +341,9 @@ async def registry_base_url(
         return https
     http = f"http://{resource.registry}"
     try:
-        response = await client.get(f"{http}/v2/", auth=None, follow_redirects=False)
+        await client.get(f"{http}/v2/", auth=None, follow_redirects=False)
     except httpx.TransportError:
-        response = None
-    if response is None or response.status_code == httpx.codes.BAD_REQUEST:
-        raise https_error
-    return http
+        pass
+    else:
+        return http
+    raise https_error  # outside the handler: the http failure is not made its context
