@@ -103,14 +103,27 @@ class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
     for an https one.
     """
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not isinstance(self.client, aiohttp.ClientSession):
-            self.client = self.get_client()
+    def _headers(self, request: httpx.Request) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """The request's headers and, for a proxy, the ``CONNECT``'s."""
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in request.headers.raw
             if name.lower() != b"transfer-encoding"  # aiohttp frames the body itself
         ]
+        proxy_headers: dict[str, str] = {}
+        if self.proxy is not None:
+            proxy_headers.update(self.proxy.headers)
+            if self.proxy.auth is not None:
+                if request.url.scheme == "https":
+                    proxy_headers["Proxy-Authorization"] = _basic(self.proxy.auth)
+                else:
+                    headers.append(("Proxy-Authorization", _basic(self.proxy.auth)))
+        return headers, proxy_headers
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        headers, proxy_headers = self._headers(request)
         data: bytes | httpx.AsyncByteStream | None
         if isinstance(request.stream, httpx.ByteStream):
             # A redirect's request shares its predecessor's stream without having read it:
@@ -119,14 +132,6 @@ class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
         else:
             assert isinstance(request.stream, httpx.AsyncByteStream)
             data = request.stream
-        proxy_headers: dict[str, str] | None = None
-        if self.proxy is not None:
-            proxy_headers = dict(self.proxy.headers)
-            if self.proxy.auth is not None:
-                if request.url.scheme == "https":
-                    proxy_headers["Proxy-Authorization"] = _basic(self.proxy.auth)
-                else:
-                    headers.append(("Proxy-Authorization", _basic(self.proxy.auth)))
         timeout = request.extensions.get("timeout", {})
         try:
             response = await self.client.request(
@@ -144,7 +149,7 @@ class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
                 ),
                 server_hostname=request.extensions.get("sni_hostname"),
                 proxy=str(self.proxy.url) if self.proxy is not None else None,
-                proxy_headers=proxy_headers,
+                proxy_headers=proxy_headers or None,
             ).__aenter__()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise httpx_error(exc, request) from exc
