@@ -77,7 +77,8 @@ class Httpx2Transport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         content: Any = request.stream
         if isinstance(content, httpx.ByteStream):
-            content = request.content
+            # read(), not .content: a redirect's request shares its predecessor's stream unread.
+            content = request.read()
         outgoing = httpx2.Request(
             request.method,
             str(request.url),
