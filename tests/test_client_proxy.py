@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from asyncauth import Chain, FlagsResolver, create_client, create_sync_client
+from asyncauth import AuthenticationError, Chain, FlagsResolver, create_client, create_sync_client
 from asyncauth._transports.routes import Route
 
 from ._assertions import assert_hidden
@@ -140,7 +140,8 @@ async def test_all_proxy_carries_basic_credentials(
         # Wrong credentials are refused through the proxy too: the registry, not the proxy,
         # decides.
     async with create_client(chain=flags(("alice", "wrong")), headers=ACCEPT) as http:
-        assert (await http.get(url)).status_code == 401
+        with pytest.raises(AuthenticationError, match="refused basic credentials"):
+            await http.get(url)
     assert f"GET {url}" in forward_proxy.requests_since(mark)
 
 

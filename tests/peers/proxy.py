@@ -33,7 +33,6 @@ from ._tools import PeerError, free_port, require_tool, tail
 
 __all__ = ["ForwardProxy"]
 
-TINYPROXY_DEBIAN_PACKAGE = "tinyproxy"
 
 # "CONNECT   Nov 30 05:04:57.012 [14041]: Request (file descriptor 5): GET http://h:1/ HTTP/1.1"
 _REQUEST_LINE = re.compile(r"Request \(file descriptor \d+\): (\S+) (\S+) HTTP/\d\.\d")
@@ -118,7 +117,7 @@ class ForwardProxy:
         """Write the configuration and start tinyproxy; a port taken meanwhile is retried."""
         if self._process is not None:
             raise PeerError("the proxy is already running")
-        binary = require_tool("tinyproxy", TINYPROXY_DEBIAN_PACKAGE)
+        binary = require_tool("tinyproxy")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):
             port = free_port()
