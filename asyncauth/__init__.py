@@ -6,11 +6,13 @@
 ('env', Credential(kind='basic', username='bot', password='****'))
 """
 
+import sys
+
 from . import _compat
 from ._chain import Chain, Outcome, Resolution, Resolver, TraceEntry
 from ._client import create_client, create_sync_client, ssl_context
 from ._credentials import Credential
-from ._defaults import ChainOptions, default_chain, resolve
+from ._defaults import ChainOptions, default_chain, iaas_resolvers, resolve
 from ._errors import (
     AsyncAuthError,
     AuthenticationError,
@@ -32,7 +34,6 @@ from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 from ._sources.github import GitHubResolver
 from ._sources.google import GoogleResolver
-from ._sources.iaas import iaas_resolvers
 from ._version import __version__
 
 __all__ = [
@@ -71,4 +72,4 @@ __all__ = [
     "ssl_context",
 ]
 
-_compat.install()
+_compat.install(sys.modules[__name__])

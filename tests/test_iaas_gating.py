@@ -10,20 +10,11 @@ from __future__ import annotations
 import pytest
 
 from asyncauth import ConfigError, Resource
-from asyncauth._sources.iaas import (
-    KEYCHAINS,
-    ECRHost,
-    active_keychains,
-    claims_azure,
-    claims_ecr,
-    claims_github,
-    claims_google,
-    ecr_host,
-    iaas_enabled,
-    iaas_resolvers,
-    is_azure_host,
-    is_google_host,
-)
+from asyncauth._defaults import KEYCHAINS, active_keychains, iaas_enabled, iaas_resolvers
+from asyncauth._sources.azure import claims_azure, is_azure_host
+from asyncauth._sources.ecr import ECRHost, claims_ecr, ecr_host
+from asyncauth._sources.github import claims_github
+from asyncauth._sources.google import claims_google, is_google_host
 from tests._assertions import assert_hidden
 
 # --- IMGPKG_ENABLE_IAAS_AUTH ---------------------------------------------------------------------
@@ -255,10 +246,10 @@ sys.meta_path.insert(0, NoSDKs())
 import anyio
 import asyncauth
 from asyncauth import Chain
-from asyncauth._sources import azure, ecr, github, google, iaas
+from asyncauth._sources import azure, ecr, github, google
 
 async def main():
-    chain = Chain(iaas.iaas_resolvers(environ={}))
+    chain = Chain(asyncauth.iaas_resolvers(environ={}))
     hub = await chain.resolve("alpine")
     assert [e.outcome.value for e in hub.trace] == ["no match"] * 4, hub.trace
     for reference in ("123456789012.dkr.ecr.us-east-1.amazonaws.com/a", "gcr.io/p/a",
