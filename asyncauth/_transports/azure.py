@@ -9,9 +9,9 @@ Token responses are small, so each one is read whole (at most
 :data:`~asyncauth._transports.MAX_CLOUD_ANSWER_BYTES`) before it is handed over; streaming is
 not supported.
 
-Private touch points, verified against azure-core 1.31.0-1.41.0 and azure-identity
-1.19.0-1.27.0, pinned by ``tests/test_sdk_fences.py``; the ``azure`` extra allows
-:data:`VERIFIED`:
+Private touch points, verified against azure-core 1.31.0 and 1.41.0 with azure-identity 1.26.0
+and 1.27.0 (1.19-1.25 send legacy ``pipeline.transport`` requests, which this adapter refuses),
+pinned by ``tests/test_sdk_fences.py``; the ``azure`` extra allows :data:`VERIFIED`:
 
 * ``azure.core.rest._http_response_impl_async.AsyncHttpResponseImpl``: the response handed
   back, built with the keywords ``request``, ``internal_response``, ``block_size``,
@@ -48,7 +48,7 @@ from azure.core.utils import case_insensitive_dict
 
 from . import request_limited
 
-VERIFIED: Final = {"azure-core": ("1.31.0", "1.42"), "azure-identity": ("1.19.0", "1.28")}
+VERIFIED: Final = {"azure-core": ("1.31.0", "1.42"), "azure-identity": ("1.26.0", "1.28")}
 """Distribution -> [lowest verified, first unverified minor): the touch points above hold here."""
 DEFAULT_MAX_SLEEP: Final = 3.0
 """Seconds one azure-core pause (backoff or ``Retry-After``) may last at most."""

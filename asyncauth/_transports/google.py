@@ -10,7 +10,9 @@ resolver's httpx client, on the caller's transport. One stack, under asyncio and
 The adapter uses google-auth's public transport interface only. What is private is *behaviour*
 the resolver mirrors, so that its cheap off-cloud probe agrees with what ADC would decide; each
 item is pinned by ``tests/test_sdk_fences.py`` against google-auth's
-``google.auth.compute_engine._metadata``, and :data:`VERIFIED` is the ``gcp`` extra's range:
+``google.auth.compute_engine._metadata`` (verified on 2.45.0, 2.47.0, 2.50.0, 2.55.0, 2.60.0 and
+2.63.0; before 2.45 the address was read once, at import), and :data:`VERIFIED` is the ``gcp``
+extra's range:
 
 * the probe's address: ``GCE_METADATA_IP``, else ``169.254.169.254``, read per call
   (google-auth's ``_metadata._get_metadata_ip_root``);
@@ -40,7 +42,7 @@ import httpx
 
 from . import request_limited
 
-VERIFIED: Final = {"google-auth": ("2.30.0", "2.64")}
+VERIFIED: Final = {"google-auth": ("2.45.0", "2.64")}
 """Distribution -> [lowest verified, first unverified minor): the mirrored behaviour holds here."""
 
 METADATA_IP_VARIABLE: Final = "GCE_METADATA_IP"
