@@ -45,7 +45,6 @@ CLOUDS: Final[Mapping[str, CloudFactory]] = {
     "github": github.cloud_resolver,
 }
 """imgpkg's keychain name -> the factory of its resolver, in imgpkg's default order."""
-KEYCHAINS: Final = tuple(CLOUDS)
 
 
 def iaas_enabled(environ: Mapping[str, str], iaas: bool | None = None) -> bool:
@@ -69,7 +68,7 @@ def _keychain(name: str, where: str) -> str:
     keychain = name.strip().lower()
     if keychain not in CLOUDS:
         raise ConfigError(
-            f"{where} names an unknown keychain {name.strip()!r}; known: {', '.join(KEYCHAINS)}"
+            f"{where} names an unknown keychain {name.strip()!r}; known: {', '.join(CLOUDS)}"
         )
     return keychain
 
@@ -82,7 +81,7 @@ def active_keychains(environ: Mapping[str, str]) -> tuple[str, ...]:
     """
     value = environ.get(KEYCHAINS_VARIABLE, "")
     if value.strip() == "":
-        return KEYCHAINS
+        return tuple(CLOUDS)
     chosen = [_keychain(item, KEYCHAINS_VARIABLE) for item in value.split(",") if item.strip()]
     return tuple(dict.fromkeys(chosen))
 

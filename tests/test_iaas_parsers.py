@@ -94,7 +94,7 @@ def test_expiry_epoch_is_finite_positive_or_none(value: object) -> None:
     assert epoch is None or (math.isfinite(epoch) and 0 < epoch <= 253402300799.0)
 
 
-# --- Retry-After and the pause it sets -------------------------------------------------------------
+# --- Retry-After and the pause it sets -----------------------------------------------------------
 
 
 def test_retry_after_forms() -> None:
@@ -134,7 +134,7 @@ def test_retry_after_raises_the_pause_up_to_the_cap() -> None:
     assert 0.05 <= policy.delay(1, None) <= 0.1
 
 
-# --- ECR's token and host names ---------------------------------------------------------------------
+# --- ECR's token and host names ------------------------------------------------------------------
 
 
 @settings(max_examples=300)

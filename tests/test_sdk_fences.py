@@ -72,7 +72,8 @@ def test_aws_touch_points() -> None:
 
     boto_httpx = aiobotocore.httpxsession.httpx
     assert boto_httpx is not None
-    assert hasattr(boto_httpx, "AsyncClient") and hasattr(boto_httpx, "AsyncBaseTransport")
+    assert hasattr(boto_httpx, "AsyncClient")
+    assert hasattr(boto_httpx, "AsyncBaseTransport")
     assert list(inspect.signature(HttpxSession._make_async_client).parameters) == ["self"]
     # The client is made by _make_async_client, and nowhere else.
     assert "self._make_async_client()" in inspect.getsource(HttpxSession._get_session)
