@@ -324,15 +324,15 @@ def test_any_json_document_gives_a_config_or_a_config_error(value: Any, comment:
 
 
 @settings(max_examples=200)
-@given(st.text(min_size=1, max_size=40).filter(lambda s: s.strip() == s and s))
+@given(st.text(min_size=2, max_size=40).map(lambda text: "zq" + text.strip()))
 def test_secrets_never_appear_in_the_message(secret: str) -> None:
+    """Any secret value (marked "zq" so that it cannot coincide with a field or cloud name)."""
     for text in (
         json.dumps({"aadClientSecret": secret, "aadClientId": 7}),
         json.dumps({"aadClientSecret": secret, "aadClientId": "a"}),
         json.dumps({"aadClientCertPassword": secret, "cloud": "AzureMoonCloud"}),
+        json.dumps({"aadClientSecret": secret, "tenantId": ["x"]}),
     ):
         with pytest.raises(ConfigError) as raised:
             parse_azure_config(text, path="azure.json")
-        message = str(raised.value).removeprefix("Azure config file azure.json: ")
-        if len(secret) >= 4:
-            assert_hidden(message, secret, where="message")
+        assert_hidden(str(raised.value), secret, where="message")
