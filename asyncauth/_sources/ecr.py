@@ -228,7 +228,7 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         aws = await anyio.to_thread.run_sync(_import_aws, abandon_on_cancel=True)
         service = "ecr-public" if host.public else "ecr"
         loader = await anyio.to_thread.run_sync(aws.warm_loader, service, abandon_on_cancel=True)
-        session = aws.new_session(service, load_config=self.load_config, loader=loader)
+        session = aws.new_session(load_config=self.load_config, loader=loader)
         config = aws.client_config(self.transport, fips=host.fips, timeout=self.timeout)
         what = "ECR Public" if host.public else f"ECR in {host.region}"
         errors = aws.errors

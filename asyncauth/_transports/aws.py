@@ -18,6 +18,8 @@ Private touch points, verified against aiobotocore 3.10.0 (botocore 1.43) and pi
 | ``aiobotocore.httpxsession.HttpxSession``            | subclassed by :func:`session_class`    |
 | ``HttpxSession._make_async_client()``                | overridden: the client on our transport |
 | ``HttpxSession._timeout``                            | read: the ``Timeout`` it built          |
+| ``HttpxSession._get_session()``                      | relied on: its only client maker is the |
+|                                                      | method above                            |
 | ``aiobotocore.httpxsession.httpx``                   | which of httpx/httpx2 the session uses  |
 | ``Session.register_component("data_loader", ...)``   | one loader shared by every lookup       |
 | ``Loader.load_data("_retry")`` (and three more)      | read ahead; a missing one is skipped    |
@@ -126,7 +128,7 @@ def session_class(transport: httpx.AsyncBaseTransport) -> type[HttpxSession]:
     return TransportSession
 
 
-def new_session(service: str, *, load_config: bool, loader: Any) -> Any:
+def new_session(*, load_config: bool, loader: Any) -> Any:
     """A fresh ``AioSession`` (no event-loop state outlives a lookup) on the shared loader.
 
     ``load_config=False`` is aws-sdk-go v1's rule without ``AWS_SDK_LOAD_CONFIG``: the shared
