@@ -151,6 +151,26 @@ def test_an_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
         anyio.run(resolve)
 
 
+async def test_a_fifo_as_certificate_costs_the_timeout_not_forever(tmp_path: Path) -> None:
+    """azure-identity reads the certificate in a worker thread; a FIFO there never answers."""
+    fifo = tmp_path / "cert.pem"
+    os.mkfifo(fifo)
+    config = _write(
+        tmp_path / "azure.json",
+        {"tenantId": "t", "aadClientId": "a", "aadClientCertPath": str(fifo)},
+    )
+    resolver = AzureResolver(config=config, transport=FailingTransport(), timeout=0.5)
+    started = time.perf_counter()
+    with anyio.fail_after(10):
+        resolution = await Chain([resolver]).resolve(IMAGE)
+    assert resolution.trace[0].outcome.value == "timed out"
+    assert time.perf_counter() - started < 3
+    try:  # release the abandoned reader thread, if it is still waiting for a writer
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
 # --- hostile files -------------------------------------------------------------------------------
 
 

@@ -284,7 +284,10 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         else:
             cloud = self._cloud(host)
         transport = adapter.HttpxAzureTransport(client, max_sleep=self.retry.max_retry_after)
-        credentials = await anyio.to_thread.run_sync(self._credentials, identity, transport, cloud)
+        # Abandoned on timeout: a certificate path may name a FIFO, whose read never ends.
+        credentials = await anyio.to_thread.run_sync(
+            self._credentials, identity, transport, cloud, abandon_on_cancel=True
+        )
         if self.config is not None:
             tenant = self.config.tenant or None
         else:
