@@ -8,6 +8,7 @@ machines), so that backtracking shows up as a failure rather than as a slow suit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -165,10 +166,9 @@ async def test_a_fifo_as_certificate_costs_the_timeout_not_forever(tmp_path: Pat
         resolution = await Chain([resolver]).resolve(IMAGE)
     assert resolution.trace[0].outcome.value == "timed out"
     assert time.perf_counter() - started < 3
-    try:  # release the abandoned reader thread, if it is still waiting for a writer
+    # Release the abandoned reader thread, if it is still waiting for a writer.
+    with contextlib.suppress(OSError):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:
-        pass
 
 
 # --- hostile files -------------------------------------------------------------------------------
