@@ -70,7 +70,7 @@ async def metadata_server_answers(client: httpx.AsyncClient, *, limit: float) ->
     try:
         response = await client.get(f"http://{ip}/", headers={FLAVOR_HEADER: FLAVOR}, timeout=limit)
     except httpx.HTTPError:
-        return await anyio.to_thread.run_sync(_product_name_says_google)
+        return await anyio.to_thread.run_sync(_product_name_says_google, abandon_on_cancel=True)
     return response.status_code == 200 and response.headers.get(FLAVOR_HEADER) == FLAVOR
 
 
