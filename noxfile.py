@@ -8,25 +8,31 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-# Real peers the tests talk to, by the Debian package that brings them.
-SYSTEM_TOOLS = {
-    "docker-registry": "docker-registry",
-    "skopeo": "skopeo",
-    "docker-credential-pass": "golang-docker-credential-helpers",
-    "docker-credential-ecr-login": "amazon-ecr-credential-helper",
-    "pass": "pass",
-    "gpg": "gnupg",
-    "openssl": "openssl",  # moto's proxy mode (the ECR cross-check) shells out to it
-}
+SYSTEM_PACKAGES = Path(__file__).parent / "system-packages.txt"
 
 
-def ensure_system_tools(session: nox.Session, tools: dict[str, str] = SYSTEM_TOOLS) -> None:
+def system_tools(*uses: str) -> dict[str, str]:
+    """Program -> Debian package, for the rows of system-packages.txt marked with ``uses``.
+
+    The list is the one .ci/run installs from and the suite's ``require_tool`` checks against;
+    tests/test_system_packages.py validates its format strictly, so this reader can be plain.
+    """
+    tools: dict[str, str] = {}
+    for line in SYSTEM_PACKAGES.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#") and fields[2] in uses:
+            tools[fields[0]] = fields[1]
+    return tools
+
+
+def ensure_system_tools(session: nox.Session, tools: dict[str, str]) -> None:
     """Install the Debian packages of missing tools (as root, or through sudo)."""
     missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool) is None})
     if not missing:
@@ -44,7 +50,7 @@ def ensure_system_tools(session: nox.Session, tools: dict[str, str] = SYSTEM_TOO
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite; every async test runs under asyncio and under trio."""
-    ensure_system_tools(session)
+    ensure_system_tools(session, system_tools("tests"))
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
 
@@ -77,7 +83,6 @@ BENCH_PEERS = [
     "docker-registry-client-async",
     "matplotlib",  # the plot
 ]
-BENCH_SYSTEM_TOOLS = {"ab": "apache2-utils", **SYSTEM_TOOLS}
 
 
 @nox.session
@@ -87,6 +92,6 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench`` is the full run (under 10 minutes on 2 cores; it also rewrites the table in
     docs/benchmarks.md), ``nox -s bench -- --quick`` a smoke run (under 2 minutes).
     """
-    ensure_system_tools(session, BENCH_SYSTEM_TOOLS)
+    ensure_system_tools(session, system_tools("tests", "bench"))
     session.install("-e", ".[test,all]", *BENCH_PEERS)
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -10,6 +10,7 @@ import sys
 
 from . import _compat
 from ._chain import Chain, Outcome, Resolution, Resolver, TraceEntry
+from ._cli import MANIFEST_MEDIA_TYPES
 from ._client import create_client, create_sync_client, ssl_context
 from ._credentials import Credential
 from ._defaults import ChainOptions, default_chain, iaas_resolvers, resolve
@@ -26,9 +27,10 @@ from ._errors import (
     TokenResponseError,
 )
 from ._registry.auth import RegistryAuth
+from ._registry.store import MemoryTokenStore, TokenStore
 from ._resource import Resource
 from ._sources.azure import AzureResolver
-from ._sources.dockerconfig import DockerConfigResolver
+from ._sources.docker.resolver import DockerConfigResolver
 from ._sources.ecr import ECRResolver
 from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
@@ -37,6 +39,7 @@ from ._sources.google import GoogleResolver
 from ._version import __version__
 
 __all__ = [
+    "MANIFEST_MEDIA_TYPES",
     "AsyncAuthError",
     "AuthenticationError",
     "AzureResolver",
@@ -53,6 +56,7 @@ __all__ = [
     "GoogleResolver",
     "InsecureTransportError",
     "InvalidReferenceError",
+    "MemoryTokenStore",
     "Outcome",
     "RegistryAuth",
     "Resolution",
@@ -62,6 +66,7 @@ __all__ = [
     "Resource",
     "ScopeError",
     "TokenResponseError",
+    "TokenStore",
     "TraceEntry",
     "__version__",
     "create_client",

@@ -45,7 +45,7 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
-from ._credentials import Credential
+from ._credentials import EXPIRY_MARGIN, Credential
 from ._errors import ConfigError, ResolverUnavailableError
 from ._resource import Resource
 from ._singleflight import SingleFlightCache
@@ -54,8 +54,6 @@ DEFAULT_RESOLVER_TIMEOUT = 10.0
 """Seconds a resolver without its own ``timeout`` may take."""
 DEFAULT_CACHE_TTL = 300.0
 """Seconds a cached answer without ``expires_at`` stays fresh."""
-EXPIRY_MARGIN = 30.0
-"""Credentials are dropped from the cache this many seconds before they expire."""
 
 
 @runtime_checkable

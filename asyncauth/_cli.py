@@ -5,97 +5,75 @@ answered for this reference, and what every other source did (with durations). S
 never printed; usernames are (``bob:****``). ``asyncauth token REF`` prints a bearer token
 (for curl); ``asyncauth manifest REF`` fetches a manifest with authentication.
 
-Exit codes: 0 on success, 2 for a configuration or usage error (one line on stderr).
+Exit codes: 0 on success; 1 when a registry or a source failed; 2 for a configuration or usage
+error; 130 after Ctrl-C; 141 when whoever read standard output went away (``| head -1``), as
+for a program killed by SIGPIPE. A failure is one line on stderr (JSON with ``--json``), never
+a traceback, never a secret. ``docs/cli.md`` documents the JSON (versioned by ``schema``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
 
 from ._chain import Chain, Resolution
+from ._cli_args import UsageError, build_parser, wants_json
 from ._client import create_client, registry_base_url
 from ._credentials import Credential
 from ._defaults import default_chain
 from ._errors import AsyncAuthError, ConfigError, InvalidReferenceError
+from ._redact import redact
 from ._registry.auth import RegistryAuth
 from ._resource import Resource
 
-__all__ = ["main"]
+JSON_SCHEMA = 1
+"""The version of every ``--json`` document: it goes up when a field is removed or changes
+meaning, not when one is added, so scripts can check it instead of guessing."""
+
+MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+"""The manifest media types registries serve today, for an ``Accept`` header.
+
+A registry answers only in a type the client accepts, so leaving one out makes images look
+missing (distribution answers 404 for an OCI index the client did not accept). The OCI artifact
+manifest is left out on purpose: the image spec 1.1 withdrew it."""
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="asyncauth",
-        description="Container-registry credentials in imgpkg's order, and the token handshake.",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="event loop to run on (default: asyncio)",
-    )
-    options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("reference", metavar="REF", help="image reference, e.g. ghcr.io/org/app")
-    options.add_argument("--username", help="like imgpkg --registry-username")
-    options.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password (like imgpkg --registry-password) from standard input",
-    )
-    options.add_argument("--token", help="bearer token, like imgpkg --registry-token")
-    options.add_argument(
-        "--anon", action="store_true", help="anonymous access, like imgpkg --registry-anon"
-    )
-    options.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
-    network = argparse.ArgumentParser(add_help=False)
-    network.add_argument(
-        "--ca-cert",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="trust this PEM CA certificate too (like imgpkg --registry-ca-cert-path)",
-    )
-    network.add_argument(
-        "--insecure-registry",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]",
-        help="no TLS verification, and plain http allowed, for this registry",
-    )
-    network.add_argument("--json", action="store_true", help="machine-readable output")
+class _CommandFailed(Exception):
+    """The command ran and the answer is a failure (exit 1); ``kind`` names it in JSON."""
 
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    explain = commands.add_parser(
-        "explain",
-        parents=[options],
-        help="show which source answers for a reference, and the whole trace",
-        description="Resolve credentials for REF through the default chain "
-        "(environment, IaaS, options, Docker config) and show how each source fared.",
-    )
-    explain.add_argument("--json", action="store_true", help="machine-readable output")
-    token = commands.add_parser(
-        "token",
-        parents=[options, network],
-        help="print a bearer token for REF's repository (for curl)",
-        description="Run the registry handshake for REF and print the bearer token "
-        "(pull scope, or pull+push with --push).",
-    )
-    token.add_argument("--push", action="store_true", help="ask for pull and push")
-    commands.add_parser(
-        "manifest",
-        parents=[options, network],
-        help="fetch REF's manifest and print its digest and media type",
-        description="GET the manifest of REF (tag, digest, or 'latest') with authentication.",
-    )
-    return parser
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A command's result: ``data`` for ``--json`` (``schema`` is added), ``text`` for people."""
+
+    data: dict[str, Any]
+    text: str
 
 
 def _credential_json(credential: Credential) -> dict[str, Any]:
@@ -148,13 +126,9 @@ def _chain(args: argparse.Namespace, password: str | None) -> Chain:
     )
 
 
-async def _explain(args: argparse.Namespace, password: str | None) -> int:
+async def _explain(args: argparse.Namespace, password: str | None) -> _Answer:
     resolution = await _chain(args, password).resolve(args.reference)
-    if args.json:
-        print(json.dumps(resolution_json(resolution), indent=2))
-    else:
-        print(resolution_text(resolution))
-    return 0
+    return _Answer(resolution_json(resolution), resolution_text(resolution))
 
 
 def _client(args: argparse.Namespace, password: str | None) -> httpx.AsyncClient:
@@ -166,7 +140,7 @@ def _client(args: argparse.Namespace, password: str | None) -> httpx.AsyncClient
     )
 
 
-async def _token(args: argparse.Namespace, password: str | None) -> int:
+async def _token(args: argparse.Namespace, password: str | None) -> _Answer:
     resource = Resource.parse(args.reference)
     async with _client(args, password) as client:
         assert isinstance(client.auth, RegistryAuth)
@@ -177,13 +151,13 @@ async def _token(args: argparse.Namespace, password: str | None) -> int:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         what = "needs no authorisation" if not authorization else f"uses {scheme} authentication"
-        print(f"asyncauth: {resource.registry} {what}: there is no bearer token", file=sys.stderr)
-        return 1
-    print(json.dumps({"token": token}) if args.json else token)
-    return 0
+        raise _CommandFailed(
+            "NoBearerToken", f"{resource.registry} {what}: there is no bearer token"
+        )
+    return _Answer({"token": token}, token)
 
 
-async def _manifest(args: argparse.Namespace, password: str | None) -> int:
+async def _manifest(args: argparse.Namespace, password: str | None) -> _Answer:
     resource = Resource.parse(args.reference)
     if resource.repository is None:
         raise InvalidReferenceError(f"{resource}: a manifest needs a repository")
@@ -193,60 +167,145 @@ async def _manifest(args: argparse.Namespace, password: str | None) -> int:
         url = f"{base}/v2/{resource.repository}/manifests/{reference}"
         response = await client.get(url, headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)})
     if response.status_code != 200:
-        print(
-            f"asyncauth: {resource}:{reference}: the registry answered {response.status_code}",
-            file=sys.stderr,
-        )
-        return 1
+        message = f"{resource}:{reference}: the registry answered {response.status_code}"
+        raise _CommandFailed("UnexpectedStatus", message)
     digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
     claimed = response.headers.get("Docker-Content-Digest")
     if claimed and claimed.startswith("sha256:") and claimed != digest:
-        print(f"asyncauth: {resource}: digest mismatch ({claimed} != {digest})", file=sys.stderr)
-        return 1
-    if resource.digest and resource.digest.startswith("sha256:") and resource.digest != digest:
-        print(f"asyncauth: {resource}: content does not match {resource.digest}", file=sys.stderr)
-        return 1
-    media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
-    if args.json:
-        print(
-            json.dumps({"digest": digest, "media_type": media_type, "size": len(response.content)})
+        raise _CommandFailed(
+            "DigestMismatch", f"{resource}: digest mismatch ({claimed} != {digest})"
         )
-    else:
-        print(f"{digest} {media_type}")
+    if resource.digest and resource.digest.startswith("sha256:") and resource.digest != digest:
+        raise _CommandFailed(
+            "DigestMismatch", f"{resource}: content does not match {resource.digest}"
+        )
+    media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
+    data = {"digest": digest, "media_type": media_type, "size": len(response.content)}
+    return _Answer(data, f"{digest} {media_type}")
+
+
+_Command = Callable[[argparse.Namespace, str | None], Awaitable[_Answer]]
+_COMMANDS: dict[str, _Command] = {"explain": _explain, "token": _token, "manifest": _manifest}
+
+
+# --- running one command, and every way it can end -----------------------------------------
+
+
+def _require_backend(backend: str) -> None:
+    """A missing trio is the user's installation, not a bug: name the extra that brings it."""
+    if backend == "trio":
+        try:
+            importlib.import_module("trio")
+        except ImportError:
+            raise ConfigError(
+                "--backend trio: trio is not installed; pip install 'asyncauth[trio]'"
+            ) from None
+
+
+def _read_password() -> str:
+    if sys.stdin is None:
+        raise ConfigError("--password-stdin: there is no standard input")
+    try:
+        password = sys.stdin.read().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError("--password-stdin: standard input is not text") from None
+    if not password:
+        raise ConfigError("--password-stdin: standard input was empty")
+    return password
+
+
+def _run(arguments: Sequence[str]) -> int:
+    try:
+        args = build_parser().parse_args(arguments)
+    except SystemExit as done:  # --help and --version, printed by argparse
+        sys.stdout.flush()
+        return done.code if isinstance(done.code, int) else 0
+    _require_backend(args.backend)
+    password = _read_password() if args.password_stdin else None
+    answer = anyio.run(_COMMANDS[args.command], args, password, backend=args.backend)
+    document = {"schema": JSON_SCHEMA, **answer.data}
+    sys.stdout.write((json.dumps(document, indent=2) if args.json else answer.text) + "\n")
+    sys.stdout.flush()  # inside main's handlers: a closed pipe is reported here, not at exit
     return 0
 
 
-_COMMANDS = {"explain": _explain, "token": _token, "manifest": _manifest}
+@dataclass(frozen=True)
+class _Report:
+    """How a failure is shown: ``kind`` and ``message`` for JSON, ``text`` for people."""
 
-MANIFEST_MEDIA_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
+    kind: str
+    message: str
+    status: int
+    text: str
+
+
+def _report(exc: BaseException) -> _Report | None:
+    """The report for a failure a user can act on; ``None`` for a bug (left to propagate)."""
+    kind, message = type(exc).__name__, str(exc)
+    if isinstance(exc, UsageError):
+        return _Report("UsageError", message, 2, f"{exc.usage}asyncauth: error: {message}")
+    if isinstance(exc, ConfigError | InvalidReferenceError):
+        return _Report(kind, message, 2, f"asyncauth: error: {message}")
+    if isinstance(exc, _CommandFailed):
+        return _Report(exc.kind, message, 1, f"asyncauth: {message}")
+    if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+        message = redact(message) or kind  # third-party text; some httpx errors have none
+    elif not isinstance(exc, AsyncAuthError):
+        return None
+    return _Report(kind, message, 1, f"asyncauth: {kind}: {message}")
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The failure inside task groups (trio wraps even a lone Ctrl-C in one)."""
+    while isinstance(exc, BaseExceptionGroup):
+        if exc.subgroup(KeyboardInterrupt) is not None:
+            return KeyboardInterrupt()
+        if len(exc.exceptions) != 1:
+            break
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _silence_stdio() -> None:
+    """Point stdout and stderr at /dev/null, so the interpreter's own flush at exit cannot
+    complain about the closed pipe either (the recipe of Python's ``signal`` docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # not a real file
+            os.dup2(devnull, stream.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``asyncauth`` console script."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``asyncauth`` console script; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        password = None
-        if getattr(args, "password_stdin", False):
-            password = sys.stdin.read().rstrip("\r\n")
-            if not password:
-                raise ConfigError("--password-stdin: standard input was empty")
-        return anyio.run(_COMMANDS[args.command], args, password, backend=args.backend)
-    except (ConfigError, InvalidReferenceError) as exc:
-        print(f"asyncauth: error: {exc}", file=sys.stderr)
-        return 2
-    except AsyncAuthError as exc:
-        print(f"asyncauth: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except httpx.HTTPError as exc:
-        print(f"asyncauth: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        return _run(arguments)
+    except BaseException as raised:
+        exc = _innermost(raised)
+        if isinstance(exc, KeyboardInterrupt):
+            return EXIT_INTERRUPTED
+        if isinstance(exc, BrokenPipeError):
+            _silence_stdio()
+            return EXIT_BROKEN_PIPE
+        report = _report(exc)
+        if report is None:
+            raise
+        return _show(report, as_json=wants_json(arguments))
+
+
+def _show(report: _Report, *, as_json: bool) -> int:
+    """Print the failure (one JSON line with ``--json``) and return the exit status."""
+    if as_json:
+        error = {"type": report.kind, "message": report.message}
+        line = json.dumps({"schema": JSON_SCHEMA, "error": error})
+    else:
+        line = report.text
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        _silence_stdio()
+        return EXIT_BROKEN_PIPE
+    return report.status
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ Protocol, and the decisions where it is silent:
   identity token would make the client do the wrong exchange. It is reported as an error
   (exit 1) that says so, rather than silently dropped, so the user learns why the client did
   not authenticate.
-* ``store``, ``erase``, ``list``: this helper is read-only. They answer ``not implemented`` (what
+* ``list``: ``{}`` (exit 0), what docker-credential-ecr-login answers: this helper stores
+  nothing, so it has nothing to list, and ``docker``/``crane`` callers that enumerate helpers
+  get an answer instead of an error.
+* ``store``, ``erase``: this helper is read-only. They answer ``not implemented`` (what
   read-only helpers such as ecr-login answer), exit 1.
 * Errors (a broken configuration, a bad server URL): one line, no traceback, no secret, exit 1.
   The line goes to stderr for people and to stdout, where protocol clients read a helper's
@@ -43,10 +46,8 @@ from ._defaults import default_chain
 from ._errors import AsyncAuthError
 from ._patterns import RegistryPattern
 from ._resource import Resource
-from ._sources.helpers import NOT_FOUND_MESSAGE, TOKEN_USERNAME
+from ._sources.docker.helperprotocol import NOT_FOUND_MESSAGE, TOKEN_USERNAME
 from ._version import __version__
-
-__all__ = ["HELPER_NAME", "answer", "helper_chain", "main", "resource_for_server_url"]
 
 HELPER_NAME = "asyncauth"
 """The name to write in ``credHelpers``/``credsStore`` (the program is docker-credential-NAME)."""
@@ -127,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if action == "version":
         print(f"{PROGRAM} (asyncauth) {__version__}", file=stdout)
         return 0
-    if action in ("store", "erase", "list"):
+    if action == "list":
+        stdout.write("{}\n")
+        stdout.flush()
+        return 0
+    if action in ("store", "erase"):
         print(_NOT_IMPLEMENTED, file=stdout)
         print(
             f"{PROGRAM}: {action!r} is not supported: this helper only reads credentials "
@@ -138,8 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if action != "get":
         print(f"Unknown credential action `{action}`", file=stdout)
         return 1
+    return _get_action(sys.stdin.read().strip(), stdout, stderr)
 
-    server_url = sys.stdin.read().strip()
+
+def _get_action(server_url: str, stdout: TextIO, stderr: TextIO) -> int:
+    """``get``: the answer on stdout, or the protocol's "not found", or one error line."""
     if not server_url:
         print(_MISSING_SERVER_URL, file=stdout)
         return 1

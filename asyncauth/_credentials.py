@@ -11,12 +11,18 @@ failure messages and debugger panes.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Credential", "CredentialKind"]
-
 CredentialKind = Literal["anonymous", "basic", "identity_token", "registry_token"]
+
+EXPIRY_MARGIN = 10.0
+"""Seconds before a secret expires (a credential's ``expires_at``, a token's) at which it is no
+longer used: a request takes time, and one sent with a secret that expires on the way fails."""
+
+_PROCESS_SALT = secrets.token_bytes(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +43,6 @@ class Credential:
     identity_token: str | None = field(default=None, repr=False)
     registry_token: str | None = field(default=None, repr=False)
     expires_at: float | None = field(default=None, compare=False)
-    _fingerprint: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # Computed once: token cache keys ask for it on every request.
-        digest = hashlib.sha256()
-        for part in (self.username, self.password, self.identity_token, self.registry_token):
-            digest.update(b"\x01" if part is None else b"\x02" + part.encode("utf-8", "replace"))
-            digest.update(b"\x00")
-        object.__setattr__(self, "_fingerprint", digest.hexdigest()[:16])
 
     @classmethod
     def anonymous(cls) -> Credential:
@@ -67,14 +64,27 @@ class Credential:
             return "basic"
         return "anonymous"
 
+    def material(self) -> bytes:
+        """Every field, unambiguously encoded: what keyed hashes of this credential are over.
+
+        It *is* the secret: hash it with a key (``hmac``), never show or store it as is.
+        """
+        parts = (self.username, self.password, self.identity_token, self.registry_token)
+        return b"".join(
+            b"\x01" if part is None else b"\x02%d:%s" % (len(part), part.encode("utf-8", "replace"))
+            for part in parts
+        )
+
     @property
     def fingerprint(self) -> str:
-        """A short, stable, non-reversible identity for cache keys and log correlation.
+        """A short identity for log correlation within this process.
 
-        Two credentials with the same secrets have the same fingerprint; it reveals nothing
-        about the secrets (a truncated SHA-256 over all fields).
+        Two credentials with the same secrets have the same fingerprint in one process. It is
+        keyed with a random per-process salt, so it cannot be checked against a guessed password
+        and means nothing elsewhere (shared stores derive names with their own key).
         """
-        return self._fingerprint
+        digest = hmac.new(_PROCESS_SALT, self.material(), hashlib.sha256)
+        return digest.hexdigest()[:16]
 
     def redacted(self) -> str:
         """A human description with every secret masked, e.g. ``basic user:****``."""

@@ -34,7 +34,7 @@ from ._sources.cloud import (
     CloudFactory,
     CloudSettings,
 )
-from ._sources.dockerconfig import DockerConfigResolver
+from ._sources.docker.resolver import DockerConfigResolver
 from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 

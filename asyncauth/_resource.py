@@ -106,6 +106,40 @@ def _looks_like_registry(component: str, *, alone: bool) -> bool:
     return "." in component or ":" in component or component == "localhost"
 
 
+def _split_tag(path: str, what: str) -> tuple[str, str | None]:
+    """``name[:tag]`` -> (name, tag); the tag is the part after a ``:`` in the last segment."""
+    colon = path.find(":", path.rfind("/") + 1)
+    if colon == -1:
+        return path, None
+    path, tag = path[:colon], path[colon + 1 :]
+    if not _TAG.fullmatch(tag):
+        raise InvalidReferenceError(
+            f"{what}: tag {tag!r} is invalid "
+            "(up to 128 letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+        )
+    return path, tag
+
+
+def _check_path(path: str, what: str) -> list[str]:
+    """The repository's components, each checked against distribution's grammar."""
+    components = path.split("/")
+    for component in components:
+        if not component:
+            raise InvalidReferenceError(f"{what} has an empty path segment")
+        if not COMPONENT_RE.fullmatch(component):
+            if COMPONENT_RE.fullmatch(component.lower()):
+                raise InvalidReferenceError(
+                    f"{what}: repository names must be lower-case ({component!r})"
+                )
+            raise InvalidReferenceError(
+                f"{what}: {component!r} is not a valid path component "
+                "(lower-case letters and digits, separated by '.', '_', '__' or '-')"
+            )
+    if len(path) > _MAX_PATH:
+        raise InvalidReferenceError(f"{what}: repository is longer than {_MAX_PATH} chars")
+    return components
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     """A registry, or a repository on a registry, that credentials are wanted for.
@@ -165,31 +199,8 @@ class Resource:
         else:
             registry, path = DOCKER_HUB, name
 
-        tag: str | None = None
-        last_slash = path.rfind("/")
-        colon = path.find(":", last_slash + 1)
-        if colon != -1:
-            path, tag = path[:colon], path[colon + 1 :]
-            if not _TAG.fullmatch(tag):
-                raise InvalidReferenceError(
-                    f"{what}: tag {tag!r} is invalid "
-                    "(up to 128 letters, digits, '_', '.', '-'; not starting with '.' or '-')"
-                )
-        components = path.split("/")
-        for component in components:
-            if not component:
-                raise InvalidReferenceError(f"{what} has an empty path segment")
-            if not COMPONENT_RE.fullmatch(component):
-                if COMPONENT_RE.fullmatch(component.lower()):
-                    raise InvalidReferenceError(
-                        f"{what}: repository names must be lower-case ({component!r})"
-                    )
-                raise InvalidReferenceError(
-                    f"{what}: {component!r} is not a valid path component "
-                    "(lower-case letters and digits, separated by '.', '_', '__' or '-')"
-                )
-        if len(path) > _MAX_PATH:
-            raise InvalidReferenceError(f"{what}: repository is longer than {_MAX_PATH} chars")
+        path, tag = _split_tag(path, what)
+        components = _check_path(path, what)
         if registry == DOCKER_HUB and len(components) == 1:
             path = f"library/{path}"
         return cls(registry, path, tag, digest or None)
@@ -203,11 +214,6 @@ class Resource:
     def port(self) -> int | None:
         """The registry's port, or ``None`` when the reference named none."""
         return split_host_port(self.registry)[1]
-
-    @property
-    def registry_resource(self) -> Resource:
-        """The bare registry this resource lives on."""
-        return Resource(self.registry)
 
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}" if self.repository else self.registry

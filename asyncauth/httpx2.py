@@ -2,7 +2,7 @@
 
 httpx2 is the maintained fork of httpx with the same API under another module name; its
 ``Auth`` base class is a different class, so an auth for one is not accepted by the other.
-The handshake is the same code (:class:`asyncauth.registry.auth.RegistryAuthBase`)::
+The handshake is the same code (``RegistryAuthBase``)::
 
     import httpx2
     from asyncauth.httpx2 import RegistryAuth

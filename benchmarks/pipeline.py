@@ -274,9 +274,12 @@ class Worker:
 
 def _ab(stack: Stack, method: str, concurrency: int, requests: int, seconds: float) -> dict:
     """``ab -k`` from Debian apache2-utils on one repository's manifest, pre-fetched token."""
-    ab = shutil.which("ab")
-    if ab is None:
-        return {"failed": "ab not found (apt-get install apache2-utils)"}
+    from tests.peers._tools import PeerUnavailableError, require_tool  # sys.path set by .stack
+
+    try:
+        ab = require_tool("ab", bench=True)
+    except PeerUnavailableError as exc:
+        return {"failed": str(exc)}
     repository = stack.repositories[0]
     url = f"{stack.registry_url}/v2/{repository}/manifests/v1"
     argv = [ab, "-k", "-q", "-r"]

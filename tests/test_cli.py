@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from ._assertions import assert_hidden
+from .peers import PeerAccounts, PushedImage, RegistryServer, TokenIssuer
 
 SECRET = "pw-SECRET-42"
 
@@ -138,3 +142,317 @@ def test_in_process_main(
     monkeypatch.setenv("IMGPKG_ENABLE_IAAS_AUTH", "false")
     assert main(["explain", "--anon", "gcr.io/a"]) == 0
     assert "source:     flags" in capsys.readouterr().out
+
+
+# --- version, and no traceback for any user mistake ----------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    import asyncauth
+    from asyncauth._cli import main
+
+    result = run(["--version"], tmp_path)
+    assert (result.returncode, result.stdout) == (0, f"asyncauth {asyncauth.__version__}\n")
+    assert main(["--version"]) == 0  # in-process too: a status, not SystemExit
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("asyncauth: error: ")
+    assert needle in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "-0.5", "nan", "inf", "soon"])
+def test_timeout_must_be_a_positive_number(tmp_path: Path, value: str) -> None:
+    result = run(["explain", "--timeout", value, "alpine"], tmp_path)
+    assert result.returncode == 2
+    assert_one_line_error(result, "argument --timeout: must be a positive number of seconds")
+    result = run(["token", "--json", f"--timeout={value}", "alpine"], tmp_path)
+    assert result.returncode == 2
+    assert json.loads(result.stderr)["error"]["type"] == "UsageError"
+
+
+BLOCK_TRIO = '''
+import sys
+
+
+class BlockTrio:
+    """Makes this interpreter behave as if trio were not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "trio" or name.startswith("trio."):
+            raise ImportError(f"No module named {name!r}")
+        return None
+
+
+sys.meta_path.insert(0, BlockTrio())
+'''
+
+
+def test_backend_trio_without_trio_names_the_extra(tmp_path: Path) -> None:
+    blocker = tmp_path / "no-trio"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_TRIO)
+    env = {"PYTHONPATH": str(blocker)}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import trio"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert probe.returncode != 0
+    assert "ImportError" in probe.stderr
+    result = run(["--backend", "trio", "explain", "alpine"], tmp_path, env)
+    assert result.returncode == 2
+    assert_one_line_error(result, "pip install 'asyncauth[trio]'")
+    result = run(["--backend", "trio", "explain", "--json", "alpine"], tmp_path, env)
+    assert result.returncode == 2
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == "ConfigError"
+    assert "pip install 'asyncauth[trio]'" in error["message"]
+    assert run(["explain", "--anon", "alpine"], tmp_path, env).returncode == 0  # asyncio still
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["explain", "--anon", "gcr.io/a"],
+        ["explain", "--json", "--anon", "gcr.io/a"],
+        ["--help"],
+    ],
+)
+def test_a_closed_stdout_pipe_ends_quietly(tmp_path: Path, args: list[str]) -> None:
+    """Like ``asyncauth explain x | head -0``, without the race: the reader is gone first."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "asyncauth", *args],
+            env={**os.environ, "HOME": str(tmp_path), "IMGPKG_ENABLE_IAAS_AUTH": "false"},
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert done.stderr == ""
+    assert done.returncode in ((141,) if args != ["--help"] else (0, 141))
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")  # a zombie no init reaped is gone too
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_while_a_helper_runs_exits_130_quietly(tmp_path: Path, backend: str) -> None:
+    bin_dir, started = tmp_path / "bin", tmp_path / "helper.pid"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-slow"
+    # The pid file appears whole (mv), once the helper runs; then the helper waits, as a slow
+    # helper (a locked keychain, a prompt) does, until it is killed.
+    helper.write_text(
+        f"#!/bin/sh\necho $$ > '{started}.tmp'\nmv '{started}.tmp' '{started}'\nexec sleep 30\n"
+    )
+    helper.chmod(0o755)
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text('{"credHelpers": {"gcr.io": "slow"}}')
+    environ = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(tmp_path),
+        "IMGPKG_ENABLE_IAAS_AUTH": "false",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asyncauth", "--backend", backend, "explain", "gcr.io/a"],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the helper never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert (process.returncode, out, err) == (130, "", "")
+    helper_pid = int(started.read_text())
+    deadline = time.monotonic() + 10
+    while not _is_gone(helper_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _is_gone(helper_pid), "the interrupted helper was left running"
+
+
+@pytest.mark.parametrize("stray", [["--password", SECRET], [f"--password={SECRET}"], [SECRET]])
+def test_stray_arguments_are_never_echoed(tmp_path: Path, stray: list[str]) -> None:
+    for json_flag in ([], ["--json"]):
+        result = run(["explain", *json_flag, "gcr.io/a", *stray], tmp_path)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert_hidden(result.stdout + result.stderr, SECRET, where="usage error")
+        assert "unrecognized arguments" in result.stderr or "explicit argument" in result.stderr
+
+
+# --- --json: a versioned document, errors as JSON on stderr -------------------------------------
+
+
+def test_explain_json_carries_the_schema(tmp_path: Path) -> None:
+    result = run(["explain", "--json", "alpine"], tmp_path, ENV)
+    data = json.loads(result.stdout)
+    assert data["schema"] == 1
+    assert next(iter(data)) == "schema"
+    assert_hidden(result.stdout + result.stderr, SECRET, where="CLI JSON")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "kind"),
+    [
+        (["explain", "--json", "alpine"], {"IMGPKG_REGISTRY_HOSTNAM_0": "x"}, "ConfigError"),
+        (["explain", "--json", "https://gcr.io/a"], {}, "InvalidReferenceError"),
+        (["explain", "--json"], {}, "UsageError"),
+        (["explain", "--json", "--frobnicate", "alpine"], {}, "UsageError"),
+        (["manifest", "--json", "gcr.io"], {}, "InvalidReferenceError"),
+        (["token", "--json", "--ca-cert", "/nonexistent.pem", "gcr.io/a"], {}, "ConfigError"),
+        (
+            ["explain", "--json", "alpine"],
+            {**ENV, "IMGPKG_REGISTRY_HOSTNAME_1": "x"},
+            "ConfigError",
+        ),
+    ],
+)
+def test_json_errors_are_one_json_line_on_stderr_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], kind: str
+) -> None:
+    result = run(args, tmp_path, env)
+    assert (result.returncode, result.stdout) == (2, "")
+    (line,) = result.stderr.splitlines()
+    document = json.loads(line)
+    assert document["schema"] == 1
+    assert document["error"]["type"] == kind
+    assert set(document["error"]) == {"type", "message"}
+    assert_hidden(result.stderr, SECRET, where="JSON error")
+
+
+def _documented_fields(command: str) -> set[str]:
+    """The field names in docs/cli.md's table for ``command`` (or "Errors")."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    heading = f"### `asyncauth {command}`" if command != "Errors" else "### Errors"
+    section = text.split(heading, 1)[1].split("\n### ", 1)[0]
+    return set(re.findall(r"^\| `([a-z_.\[\]]+)` \|", section, re.MULTILINE))
+
+
+def _fields(value: object, name: str = "") -> set[str]:
+    """Dotted field names of a JSON document: ``credential.kind``, ``trace[].resolver``."""
+    if isinstance(value, dict):
+        nested = [_fields(item, f"{name}.{key}" if name else key) for key, item in value.items()]
+        return set().union(*nested)
+    if isinstance(value, list) and value:
+        return set().union(*(_fields(item, f"{name}[]") for item in value))
+    return {name}
+
+
+def test_docs_describe_every_explain_and_error_field(tmp_path: Path) -> None:
+    explain = json.loads(run(["explain", "--json", "alpine"], tmp_path, ENV).stdout)
+    assert _fields(explain) == _documented_fields("explain")
+    error = json.loads(run(["explain", "--json", "https://x/y"], tmp_path).stderr)
+    assert _fields(error) == _documented_fields("Errors")
+
+
+def test_manifest_media_types_are_exported() -> None:
+    import asyncauth
+    from asyncauth import _cli
+
+    assert asyncauth.MANIFEST_MEDIA_TYPES is _cli.MANIFEST_MEDIA_TYPES
+    assert set(asyncauth.MANIFEST_MEDIA_TYPES) == {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    }  # not the withdrawn application/vnd.oci.artifact.manifest.v1+json
+
+
+# --- token and manifest against a real registry, in --json ---------------------------------------
+
+
+def registry_env(registry: RegistryServer, credential: tuple[str, str]) -> dict[str, str]:
+    return {
+        "IMGPKG_REGISTRY_HOSTNAME_0": registry.host,
+        "IMGPKG_REGISTRY_USERNAME_0": credential[0],
+        "IMGPKG_REGISTRY_PASSWORD_0": credential[1],
+    }
+
+
+def test_token_and_manifest_json_are_versioned_and_documented(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    env = registry_env(token_registry, peer_accounts.reader)
+    token = run(["token", "--json", f"{token_registry.host}/peers/app"], tmp_path, env)
+    assert token.returncode == 0, token.stderr
+    data = json.loads(token.stdout)
+    assert data["schema"] == 1
+    assert token_issuer.decode(data["token"])["access"][0]["name"] == "peers/app"
+    assert _fields(data) == _documented_fields("token")
+    manifest = run(["manifest", "--json", token_registry_image.reference], tmp_path, env)
+    assert manifest.returncode == 0, manifest.stderr
+    data = json.loads(manifest.stdout)
+    assert data == {
+        "schema": 1,
+        "digest": token_registry_image.digest,
+        "media_type": token_registry_image.media_type,
+        "size": data["size"],
+    }
+    assert _fields(data) == _documented_fields("manifest")
+    assert_hidden(token.stderr + manifest.stdout + manifest.stderr, peer_accounts.reader[1])
+
+
+def test_registry_failures_are_json_on_stderr_exit_1(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    open_registry: RegistryServer,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    wrong = registry_env(token_registry, ("alice", "wrong-SECRET-pw"))
+    cases = [
+        (["token", f"{token_registry.host}/peers/app"], wrong, {"AuthenticationError"}),
+        (["token", f"{open_registry.host}/peers/app"], {}, {"NoBearerToken"}),
+        (
+            ["manifest", f"{token_registry.host}/peers/app:missing"],
+            registry_env(token_registry, peer_accounts.reader),
+            {"UnexpectedStatus"},
+        ),
+        # Nothing listens on port 9. The aiohttp transport reports a refused connection as a
+        # ConnectTimeout (issue 9, part 4 changes that); either way it is named, with exit 1.
+        (["manifest", "127.0.0.1:9/peers/app:v1"], {}, {"ConnectError", "ConnectTimeout"}),
+    ]
+    for args, env, kinds in cases:
+        result = run([*args, "--json"], tmp_path, env)
+        assert (result.returncode, result.stdout) == (1, ""), (args, result.stderr)
+        (line,) = result.stderr.splitlines()
+        document = json.loads(line)
+        assert (document["schema"], set(document["error"])) == (1, {"type", "message"})
+        assert document["error"]["type"] in kinds
+        assert document["error"]["message"].strip()
+        assert_hidden(line, "wrong-SECRET-pw", peer_accounts.reader[1], where="JSON error")
+        text = run(args, tmp_path, env)  # the same failure for people: one line, same status
+        assert text.returncode == 1
+        assert text.stderr.startswith("asyncauth: ")
+        assert len(text.stderr.splitlines()) == 1

@@ -19,6 +19,7 @@ from asyncauth import ConfigError, Credential, Resource
 from asyncauth._credential_helper import _Failure, answer, resource_for_server_url
 
 from ._assertions import assert_hidden
+from .peers._tools import require_tool
 
 SECRET = "Pa55-w0rd-SECRET-7Qx"
 TOKEN = "IDENTITY-Tok3n-9Zq-refresh"
@@ -195,12 +196,28 @@ def test_broken_docker_config_is_one_line_naming_file_and_key(tmp_path: Path) ->
     assert_hidden(result.stdout + result.stderr, SECRET, where="helper output")
 
 
-@pytest.mark.parametrize("action", ["store", "erase", "list"])
+@pytest.mark.parametrize("action", ["store", "erase"])
 def test_read_only(tmp_path: Path, action: str) -> None:
     stdin = json.dumps({"ServerURL": HOST, "Username": "u", "Secret": SECRET})
     result = run(tmp_path, action, stdin=stdin)
     assert (result.code, result.stdout.strip()) == (1, "not implemented")
     assert_hidden(result.stdout + result.stderr, SECRET, where="helper output")
+
+
+def test_list_answers_an_empty_object_like_ecr_login(tmp_path: Path) -> None:
+    """A read-only helper has nothing stored to list; ecr-login answers ``{}``, and so do we."""
+    ours = run(tmp_path, "list", env=env_creds(username="u", password=SECRET))
+    assert (ours.code, ours.stdout, ours.stderr) == (0, "{}\n", "")
+    ecr_login = subprocess.run(
+        [require_tool("docker-credential-ecr-login"), "list"],
+        input="",
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")},
+        timeout=60,
+        check=False,
+    )
+    assert (ecr_login.returncode, ecr_login.stdout) == (ours.code, ours.stdout)
 
 
 def test_protocol_odds_and_ends(tmp_path: Path) -> None:

@@ -34,20 +34,13 @@ from asyncauth import (
 )
 from asyncauth._patterns import RegistryPattern
 from asyncauth._redact import redact
-from asyncauth._sources.dockerconfig import (
-    DockerConfig,
-    DockerConfigResolver,
-    config_candidates,
-    find_config,
-    lookup,
-    parse_config,
-)
-from asyncauth._sources.helpers import (
-    HelperClient,
-    HelperOutput,
-    interpret_get,
-    server_url_for,
-)
+from asyncauth._sources.docker.configfile import DockerConfig, key_pattern, parse_config
+from asyncauth._sources.docker.discovery import config_candidates, find_config
+from asyncauth._sources.docker.helperclient import HelperClient
+from asyncauth._sources.docker.helperprotocol import HelperOutput, interpret_get, server_url_for
+from asyncauth._sources.docker.loader import ConfigLoader
+from asyncauth._sources.docker.lookup import lookup
+from asyncauth._sources.docker.resolver import DockerConfigResolver
 
 from ._assertions import assert_hidden
 
@@ -276,15 +269,29 @@ def test_empty_configs(text: str) -> None:
 # --- bad input ---------------------------------------------------------------------------------
 
 
+def config_and_lookup(text: str, reference: str = "ghcr.io/o/a") -> None:
+    """Parse, then look up the registry the broken entry is for: where errors may surface."""
+    lookup(config(text, path="/home/me/.docker/config.json"), Resource.parse(reference))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        # The whole file: every lookup depends on these.
         ("{", "not valid JSON"),
         ('{"auths": {}', "not valid JSON"),
         ("[]", "must hold a JSON object, not an array"),
         ('"x"', "must hold a JSON object"),
         ('{"auths": []}', "'auths' must be a JSON object, not an array"),
         ('{"auths": "ghcr.io"}', "'auths' must be a JSON object, not a string"),
+        ('{"credHelpers": []}', "'credHelpers' must be a JSON object"),
+        ('{"HttpHeaders": []}', "'HttpHeaders' must be a JSON object"),
+        ('{"HttpHeaders": {"X": 1}}', 'HttpHeaders["X"] must be a string'),
+        ('{"HttpHeaders": {"Bad Name": "x"}}', "not a valid HTTP header name"),
+        ('{"HttpHeaders": {"X": "a\\r\\nInjected: 1"}}', "line break"),
+        ("[" * 100_000, "not usable JSON"),
+        ('{"auths": ' + "9" * 5000 + "}", "not usable JSON"),
+        # The entry chosen for ghcr.io (credsStore is chosen for every registry).
         ('{"auths": {"ghcr.io": "x"}}', 'auths["ghcr.io"] must be a JSON object'),
         ('{"auths": {"ghcr.io": {"auth": 5}}}', 'auths["ghcr.io"].auth must be a string'),
         ('{"auths": {"ghcr.io": {"password": []}}}', 'auths["ghcr.io"].password must be a str'),
@@ -293,31 +300,29 @@ def test_empty_configs(text: str) -> None:
         (f'{{"auths": {{"ghcr.io": {{"auth": "{b64("nocolon")}"}}}}}}', "no ':'"),
         (f'{{"auths": {{"ghcr.io": {{"auth": "{b64(":pw")}"}}}}}}', "empty username"),
         ('{"auths": {"ghcr.io": {"auth": "/w=="}}}', "does not decode to UTF-8"),
-        ('{"auths": {"*.example.com": {}}}', 'auths["*.example.com"]: '),
-        ('{"auths": {"not a host": {}}}', 'auths["not a host"]'),
-        ('{"auths": {"": {}}}', 'auths[""]'),
-        ('{"auths": {"ftp://x.io": {}}}', 'auths["ftp://x.io"]'),
-        ('{"auths": {"quay.io/Team": {}}}', 'auths["quay.io/Team"]'),
-        ('{"credHelpers": []}', "'credHelpers' must be a JSON object"),
         ('{"credHelpers": {"ghcr.io": 1}}', 'credHelpers["ghcr.io"] must be a string'),
         ('{"credHelpers": {"ghcr.io": "../../tmp/x"}}', "is not a credential helper name"),
-        ('{"credHelpers": {"gh cr.io": "gh"}}', 'credHelpers["gh cr.io"]'),
-        ('{"credsStore": 1}', "'credsStore' must be a string"),
+        ('{"credsStore": 1}', "credsStore must be a string"),
         ('{"credsStore": "/bin/sh"}', "is not a credential helper name"),
-        ('{"HttpHeaders": []}', "'HttpHeaders' must be a JSON object"),
-        ('{"HttpHeaders": {"X": 1}}', 'HttpHeaders["X"] must be a string'),
-        ('{"HttpHeaders": {"Bad Name": "x"}}', "not a valid HTTP header name"),
-        ('{"HttpHeaders": {"X": "a\\r\\nInjected: 1"}}', "line break"),
-        ("[" * 100_000, "not usable JSON"),
-        ('{"auths": ' + "9" * 5000 + "}", "not usable JSON"),
     ],
 )
 def test_bad_input_is_a_config_error_naming_file_and_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        config(text, path="/home/me/.docker/config.json")
+        config_and_lookup(text)
     message = str(caught.value)
     assert message.startswith("/home/me/.docker/config.json: ")
     assert expected in message
+
+
+@pytest.mark.parametrize(
+    "key", ["*.example.com", "not a host", "", "ftp://x.io", "quay.io/Team", "gh cr.io"]
+)
+def test_keys_that_name_no_registry_are_ignored_not_errors(key: str) -> None:
+    """They were ConfigErrors for every lookup; issue 9 makes them match nothing instead."""
+    doc = {"auths": {key: basic("bad"), "ghcr.io": basic()}, "credHelpers": {key: "gh"}}
+    cfg = config(doc)
+    assert find(doc, "ghcr.io/o/a") == Credential("u", SECRET)
+    assert {(i.section, i.key) for i in cfg.ignored} == {("auths", key), ("credHelpers", key)}
 
 
 def test_invalid_utf8_file() -> None:
@@ -334,10 +339,11 @@ def test_bad_input_messages_never_show_the_secret() -> None:
         {"auths": {"ghcr.io": SECRET}},
         {"HttpHeaders": {"X-Token": SECRET + "\n"}},
         {"credsStore": [SECRET]},
+        {"credHelpers": {"ghcr.io": SECRET + "/x"}},
     ]
     for doc in cases:
         with pytest.raises(ConfigError) as caught:
-            config(doc)
+            config_and_lookup(json.dumps(doc))
         assert_hidden(str(caught.value), SECRET, b64(SECRET), where="ConfigError")
     with pytest.raises(ConfigError) as caught:
         config('{"auths": {"ghcr.io": {"auth": "' + SECRET + '"}}')  # truncated JSON
@@ -390,9 +396,26 @@ references = st.sampled_from(
 
 
 @given(data=st.binary(max_size=300))
-def test_any_bytes_give_a_config_or_an_asyncauth_error(data: bytes) -> None:
-    with contextlib.suppress(AsyncAuthError):
-        parse_config(data, path="/fuzz.json")
+def test_any_bytes_give_a_config_or_a_config_error(data: bytes) -> None:
+    with contextlib.suppress(ConfigError):
+        assert isinstance(parse_config(data, path="/fuzz.json"), DockerConfig)
+
+
+@given(data=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_file_content_gives_a_config_or_a_config_error(tmp_path: Path, data: bytes) -> None:
+    """The same through the loader: the bytes of a real file, read as a lookup reads them."""
+    path = tmp_path / "config.json"
+    path.write_bytes(data)
+    loader = ConfigLoader(path, (), check_interval=0)
+    try:
+        loaded = loader.load_sync()
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}: ")
+        return
+    assert isinstance(loaded, DockerConfig)
+    with contextlib.suppress(ConfigError):
+        lookup(loaded, Resource.parse("ghcr.io/o/a"))
 
 
 @given(doc=json_values | documents)
@@ -411,9 +434,36 @@ def test_lookup_on_any_valid_config_never_fails(
         cfg = parse_config(json.dumps(doc), path="/fuzz.json")
     except AsyncAuthError:
         return
-    found = lookup(cfg, Resource.parse(reference), exclude_helpers=excluded)
-    assert found is None or (found.helper is None) != (found.credential is None)
     repr(cfg)
+    try:
+        found = lookup(cfg, Resource.parse(reference), exclude_helpers=excluded)
+    except ConfigError as exc:  # the entry chosen is broken: named, never another exception
+        assert str(exc).startswith("/fuzz.json: ")
+        return
+    assert found is None or (found.helper is None) != (found.credential is None)
+
+
+@given(key=keys, value=field_values | entries, reference=references)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_any_key_never_breaks_another_keys_lookup(key: str, value: Any, reference: str) -> None:
+    """Whatever another tool wrote under any key, the lookup of a registry that key does not
+    name answers as if the key were not there."""
+    resource = Resource.parse(reference)
+    good = {"auths": {resource.registry: basic("good")}}
+    expected = find(good, reference)
+    doc = {
+        "auths": {resource.registry: basic("good"), key: value},
+        "credHelpers": {key: value},
+    }
+    cfg = parse_config(json.dumps(doc), path="/fuzz.json")  # keys never fail the file
+    try:
+        names_it = key_pattern(key, "k").matches(resource)
+    except AsyncAuthError:
+        names_it = False
+        assert ("auths", key) in {(i.section, i.key) for i in cfg.ignored}
+    if names_it:
+        return  # the key does name this registry: its entry is the one chosen
+    assert find(doc, reference) == expected
 
 
 @given(
@@ -655,16 +705,23 @@ async def test_helper_printing_bad_json_is_an_error_without_its_output(helpers: 
     assert_hidden(str(caught.value), SECRET, where="ResolverError")
 
 
-async def test_missing_helper_is_an_error(helpers: Helpers) -> None:
+async def test_missing_helper_is_a_config_error_naming_it_and_the_key(helpers: Helpers) -> None:
+    """docker fails the same way; a missing helper is not a transient failure to skip."""
     resolver = helpers.resolver({"credHelpers": {"ghcr.io": "nonexistent"}})
-    with pytest.raises(ResolverError, match="docker-credential-nonexistent was not found on PATH"):
+    with pytest.raises(ConfigError) as caught:
         await resolver.resolve(Resource.parse("ghcr.io/o/a"))
+    message = str(caught.value)
+    assert message.startswith(f'{helpers.root / "config.json"}: credHelpers["ghcr.io"]: ')
+    assert "docker-credential-nonexistent is not installed" in message
+    resolver = helpers.resolver({"credsStore": "nonexistent"})
+    with pytest.raises(ConfigError, match=r"config\.json: credsStore: docker-credential-nonex"):
+        await Chain([resolver]).resolve("ghcr.io/o/a")
 
 
-async def test_non_executable_helper_is_an_error(helpers: Helpers) -> None:
+async def test_non_executable_helper_is_not_installed(helpers: Helpers) -> None:
     helpers.answering("gh", "u", "s").chmod(0o644)
     resolver = helpers.resolver({"credHelpers": {"ghcr.io": "gh"}})
-    with pytest.raises(ResolverError, match="docker-credential-gh"):
+    with pytest.raises(ConfigError, match="docker-credential-gh is not installed"):
         await resolver.resolve(Resource.parse("ghcr.io/o/a"))
 
 
@@ -795,18 +852,22 @@ def test_candidates_in_order() -> None:
         "XDG_RUNTIME_DIR": "/run/user/1",
         "XDG_CONFIG_HOME": "/xdg",
     }
-    assert [str(p) for p, _ in config_candidates(env)] == [
-        "/dc/config.json",
+    paths = lambda env: [str(p) for p, _ in config_candidates(env, uid=7)]  # noqa: E731
+    # DOCKER_CONFIG replaces ~/.docker; REGISTRY_AUTH_FILE replaces the containers files.
+    assert paths(env) == ["/dc/config.json", "/raf.json"]
+    del env["DOCKER_CONFIG"], env["REGISTRY_AUTH_FILE"]
+    assert paths(env) == [
         "/h/.docker/config.json",
-        "/raf.json",
         "/run/user/1/containers/auth.json",
         "/xdg/containers/auth.json",
     ]
-    assert [str(p) for p, _ in config_candidates({"HOME": "/h", "DOCKER_CONFIG": ""})] == [
+    assert paths({"HOME": "/h", "DOCKER_CONFIG": "", "XDG_RUNTIME_DIR": ""}) == [
         "/h/.docker/config.json",
+        "/run/containers/7/auth.json",  # podman as root without XDG_RUNTIME_DIR
         "/h/.config/containers/auth.json",
     ]
-    assert config_candidates({}) == ()
+    assert paths({}) == ["/run/containers/7/auth.json"]
+    assert str(config_candidates({})[0][0]) == f"/run/containers/{os.getuid()}/auth.json"
 
 
 def discovery_env(root: Path) -> dict[str, str]:
@@ -829,17 +890,31 @@ FILES = [
 ]
 
 
-async def test_the_first_file_that_exists_wins(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("unset", "winners"),
+    [
+        ((), ["dc/config.json", "raf.json"]),
+        (
+            ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE"),
+            ["home/.docker/config.json", "run/containers/auth.json", "xdg/containers/auth.json"],
+        ),
+    ],
+)
+async def test_the_first_file_that_exists_wins(
+    tmp_path: Path, unset: tuple[str, ...], winners: list[str]
+) -> None:
+    """Every file exists; each is used in turn as the ones before it are removed. A variable
+    that names a file means that file only: the defaults it replaces are never read."""
     for index, name in enumerate(FILES):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"auths": {"ghcr.io": basic(f"user{index}")}}))
-    env = discovery_env(tmp_path)
-    for index, name in enumerate(FILES):
+    env = {k: v for k, v in discovery_env(tmp_path).items() if k not in unset}
+    for name in winners:
         resolver = DockerConfigResolver(environ=env)
         found = await resolver.resolve(Resource.parse("ghcr.io/o/a"))
         assert found is not None, name
-        assert found.username == f"user{index}", name
+        assert found.username == f"user{FILES.index(name)}", name
         assert resolver.explain(Resource.parse("ghcr.io/o/a")) == (
             f'auths["ghcr.io"] in {tmp_path / name}'
         )
@@ -874,11 +949,12 @@ async def test_explicit_path_wins_and_must_exist(tmp_path: Path) -> None:
         )
 
 
-async def test_unreadable_file_is_a_config_error_not_a_fallback(tmp_path: Path) -> None:
+async def test_a_broken_file_is_a_config_error_not_a_fallback(tmp_path: Path) -> None:
     env = discovery_env(tmp_path)
-    (tmp_path / "dc" / "config.json").mkdir(parents=True)  # exists, cannot be read as a file
+    (tmp_path / "dc").mkdir()
+    (tmp_path / "dc" / "config.json").write_text("{broken")
     (tmp_path / "raf.json").write_text(json.dumps({"auths": {"ghcr.io": basic()}}))
-    with pytest.raises(ConfigError, match=r"dc/config\.json: cannot be read"):
+    with pytest.raises(ConfigError, match=r"dc/config\.json: not valid JSON"):
         await DockerConfigResolver(environ=env).resolve(Resource.parse("ghcr.io/o/a"))
 
 

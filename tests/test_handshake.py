@@ -397,8 +397,12 @@ async def test_basic_auth_registry(
         assert (await http.get(url, headers=ACCEPT)).status_code == 200
     assert counter.statuses == [401, 200, 200]  # Basic is sent up front once it is known
     counter = Counter()
-    async with client(auth_for(Credential("alice", "wrong-pw")), counter) as http:
-        assert (await http.get(url)).status_code == 401
+    async with client(auth_for(Credential("alice", "wrong-PW-5")), counter) as http:
+        # Issue 9: a Basic registry's refusal names the source whose credential it refused.
+        with pytest.raises(
+            AuthenticationError, match="basic credentials for user alice from fixed"
+        ):
+            await http.get(url)
     assert counter.statuses == [401, 401]  # one authenticated try, no loop
     async with client(auth_for(Credential.anonymous())) as http:
         assert (await http.get(url)).status_code == 401

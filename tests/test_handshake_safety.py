@@ -116,12 +116,24 @@ async def test_registry_token_over_plain_http_is_refused_too() -> None:
 
 
 async def test_plain_http_allowed_when_the_caller_opts_in() -> None:
+    """Both hosts the credentials go to must be opted in: the registry and its realm."""
     stand_in = StandIn(registry="http://registry.example.com", realm="http://auth.example.com/t")
-    async with client(
-        stand_in, Credential("bob", SECRET), insecure_registries=["registry.example.com"]
-    ) as http:
+    insecure = ["registry.example.com", "auth.example.com"]
+    async with client(stand_in, Credential("bob", SECRET), insecure_registries=insecure) as http:
         response = await http.get("http://registry.example.com/v2/org/app/manifests/v1")
     assert response.status_code == 200
+
+
+async def test_an_insecure_registry_does_not_make_its_remote_realm_insecure() -> None:
+    """Issue 11 #4: an opted-in plain-http registry naming a plain-http realm elsewhere must not
+    get the credentials sent there in clear text."""
+    stand_in = StandIn(registry="http://registry.example.com", realm="http://auth.example.com/t")
+    insecure = ["registry.example.com"]
+    async with client(stand_in, Credential("bob", SECRET), insecure_registries=insecure) as http:
+        with pytest.raises(InsecureTransportError, match=r"auth\.example\.com") as caught:
+            await http.get("http://registry.example.com/v2/org/app/manifests/v1")
+    assert_hidden(str(caught.value), SECRET)
+    assert [r.url.host for r in stand_in.seen] == ["registry.example.com"]
 
 
 async def test_anonymous_over_plain_http_is_fine() -> None:

@@ -22,15 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from asyncauth import Chain, Credential, Outcome, Resource
-from asyncauth._sources.dockerconfig import DockerConfigResolver
+from asyncauth import Chain, Credential, DockerConfigResolver, Outcome, Resource
 
 from ._assertions import assert_hidden
 from .peers import PeerAccounts, PushedImage, RegistryServer
 from .peers._tools import require_tool
-
-HELPERS_PACKAGE = "golang-docker-credential-helpers"
-
+from .peers.clouds import ECR_ACCOUNT, MotoProxy
 
 # --- docker-credential-pass ----------------------------------------------------------------------
 
@@ -39,10 +36,10 @@ class PassStore:
     """A password store encrypted to a throwaway GPG key, all under one temporary directory."""
 
     def __init__(self, root: Path) -> None:
-        self.helper = require_tool("docker-credential-pass", HELPERS_PACKAGE)
-        require_tool("pass", "pass")
-        self.gpg = require_tool("gpg", "gnupg")
-        self.gpgconf = require_tool("gpgconf", "gnupg")
+        self.helper = require_tool("docker-credential-pass")
+        require_tool("pass")
+        self.gpg = require_tool("gpg")
+        self.gpgconf = require_tool("gpgconf")
         self.root = root
         gnupghome = root / "gnupg"
         gnupghome.mkdir(mode=0o700)
@@ -149,6 +146,36 @@ async def test_pass_through_a_chain_leaves_no_secret_in_the_trace(pass_store: Pa
     assert_hidden(repr(resolution), "alice-Secr3t-pw", where="resolution")
 
 
+# --- docker-credential-ecr-login ---------------------------------------------------------------
+
+
+async def test_ecr_login_behind_cred_helpers(moto_proxy: MotoProxy, tmp_path: Path) -> None:
+    """Debian's Go helper, run by the resolver as docker runs it, asking moto (in proxy mode)
+    through the AWS SDK. The ``PATH`` starts with an empty entry: skipped, the helper is still
+    found in its absolute directory and run by that path."""
+    require_tool("docker-credential-ecr-login", "amazon-ecr-credential-helper")
+    registry = f"{ECR_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
+    environ = {
+        "PATH": f":{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "HTTPS_PROXY": moto_proxy.url,
+        "SSL_CERT_FILE": moto_proxy.ca_file,
+        "AWS_ECR_DISABLE_CACHE": "true",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "AKIAASYNCAUTHTEST001",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t/" * 5,
+    }
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"credHelpers": {registry: "ecr-login"}}))
+    resolver = DockerConfigResolver(config_path=config, environ=environ, helper_timeout=60)
+    resolution = await Chain([resolver]).resolve(f"{registry}/team/app")
+    assert resolution.credential == Credential("AWS", f"{ECR_ACCOUNT}-auth-token")
+    assert resolution.trace[0].detail == (
+        f'credHelpers["{registry}"] -> docker-credential-ecr-login in {config}'
+    )
+    assert_hidden(repr(resolution), f"{ECR_ACCOUNT}-auth-token", where="resolution")
+
+
 # --- skopeo through docker-credential-asyncauth --------------------------------------------------
 
 
@@ -162,7 +189,7 @@ def asyncauth_helper() -> Path:
 def skopeo_inspect(
     tmp_path: Path, image: PushedImage, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    skopeo = require_tool("skopeo", "skopeo")
+    skopeo = require_tool("skopeo")
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     authfile = tmp_path / "auth.json"

@@ -281,7 +281,7 @@ async def test_same_credential_as_docker_credential_ecr_login(
     reaches moto through ``HTTPS_PROXY`` and trusts moto's CA; asyncauth reaches the same proxy
     through its pluggable transport. Nothing leaves the machine: moto answers the AWS host itself.
     """
-    helper = require_tool("docker-credential-ecr-login", "amazon-ecr-credential-helper")
+    helper = require_tool("docker-credential-ecr-login")
     registry = f"{ECR_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
     environment = {
         "PATH": "/usr/bin:/bin",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,6 +45,7 @@ from .peers import (
     skopeo_push,
     write_auth_file,
 )
+from .peers._tools import require_tool
 from .peers.accounts import SEEDED_REPOSITORY_COUNT, PeerAccounts
 from .peers.images import OCIImage
 
@@ -712,11 +712,12 @@ def test_startup_failure_shows_the_registry_log(tmp_path: Path) -> None:
 def test_missing_tools_name_their_debian_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oci_image: OCIImage
 ) -> None:
-    with pytest.raises(PeerUnavailableError, match=r"Debian package 'docker-registry'"):
-        RegistryServer(tmp_path, binary="docker-registry-not-installed").start()
-    registry_binary = shutil.which("docker-registry")
-    assert registry_binary is not None
+    registry_binary = require_tool("docker-registry")
     monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PeerUnavailableError, match=r"Debian package 'docker-registry'"):
+        RegistryServer(tmp_path).start()
+    with pytest.raises(PeerUnavailableError, match=r"docker-registry-not-installed does not exist"):
+        RegistryServer(tmp_path, binary=str(tmp_path / "docker-registry-not-installed")).start()
     with pytest.raises(PeerUnavailableError, match=r"Debian package 'skopeo'"):
         skopeo_push(oci_image, "127.0.0.1:1", "x")
     with pytest.raises(PeerUnavailableError, match=r"Debian package 'apache2-utils'"):

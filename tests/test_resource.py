@@ -67,7 +67,6 @@ def test_host_and_port() -> None:
         5000,
     )
     assert Resource.parse("gcr.io/a").port is None
-    assert Resource.parse("gcr.io/a").registry_resource == Resource("gcr.io")
 
 
 def test_parse_accepts_a_resource() -> None:

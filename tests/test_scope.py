@@ -124,15 +124,6 @@ def test_merge() -> None:
         pull("a").merge(pull("b"))
 
 
-def test_covers() -> None:
-    both = Scope.repository("a", "pull", "push")
-    assert both.covers(pull("a"))
-    assert not pull("a").covers(both)
-    assert not both.covers(pull("b"))
-    assert Scope.repository("a", "*").covers(Scope.repository("a", "delete", "push"))
-    assert not Scope("repository(plugin)", "a", frozenset({"pull"})).covers(pull("a"))
-
-
 # -- ScopeSet ---------------------------------------------------------------------------------
 
 
@@ -170,20 +161,12 @@ def test_scope_set_parse() -> None:
         ScopeSet.parse("repository:a:pull files.read")
 
 
-def test_union_and_covers() -> None:
+def test_union() -> None:
     a = ScopeSet.of("repository:a:pull")
     b = ScopeSet.of("repository:a:push", "repository:b:pull")
     union = a | b
     assert union == a.union(b) == b.union(a)
     assert str(union) == "repository:a:pull,push repository:b:pull"
-    assert union.covers(a)
-    assert union.covers(b)
-    assert not a.covers(b)
-    assert union.covers(pull("b"))
-    assert not union.covers(Scope.repository("b", "push"))
-    assert a.union(Scope.catalog()).covers(Scope.catalog())
-    assert ScopeSet().covers(ScopeSet())
-    assert a.covers(ScopeSet())
 
 
 def test_scope_set_holds_only_scopes() -> None:
@@ -308,9 +291,6 @@ def test_union_laws(a: ScopeSet, b: ScopeSet, c: ScopeSet) -> None:
     assert a | b == b | a
     assert (a | b) | c == a | (b | c)
     assert a | a == a
-    assert (a | b).covers(a)
-    assert (a | b).covers(b)
-    assert a.covers(a)
 
 
 @settings(max_examples=500)

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncauth import AsyncAuthError, Credential
+from asyncauth._credentials import EXPIRY_MARGIN
 from asyncauth._registry.challenge import Challenge, ChallengeError, parse_challenges
 from asyncauth._registry.scope import Scope, ScopeSet
+from asyncauth._registry.tokencache import token_cache_key
 from asyncauth._registry.tokens import (
-    DEFAULT_MARGIN,
     MIN_EXPIRES_IN,
     OAUTH_FALLBACK_STATUSES,
     Token,
@@ -25,7 +26,6 @@ from asyncauth._registry.tokens import (
     basic_authorization,
     build_token_request,
     parse_token_response,
-    token_cache_key,
 )
 
 from ._assertions import assert_hidden
@@ -154,7 +154,7 @@ def test_a_lagging_server_clock_still_leaves_60_seconds() -> None:
         body(token=ACCESS, expires_in=300, issued_at=iso(NOW - 3600)), received_at=NOW
     )
     assert token.expires_at == pytest.approx(NOW + MIN_EXPIRES_IN)
-    assert token.is_fresh(NOW + 30)
+    assert token.remaining(NOW + 30) > 0
 
 
 MALFORMED_BODIES: list[tuple[bytes, str]] = [
@@ -222,13 +222,13 @@ def test_received_at_must_be_a_number() -> None:
 
 def test_freshness_with_margin() -> None:
     token = Token(ACCESS, expires_at=NOW + 100, issued_at=NOW)
-    assert token.is_fresh(NOW)
-    assert token.is_fresh(NOW + 100 - DEFAULT_MARGIN - 0.001)
-    assert not token.is_fresh(NOW + 100 - DEFAULT_MARGIN)
-    assert token.is_fresh(NOW + 99, margin=0)
-    assert not token.is_fresh(NOW + 100, margin=0)
-    assert not token.is_fresh(NOW + 50, margin=60)
-    assert token.remaining(NOW) == 100 - DEFAULT_MARGIN
+    assert token.remaining(NOW) > 0
+    assert token.remaining(NOW + 100 - EXPIRY_MARGIN - 0.001) > 0
+    assert token.remaining(NOW + 100 - EXPIRY_MARGIN) <= 0
+    assert token.remaining(NOW + 99, margin=0) > 0
+    assert token.remaining(NOW + 100, margin=0) <= 0
+    assert token.remaining(NOW + 50, margin=60) <= 0
+    assert token.remaining(NOW) == 100 - EXPIRY_MARGIN
     assert token.remaining(NOW + 200) < 0
 
 
@@ -467,7 +467,9 @@ def test_cache_key() -> None:
     assert one == two
     assert hash(one) == hash(two)
     assert {one: 1}[two] == 1
-    assert one.credential == credential.fingerprint
+    assert one.credential == credential
+    assert one.material() == two.material()
+    assert_hidden(repr(one), PASSWORD)
     assert_hidden(repr(one), PASSWORD)
     others = [
         token_cache_key("ghcr.io", "registry.docker.io", one.scopes, credential),

@@ -27,15 +27,6 @@ from .._redact import clip
 if TYPE_CHECKING:
     from .scope import ScopeSet
 
-__all__ = [
-    "WWW_AUTHENTICATE",
-    "Challenge",
-    "ChallengeError",
-    "parse_challenges",
-    "quote",
-    "select_challenge",
-]
-
 WWW_AUTHENTICATE = "WWW-Authenticate"
 
 # RFC 9110 §5.6.2 token, §11.2 token68, §5.6.4 quoted-string (qdtext and quoted-pair accept

@@ -31,14 +31,6 @@ from .._errors import ScopeError
 from .._grammar import REPOSITORY, REPOSITORY_RE
 from .._redact import clip
 
-__all__ = [
-    "Scope",
-    "ScopeError",
-    "ScopeSet",
-    "infer_scopes",
-    "repository_from_path",
-]
-
 _TYPE = re.compile(r"[a-z0-9]+(?:\([a-z0-9]+\))?")
 _NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # visible ASCII except ':'
 _ACTION = re.compile(r"[\x21-\x2b\x2d-\x39\x3b-\x7e]+")  # visible ASCII except ',' and ':'
@@ -146,16 +138,6 @@ class Scope:
             raise ValueError("only scopes on the same resource can be merged")
         return Scope(self.type, self.name, self.actions | other.actions)
 
-    def covers(self, other: Scope) -> bool:
-        """Whether a token for this scope also allows ``other``.
-
-        ``*`` allows every action on its resource, as in distribution's access check
-        (``registry/auth/token/util.go``).
-        """
-        return other.resource == self.resource and (
-            "*" in self.actions or other.actions <= self.actions
-        )
-
     def __str__(self) -> str:
         return f"{self.type}:{self.name}:{','.join(self.sorted_actions)}"
 
@@ -204,20 +186,6 @@ class ScopeSet:
 
     def __or__(self, other: ScopeSet | Scope) -> ScopeSet:
         return self.union(other)
-
-    def covers(self, other: ScopeSet | Scope) -> bool:
-        """Whether a token for this set also allows everything ``other`` asks for.
-
-        Note this compares *requests*: a token server may grant less than was asked (Docker
-        Hub silently drops ``push`` a user may not do), so a 401 can still follow.
-        """
-        wanted = other.scopes if isinstance(other, ScopeSet) else (other,)
-        mine = {scope.resource: scope for scope in self.scopes}
-        for scope in wanted:
-            have = mine.get(scope.resource)
-            if have is None or not have.covers(scope):
-                return False
-        return True
 
     def query_params(self) -> tuple[tuple[str, str], ...]:
         """``(("scope", …), …)``: one repeated ``scope`` parameter per resource, for ``GET``."""

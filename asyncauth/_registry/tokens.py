@@ -1,9 +1,9 @@
 """Token requests and responses of the registry token protocol, sans IO.
 
 What to send to a Bearer challenge's realm (``build_token_request``), how to read what comes back
-(``parse_token_response``), how long the result may be used (``Token``) and what identifies it
-in a cache (``token_cache_key``). The async cache and the HTTP calls live elsewhere and build on
-these pure pieces. The flows follow distribution's token spec (``docs/spec/auth/token.md``,
+(``parse_token_response``) and how long the result may be used (``Token``). The cache
+(:mod:`~asyncauth._registry.tokencache`) and the HTTP calls live elsewhere and build on these
+pure pieces. The flows follow distribution's token spec (``docs/spec/auth/token.md``,
 ``oauth.md``) and what go-containerregistry's and containerd's clients actually send:
 
 * username/password: ``GET realm?service=…&scope=…&scope=…`` with ``Authorization: Basic``;
@@ -28,35 +28,16 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
-from .._credentials import Credential
+from .._credentials import EXPIRY_MARGIN, Credential
 from .._errors import ChallengeError, TokenResponseError
 from .challenge import WWW_AUTHENTICATE, Challenge
 from .scope import ScopeSet
-
-__all__ = [
-    "DEFAULT_CLIENT_ID",
-    "DEFAULT_EXPIRES_IN",
-    "DEFAULT_MARGIN",
-    "MIN_EXPIRES_IN",
-    "OAUTH_FALLBACK_STATUSES",
-    "Token",
-    "TokenKey",
-    "TokenRequest",
-    "TokenResponseError",
-    "basic_authorization",
-    "build_token_request",
-    "parse_token_response",
-    "token_cache_key",
-]
 
 DEFAULT_EXPIRES_IN = 60.0
 """Lifetime assumed when a token response has no ``expires_in`` (token spec: 60 seconds)."""
 
 MIN_EXPIRES_IN = 60.0
 """Shortest lifetime honoured: the token spec tells clients to assume at least 60 seconds."""
-
-DEFAULT_MARGIN = 10.0
-"""Seconds before expiry at which a token stops counting as fresh (requests take time)."""
 
 DEFAULT_CLIENT_ID = "asyncauth"
 
@@ -68,7 +49,7 @@ containerd also falls back on 400 and 401, but those can be a rejected refresh t
 re-sending the secret to a second endpoint on a rejection is not worth the compatibility.
 """
 
-_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))",
@@ -92,7 +73,7 @@ class Token:
     refresh_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.access_token, str) or not _HEADER_SAFE.fullmatch(self.access_token):
+        if not isinstance(self.access_token, str) or not HEADER_SAFE.fullmatch(self.access_token):
             raise ValueError(
                 "an access token must be non-empty visible ASCII (it goes into a header)"
             )
@@ -107,13 +88,9 @@ class Token:
         """The ``Authorization`` header value: ``Bearer <access token>``."""
         return f"Bearer {self.access_token}"
 
-    def remaining(self, now: float, margin: float = DEFAULT_MARGIN) -> float:
+    def remaining(self, now: float, margin: float = EXPIRY_MARGIN) -> float:
         """Seconds this token stays fresh after ``now``; ``<= 0`` once it is not (a cache TTL)."""
         return self.expires_at - margin - now
-
-    def is_fresh(self, now: float, margin: float = DEFAULT_MARGIN) -> bool:
-        """Whether the token may still be sent at ``now``, keeping ``margin`` seconds in hand."""
-        return self.remaining(now, margin) > 0
 
     def __repr__(self) -> str:
         refresh = "'****'" if self.refresh_token else "None"
@@ -188,7 +165,7 @@ def parse_token_response(body: bytes | str, *, received_at: float) -> Token:
     access_token = _optional_string(data, "token") or _optional_string(data, "access_token")
     if access_token is None:
         raise _error("neither 'token' nor 'access_token' is present")
-    if not _HEADER_SAFE.fullmatch(access_token):
+    if not HEADER_SAFE.fullmatch(access_token):
         raise _error("the token contains characters that cannot be sent in a header")
     refresh_token = _optional_string(data, "refresh_token")
 
@@ -293,6 +270,33 @@ def _with_query(url: str, params: list[tuple[str, str]]) -> str:
     return url + query if url.endswith(("?", "&")) else f"{url}&{query}"
 
 
+def _oauth2_post(
+    base: str, service: str | None, scopes: ScopeSet, credential: Credential, client_id: str
+) -> TokenRequest:
+    """The OAuth2 form POST: ``refresh_token`` grant for an identity token, else ``password``."""
+    refresh = credential.kind == "identity_token"
+    form: list[tuple[str, str]] = [("grant_type", "refresh_token" if refresh else "password")]
+    if service:
+        form.append(("service", service))
+    form.append(("client_id", client_id))
+    if refresh:
+        form.append(("refresh_token", credential.identity_token or ""))
+    else:
+        form += [
+            ("username", credential.username or ""),
+            ("password", credential.password or ""),
+            ("access_type", "offline"),
+        ]
+    if scopes:
+        form.append(("scope", scopes.form_value()))
+    return TokenRequest(
+        "POST",
+        base,
+        (("Content-Type", "application/x-www-form-urlencoded"),),
+        urlencode(form).encode("ascii"),
+    )
+
+
 def build_token_request(
     challenge: Challenge,
     scopes: ScopeSet,
@@ -336,31 +340,7 @@ def build_token_request(
         kind == "basic" and password_grant and not oauth_fallback
     )
     if post:
-        form: list[tuple[str, str]] = []
-        if kind == "identity_token":
-            form += [("grant_type", "refresh_token")]
-        else:
-            form += [("grant_type", "password")]
-        if service:
-            form.append(("service", service))
-        form.append(("client_id", client_id))
-        if kind == "identity_token":
-            form.append(("refresh_token", credential.identity_token or ""))
-        else:
-            form += [
-                ("username", credential.username or ""),
-                ("password", credential.password or ""),
-                ("access_type", "offline"),
-            ]
-        if scopes:
-            form.append(("scope", scopes.form_value()))
-        return TokenRequest(
-            "POST",
-            base,
-            (("Content-Type", "application/x-www-form-urlencoded"),),
-            urlencode(form).encode("ascii"),
-        )
-
+        return _oauth2_post(base, service, scopes, credential, client_id)
     params: list[tuple[str, str]] = [("service", service)] if service else []
     params.extend(scopes.query_params())
     url = _with_query(base, params)
@@ -371,32 +351,3 @@ def build_token_request(
         secret = credential.identity_token
     authorization = basic_authorization(credential.username or "", secret or "")
     return TokenRequest("GET", url, (("Authorization", authorization),))
-
-
-# -- cache keys -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TokenKey:
-    """What a cached token is valid for: a registry's service, a scope set, one credential.
-
-    ``credential`` is :attr:`Credential.fingerprint`, never the secret itself, so keys can be
-    logged and kept in memory without holding passwords.
-    """
-
-    registry: str
-    service: str
-    scopes: ScopeSet
-    credential: str
-
-
-def token_cache_key(
-    registry: str, service: str | None, scopes: ScopeSet, credential: Credential
-) -> TokenKey:
-    """The cache key for a token: ``(registry, service, scope set, credential fingerprint)``.
-
-    ``registry`` is the normalised ``host[:port]`` (``Resource.registry``); it is lower-cased
-    here so that spelling does not split the cache. ``ScopeSet`` is canonical, so the same
-    access asked for in any order gives the same key.
-    """
-    return TokenKey(registry.lower(), service or "", scopes, credential.fingerprint)

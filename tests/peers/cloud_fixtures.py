@@ -53,7 +53,7 @@ def moto_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProxy]:
     without any traffic leaving the machine. This is how a program that cannot be given an
     endpoint URL (``docker-credential-ecr-login``) is pointed at moto.
     """
-    require_tool("openssl", "openssl")
+    require_tool("openssl")
     proxy = shutil.which("moto_proxy", path=os.path.dirname(sys.executable))
     if proxy is None:
         raise PeerUnavailableError("moto_proxy is needed: pip install 'moto[server]'")

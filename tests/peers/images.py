@@ -53,7 +53,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-SKOPEO_DEBIAN_PACKAGE = "skopeo"
 
 
 def _digest(data: bytes) -> str:
@@ -191,7 +190,7 @@ def skopeo_push(
 
     Errors name the destination but never the credentials.
     """
-    skopeo = require_tool("skopeo", SKOPEO_DEBIAN_PACKAGE)
+    skopeo = require_tool("skopeo")
     given = [x for x in (creds, registry_token, authfile) if x is not None]
     if len(given) > 1:
         raise ValueError("pass at most one of creds, registry_token, authfile")

@@ -43,9 +43,6 @@ from ._tools import PeerError, PeerUnavailableError, free_port, require_tool, ta
 
 __all__ = ["Htpasswd", "RegistryServer", "TokenAuth", "write_htpasswd"]
 
-REGISTRY_DEBIAN_PACKAGE = "docker-registry"
-HTPASSWD_DEBIAN_PACKAGE = "apache2-utils"
-
 
 @dataclass(frozen=True)
 class Htpasswd:
@@ -97,7 +94,7 @@ def write_htpasswd(path: Path, spec: Htpasswd) -> Path:
             hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=spec.rounds))
             lines.append(f"{user}:{hashed.decode()}")
     else:
-        tool = require_tool("htpasswd", HTPASSWD_DEBIAN_PACKAGE)
+        tool = require_tool("htpasswd")
         for user, password in spec.users.items():
             # -i reads the password from stdin, so it never shows up in the process list.
             done = subprocess.run(
@@ -124,7 +121,8 @@ class RegistryServer:
 
     ``start()`` returns only once ``GET /v2/`` answers (200 or 401), or raises ``PeerError`` with
     the log tail after ``startup_timeout`` seconds. ``access_log=False`` silences distribution's
-    per-request access log (useful for benchmarks); the application log stays on.
+    per-request access log (useful for benchmarks); the application log stays on. ``binary``
+    is the path of another distribution binary; by default the listed ``docker-registry``.
     """
 
     def __init__(
@@ -135,7 +133,7 @@ class RegistryServer:
         startup_timeout: float = 15.0,
         access_log: bool = True,
         log_level: Literal["debug", "info", "warn", "error"] = "info",
-        binary: str = "docker-registry",
+        binary: str | None = None,
         extra_config: Mapping[str, Any] | None = None,
         tls: tuple[Path, Path] | None = None,
     ) -> None:
@@ -209,7 +207,9 @@ class RegistryServer:
         """
         if self._process is not None:
             raise PeerError("the registry is already running")
-        binary = require_tool(self.binary, REGISTRY_DEBIAN_PACKAGE)
+        binary = self.binary or require_tool("docker-registry")
+        if not Path(binary).is_file():
+            raise PeerUnavailableError(f"the registry binary {binary} does not exist")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage_path.mkdir(exist_ok=True)
         if isinstance(self.auth, Htpasswd):

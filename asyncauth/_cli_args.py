@@ -1,0 +1,146 @@
+"""The ``asyncauth`` command line: its options, and argparse made fit for scripts and secrets.
+
+argparse prints and exits on a mistake; here a mistake raises :class:`UsageError`, so the
+command can answer in JSON with ``--json`` and keep its exit status. Stray arguments are never
+echoed: ``--password s3cret`` names an option that does not exist, and its value is a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ._redact import MASK
+from ._version import __version__
+
+
+class UsageError(Exception):
+    """A command-line mistake; ``usage`` is the usage line argparse would have shown."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+_EXPLICIT_ARGUMENT = re.compile(r"(explicit argument )'.*'")  # --password=VALUE, abbreviated
+
+
+def _option_name(argument: str) -> str:
+    """A stray argument as it may be shown: an option's name, never a value."""
+    if not argument.startswith("-"):
+        return MASK
+    name, equals, _ = argument.partition("=")
+    return f"{name}={MASK}" if equals else name
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises on a mistake instead of exiting, so ``main`` can answer in JSON,
+    and that never echoes stray arguments: ``--password s3cret`` (an option that does not
+    exist) must not print the password."""
+
+    def error(self, message: str) -> NoReturn:
+        message = _EXPLICIT_ARGUMENT.sub(rf"\1'{MASK}'", message)
+        raise UsageError(message, self.format_usage())
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            shown = " ".join(_option_name(arg) for arg in extras)
+            self.error(f"unrecognized arguments: {shown} (values are not shown)")
+        return parsed
+
+
+def _seconds(text: str) -> float:
+    """A ``--timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _lookup_options() -> _Parser:
+    options = _Parser(add_help=False)
+    options.add_argument("reference", metavar="REF", help="image reference, e.g. ghcr.io/org/app")
+    options.add_argument("--username", help="like imgpkg --registry-username")
+    options.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password (like imgpkg --registry-password) from standard input",
+    )
+    options.add_argument("--token", help="bearer token, like imgpkg --registry-token")
+    options.add_argument(
+        "--anon", action="store_true", help="anonymous access, like imgpkg --registry-anon"
+    )
+    options.add_argument("--timeout", type=_seconds, default=None, help="deadline in seconds")
+    options.add_argument("--json", action="store_true", help="machine-readable output")
+    return options
+
+
+def _network_options() -> _Parser:
+    network = _Parser(add_help=False)
+    network.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="trust this PEM CA certificate too (like imgpkg --registry-ca-cert-path)",
+    )
+    network.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="no TLS verification, and plain http allowed, for this registry",
+    )
+    return network
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog="asyncauth",
+        description="Container-registry credentials in imgpkg's order, and the token handshake.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop to run on (default: asyncio; trio needs asyncauth[trio])",
+    )
+    lookup, network = _lookup_options(), _network_options()
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "explain",
+        parents=[lookup],
+        help="show which source answers for a reference, and the whole trace",
+        description="Resolve credentials for REF through the default chain "
+        "(environment, IaaS, options, Docker config) and show how each source fared.",
+    )
+    token = commands.add_parser(
+        "token",
+        parents=[lookup, network],
+        help="print a bearer token for REF's repository (for curl)",
+        description="Run the registry handshake for REF and print the bearer token "
+        "(pull scope, or pull+push with --push).",
+    )
+    token.add_argument("--push", action="store_true", help="ask for pull and push")
+    commands.add_parser(
+        "manifest",
+        parents=[lookup, network],
+        help="fetch REF's manifest and print its digest and media type",
+        description="GET the manifest of REF (tag, digest, or 'latest') with authentication.",
+    )
+    return parser
+
+
+def wants_json(arguments: Sequence[str]) -> bool:
+    """``--json`` (or an abbreviation argparse accepts) anywhere, even if parsing fails."""
+    return any(arg.startswith("--j") and "--json".startswith(arg) for arg in arguments)

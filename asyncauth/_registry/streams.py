@@ -1,0 +1,94 @@
+"""Body streams of token requests and responses, for whichever httpx module the driver speaks.
+
+httpx checks the *type* of a stream (its ``SyncByteStream``/``AsyncByteStream``) before it
+iterates one, and httpx2 has its own copies of those classes, so each class here is made once
+per module and serves both the sync and the async driver.
+
+* :func:`bound` swaps a token response's stream for one that inflates and counts through a
+  :class:`~asyncauth._registry.bodies.BoundedDecoder`: the body is read the normal way
+  (``aread``/``read``, so httpx keeps it for the response history) and cannot grow past the limit.
+* :func:`one_shot` is a request body that can be sent once. httpx re-sends a 307/308's body
+  by itself when it follows a redirect; a refresh token in a POST form must not be replayed to
+  whatever host the redirect names, so the second iteration fails instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Iterator
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from .._errors import AsyncAuthError
+from .bodies import BodyTooLargeError, BoundedDecoder
+
+
+class ReplayRefusedError(AsyncAuthError):
+    """A token request's body was about to be sent a second time (a redirect): refused."""
+
+
+@functools.cache
+def _classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
+    class BoundedStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, raw: Any, decoder: BoundedDecoder) -> None:
+            self._raw, self._decoder = raw, decoder
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self._raw:
+                yield self._decoder.feed(chunk)
+            yield self._decoder.finish()
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for chunk in self._raw:
+                yield self._decoder.feed(chunk)
+            yield self._decoder.finish()
+
+        def close(self) -> None:
+            self._raw.close()
+
+        async def aclose(self) -> None:
+            await self._raw.aclose()
+
+    class OneShotStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, body: bytes) -> None:
+            self._body: bytes | None = body
+
+        def _take(self) -> bytes:
+            body, self._body = self._body, None
+            if body is None:
+                raise ReplayRefusedError(
+                    "a token request's body (it holds a secret) would be sent again after a "
+                    "redirect; refused"
+                )
+            return body
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield self._take()
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield self._take()
+
+    return BoundedStream, OneShotStream
+
+
+def bound(http: ModuleType, response: httpx.Response, limit: int) -> None:
+    """Make ``response`` decode its own body, at most ``limit`` decoded bytes of it."""
+    decoder = BoundedDecoder(response.headers.get_list("content-encoding"), limit)
+    if "content-encoding" in response.headers:
+        del response.headers["content-encoding"]  # httpx must not decode a second time
+    response.stream = _classes(http)[0](response.stream, decoder)
+
+
+def within(body: bytes, limit: int) -> bytes:
+    """``body``, unless it is over ``limit`` (a response whose body was read before it reached
+    the flow, such as one a test transport built in memory)."""
+    if len(body) > limit:
+        raise BodyTooLargeError(f"token response is larger than {limit} bytes")
+    return body
+
+
+def one_shot(http: ModuleType, body: bytes) -> Any:
+    """A request body stream that refuses to be sent twice."""
+    return _classes(http)[1](body)

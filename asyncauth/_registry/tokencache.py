@@ -1,0 +1,238 @@
+"""Where a ``RegistryAuth`` keeps its tokens: the one place that knows how a token is cached.
+
+* Access tokens, per :class:`TokenKey` (registry, service, scopes,
+  credential), kept until :data:`~asyncauth._credentials.EXPIRY_MARGIN` before they expire, and
+  fetched once however many requests (tasks, event loops, threads) miss at the same time.
+* OAuth2 refresh tokens a token server handed out, per (registry, service, credential), used in
+  place of the password for later fetches.
+* Optionally a :class:`~asyncauth._registry.store.TokenStore` shared with other processes: asked
+  only on a miss, after this process's own single-flight, so a warm request never touches it.
+
+The flow asks :meth:`TokenCache.fresh` (no I/O) and, on a miss, :meth:`TokenCache.acquire`: a
+token, or a :class:`TokenLead` whose holder fetches and ends it with :meth:`TokenCache.keep`,
+``fail`` or ``abandon``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import anyio
+
+from .._credentials import EXPIRY_MARGIN, Credential
+from .._singleflight import MISSING, Lead, SingleFlightCache
+from . import background
+from .scope import ScopeSet
+from .store import TokenStore
+from .tokens import Token
+
+log = logging.getLogger("asyncauth.tokens")
+
+SHARED_LEASE = 10.0
+"""Seconds a process holds the fleet-wide lease while it fetches a token (it expires if the
+process dies); others wait at most this long for its token before asking themselves."""
+SHARED_TIMEOUT = 2.0
+"""Seconds one call to a shared store may take before it counts as a miss."""
+_POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class TokenKey:
+    """What a cached token is valid for: a registry's service, a scope set, one credential.
+
+    Keys compare by the credential's value; ``repr`` shows only its kind and user name.
+    :meth:`material` is what a shared store derives its (keyed) name from.
+    """
+
+    registry: str
+    service: str
+    scopes: ScopeSet
+    credential: Credential
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the warm path looks a key up on every request.
+        fields = (self.registry, self.service, self.scopes, self.credential)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def material(self) -> bytes:
+        """Unambiguous bytes of the whole key, secrets included: hash with a key, never show."""
+        head = "\x00".join((self.registry, self.service, self.scopes.form_value()))
+        return b"token\x00%d:%s" % (len(head), head.encode()) + self.credential.material()
+
+
+def token_cache_key(
+    registry: str, service: str | None, scopes: ScopeSet, credential: Credential
+) -> TokenKey:
+    """The cache key for a token: ``(registry, service, scope set, credential)``.
+
+    ``registry`` is the normalised ``host[:port]`` (``Resource.registry``); it is lower-cased
+    here so that spelling does not split the cache. ``ScopeSet`` is canonical, so the same
+    access asked for in any order gives the same key.
+    """
+    return TokenKey(registry.lower(), service or "", scopes, credential)
+
+
+@dataclass(slots=True)
+class TokenLead:
+    """The duty to fetch one token for everyone waiting: ``keep``, ``fail`` or ``abandon``."""
+
+    lead: Lead[Token]
+    shared_name: str | None = None
+    """The name under which a shared store will keep the token, when there is a store."""
+
+    @property
+    def key(self) -> TokenKey:
+        return self.lead.key  # type: ignore[return-value]
+
+    def fail(self, error: Exception) -> None:
+        """The fetch failed for a reason every waiter with this key shares (refused credentials)."""
+        self.lead.fail(error)
+
+    def abandon(self) -> None:
+        """The fetch was interrupted (cancelled, transport error): a waiter takes over."""
+        self.lead.abandon()
+
+
+def _encode(token: Token) -> bytes:
+    return json.dumps(
+        {"v": 1, "a": token.access_token, "e": token.expires_at, "i": token.issued_at}
+    ).encode()
+
+
+def _decode(value: bytes) -> Token | None:
+    try:
+        data = json.loads(value)
+        if data.get("v") != 1:
+            return None
+        return Token(str(data["a"]), float(data["e"]), float(data["i"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+class TokenCache:
+    """Access and refresh tokens of one ``RegistryAuth``; thread- and event-loop-safe."""
+
+    def __init__(self, *, maxsize: int = 4096, shared: TokenStore | None = None) -> None:
+        self._tokens = SingleFlightCache[Token](maxsize=maxsize)
+        self._refresh = SingleFlightCache[str](maxsize=maxsize)
+        self.shared = shared
+        self._store_failing = False
+
+    def fresh(self, key: TokenKey) -> Token | None:
+        """A token still good for :data:`EXPIRY_MARGIN` seconds, or ``None`` (no I/O)."""
+        token = self._tokens.peek(key)
+        return None if token is MISSING else token  # type: ignore[return-value]
+
+    async def acquire(self, key: TokenKey, *, wait: float | None) -> Token | TokenLead:
+        """A token, or the lead to fetch it; ``wait`` bounds waiting for another fetch."""
+        got = await self._tokens.acquire(key, wait=wait)
+        if not isinstance(got, Lead):
+            return got
+        if self.shared is None:
+            return TokenLead(got)
+        return await self._from_shared(got, wait)
+
+    def acquire_blocking(self, key: TokenKey, *, wait: float | None) -> Token | TokenLead:
+        """:meth:`acquire` for threads (a shared store is asked on the background loop)."""
+        got = self._tokens.acquire_blocking(key, wait=wait)
+        if not isinstance(got, Lead):
+            return got
+        if self.shared is None:
+            return TokenLead(got)
+        return background.run(self._from_shared, got, wait)
+
+    async def keep(self, lead: TokenLead, token: Token) -> None:
+        """Hand ``token`` to the waiters and keep it (here, and in the shared store)."""
+        ttl = token.remaining(time.time(), EXPIRY_MARGIN)
+        lead.lead.settle(token, ttl)
+        if self.shared is not None and lead.shared_name is not None:
+            await self._shared_call(self.shared.set, lead.shared_name, _encode(token), ttl)
+            await self._shared_call(self.shared.release, lead.shared_name)
+
+    def keep_blocking(self, lead: TokenLead, token: Token) -> None:
+        if self.shared is None or lead.shared_name is None:
+            lead.lead.settle(token, token.remaining(time.time(), EXPIRY_MARGIN))
+        else:
+            background.run(self.keep, lead, token)
+
+    def forget(self, key: TokenKey) -> None:
+        """Drop a token the registry refused (here only: other processes find out themselves)."""
+        self._tokens.invalidate(key)
+
+    def refresh_token(self, registry: str, service: str, credential: Credential) -> str | None:
+        found = self._refresh.peek((registry, service, credential))
+        return None if found is MISSING else found  # type: ignore[return-value]
+
+    def keep_refresh_token(
+        self, registry: str, service: str, credential: Credential, value: str | None
+    ) -> None:
+        """Remember (or, with ``None``, forget) the refresh token for later fetches."""
+        key = (registry, service, credential)
+        if value is None:
+            self._refresh.invalidate(key)
+        else:
+            self._refresh.put(key, value, float("inf"))
+
+    def clear(self) -> None:
+        self._tokens.clear()
+        self._refresh.clear()
+
+    # --- the shared store ---------------------------------------------------------------------
+
+    async def _from_shared(self, lead: Lead[Token], wait: float | None) -> Token | TokenLead:
+        """Ask the shared store: its token, or a lease to fetch one for the whole fleet."""
+        assert self.shared is not None
+        name = self.shared.name(lead.key.material())  # type: ignore[attr-defined]
+        deadline = anyio.current_time() + (
+            SHARED_LEASE if wait is None else min(wait, SHARED_LEASE)
+        )
+        try:
+            while True:
+                token = await self._shared_token(name)
+                if token is not None:
+                    lead.settle(token, token.remaining(time.time(), EXPIRY_MARGIN))
+                    return token
+                if await self._shared_call(self.shared.lease, name, SHARED_LEASE) is not False:
+                    return TokenLead(lead, name)  # ours (or the store failed: fetch anyway)
+                if anyio.current_time() >= deadline:
+                    return TokenLead(lead, name)  # the holder is slow or gone: fetch ourselves
+                await anyio.sleep(_POLL)
+        except BaseException:
+            lead.abandon()
+            raise
+
+    async def _shared_token(self, name: str) -> Token | None:
+        assert self.shared is not None
+        value = await self._shared_call(self.shared.get, name)
+        if not isinstance(value, bytes):
+            return None
+        token = _decode(value)
+        if token is None:
+            log.warning("the shared token store returned a value that is not a token; ignored")
+        elif token.remaining(time.time(), EXPIRY_MARGIN) <= 0:
+            return None
+        return token
+
+    async def _shared_call(self, method: object, *args: object) -> object:
+        """One bounded call to the shared store; a failure is a miss, warned about once."""
+        try:
+            with anyio.fail_after(SHARED_TIMEOUT):
+                result = await method(*args)  # type: ignore[operator]
+        except Exception as exc:
+            if not self._store_failing:
+                log.warning(
+                    "shared token store failed (%s); fetching tokens directly", type(exc).__name__
+                )
+            self._store_failing = True
+            return None
+        if self._store_failing:
+            log.warning("shared token store answers again")
+        self._store_failing = False
+        return result

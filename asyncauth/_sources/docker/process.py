@@ -1,0 +1,177 @@
+"""Running one credential helper: the program meant, and nothing it starts outlives the call.
+
+* **The program meant.** :func:`find_program` looks the helper up on ``PATH`` itself, in absolute
+  directories only, and the helper is started by that absolute path. ``execvp`` reads an empty
+  ``PATH`` entry (``PATH=":/usr/bin"``) or a relative one as the current directory, where anybody
+  who can write a file could plant ``docker-credential-pass``.
+* **Nothing outlives the call.** The helper runs in its own process group (session), so that on a
+  timeout, or when the caller is cancelled, the helper *and everything it started* (``pass`` runs
+  ``gpg``, scripts run ``sleep``) are killed with one signal and the helper is reaped before the
+  call returns, under asyncio and trio alike — also when the helper itself has exited and only a
+  process it started still holds its output open. Output is read concurrently with writing the
+  input, and capped, so a helper can never block on us nor we on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+
+import anyio
+from anyio.abc import ByteReceiveStream, ByteSendStream, Process
+
+from ..._errors import ResolverError
+from .helperprotocol import HelperOutput
+
+DEFAULT_HELPER_TIMEOUT = 10.0
+"""Seconds a helper may take. Real ones call clouds (ecr-login) or start gpg-agent (pass)."""
+HELPER_REAP_TIMEOUT = 5.0
+"""Seconds to wait for a killed helper to be reaped. SIGKILL ends it at once unless it is stuck
+in the kernel (a dead network file system); then it is left to the event loop's child watcher
+rather than hang the lookup."""
+MAX_OUTPUT = 1 << 20
+"""Bytes of stdout (and of stderr) kept from a helper; more is a failure."""
+
+
+async def _drain(stream: ByteReceiveStream, into: bytearray, overflow: list[bool]) -> None:
+    """Read to EOF, keeping at most ``MAX_OUTPUT`` bytes (a helper must never block on us)."""
+    try:
+        async for chunk in stream:
+            if len(into) + len(chunk) > MAX_OUTPUT:
+                overflow[0] = True
+            else:
+                into.extend(chunk)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+
+
+async def _feed(stream: ByteSendStream, payload: bytes) -> None:
+    """Write the request and close stdin; a helper that exits without reading it is fine."""
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        await stream.send(payload)
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        await stream.aclose()
+
+
+def find_program(program: str, env: Mapping[str, str] | None) -> str | None:
+    """The absolute path of the executable ``program`` on ``env``'s ``PATH``, or ``None``.
+
+    ``PATH`` is read as ``execvp`` reads it (``os.defpath`` when unset), except that empty and
+    relative entries are skipped: they mean the current directory. Blocking, but only a ``stat``
+    per directory.
+    """
+    for directory in os.get_exec_path(None if env is None else dict(env)):
+        if not directory or not os.path.isabs(directory):
+            continue
+        candidate = os.path.join(directory, program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _kill_group(process: Process) -> None:
+    """SIGKILL the helper's whole process group (it leads its own session), then the helper.
+
+    The group id is the helper's pid. Linux does not hand a pid out again while it is still the
+    id of a group with members, so this reaches only what the helper started, even after the
+    helper itself was reaped (the case of a grandchild holding its output open); once the group
+    is empty the call fails with ``ESRCH``, which is ignored.
+    """
+    killpg = getattr(os, "killpg", None)
+    if killpg is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            killpg(process.pid, signal.SIGKILL)
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+
+async def _reap(process: Process) -> None:
+    """Close our ends of the pipes and wait, bounded, for the helper's exit status.
+
+    Not ``process.aclose()``: that waits without a bound once the wait is cancelled.
+    """
+    with anyio.CancelScope(shield=True):
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                    await stream.aclose()
+        with anyio.move_on_after(HELPER_REAP_TIMEOUT):
+            await process.wait()
+
+
+async def _start(executable: str, action: str, env: Mapping[str, str] | None) -> Process:
+    program = os.path.basename(executable)
+    try:
+        return await anyio.open_process(
+            [executable, action],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise ResolverError(f"{program} disappeared before it could be started") from None
+    except PermissionError:
+        raise ResolverError(f"{program} is not executable") from None
+    except OSError as exc:
+        raise ResolverError(f"{program} could not be started: {exc.strerror or exc}") from None
+
+
+async def run_helper(
+    executable: str,
+    action: str,
+    payload: bytes,
+    *,
+    # Not left to the caller's cancel scope: a timeout here is reported (which helper hung),
+    # whereas a caller's cancellation is only propagated; both kill and reap the helper.
+    timeout: float = DEFAULT_HELPER_TIMEOUT,  # noqa: ASYNC109
+    env: Mapping[str, str] | None = None,
+) -> HelperOutput:
+    """Run ``executable action`` with ``payload`` on stdin and collect its output.
+
+    ``executable`` is a path (see :func:`find_program`); ``env`` replaces the environment. The
+    helper is started in a new session; if its output is not complete within ``timeout``
+    seconds, or the caller is cancelled, its whole process group is killed and the helper
+    reaped before this returns (or re-raises the cancellation). Raises :class:`ResolverError`
+    when the program cannot be started, times out, or prints more than a mebibyte.
+    """
+    program = os.path.basename(executable)
+    process = await _start(executable, action, env)
+    stdout, stderr = bytearray(), bytearray()
+    overflow = [False]
+    finished = exited_in_time = False
+    try:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
+        with anyio.move_on_after(timeout) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_drain, process.stdout, stdout, overflow)
+                tg.start_soon(_drain, process.stderr, stderr, overflow)
+                await _feed(process.stdin, payload)
+            returncode = await process.wait()
+            finished = True
+    finally:
+        if not finished:
+            exited_in_time = process.returncode is not None
+            _kill_group(process)
+        await _reap(process)
+    if scope.cancelled_caught:
+        raise ResolverError(_timeout_message(program, timeout, exited_in_time))
+    if overflow[0]:
+        raise ResolverError(f"{program} printed more than {MAX_OUTPUT} bytes")
+    return HelperOutput(returncode, bytes(stdout), bytes(stderr))
+
+
+def _timeout_message(program: str, timeout: float, exited: bool) -> str:
+    if exited:
+        return (
+            f"{program} exited, but a process it started kept its output open for "
+            f"{timeout:g} s; that process group was killed"
+        )
+    return f"{program} did not answer within {timeout:g} s and was killed"
