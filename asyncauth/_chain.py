@@ -325,12 +325,14 @@ class Chain:
                     if by_chain
                     else f"no answer within {_seconds(member.timeout)}"
                 ) + hint
-            elif credential is None:
-                slot.outcome = Outcome.NO_MATCH
             else:
-                slot.outcome, slot.credential = Outcome.MATCHED, credential
+                if credential is None:
+                    slot.outcome = Outcome.NO_MATCH
+                else:
+                    slot.outcome, slot.credential = Outcome.MATCHED, credential
                 if member.explain is not None:
-                    slot.detail = member.explain(resource)  # pure and cheap by contract
+                    # Pure and cheap by contract; for "no match" it may say what was looked at.
+                    slot.detail = member.explain(resource)
         except ConfigError as exc:
             slot.outcome, slot.detail, slot.config_error = Outcome.ERROR, str(exc), exc
         except ResolverUnavailableError as exc:

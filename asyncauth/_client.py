@@ -13,7 +13,6 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import anyio.lowlevel
 import certifi
 import httpx
 
@@ -22,15 +21,16 @@ from ._errors import ConfigError
 from ._net import is_loopback
 from ._registry.auth import RegistryAuth
 from ._resource import DOCKER_HUB, Resource, normalise_registry
-
-__all__ = [
-    "DEFAULT_LIMITS",
-    "RegistryClient",
-    "create_client",
-    "create_sync_client",
-    "registry_base_url",
-    "ssl_context",
-]
+from ._transports.errors import certificate_error
+from ._transports.kinds import (
+    TransportKind,
+    TransportSettings,
+    Unsupported,
+    preferred_kinds,
+    running_library,
+    sync_route,
+)
+from ._transports.routes import InsecureHosts
 
 _PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
@@ -87,65 +87,123 @@ keeps opening and closing connections (and TLS sessions); see docs/benchmarks.md
 
 log = logging.getLogger("asyncauth.client")
 
+_AsyncRouteFor = Callable[[TransportSettings, httpx.Proxy | None], httpx.AsyncBaseTransport]
+_SyncRouteFor = Callable[[TransportSettings, httpx.Proxy | None], httpx.BaseTransport]
+
 
 class RegistryClient(httpx.AsyncClient):
-    """The ``httpx.AsyncClient`` :func:`create_client` returns; it says which transport it uses."""
+    """The ``httpx.AsyncClient`` :func:`create_client` returns; it says which transport it uses.
+
+    httpx itself decides which proxy each request takes (``proxy=``, or the environment's
+    ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` with ``trust_env``) and asks the
+    client for one transport per proxy through ``_init_transport``/``_init_proxy_transport``
+    (the hooks httpx-aiohttp's own client overrides too). This client answers with
+    ``route_for``'s transports instead of httpx's, so every proxy rule httpx has applies to the
+    picked transport and none is copied here.
+    """
 
     transport_name: str = "httpx"
+
+    def __init__(self, *, route_for: _AsyncRouteFor | None = None, **kwargs: Any) -> None:
+        self._route_for = route_for
+        super().__init__(**kwargs)
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> httpx.AsyncBaseTransport:
+        if transport is not None or self._route_for is None:
+            return super()._init_transport(verify, cert, trust_env, http1, http2, limits, transport)
+        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
+        return self._route_for(settings, None)
+
+    def _init_proxy_transport(
+        self,
+        proxy: httpx.Proxy,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> httpx.AsyncBaseTransport:
+        if self._route_for is None:
+            return super()._init_proxy_transport(
+                proxy, verify, cert, trust_env, http1, http2, limits
+            )
+        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
+        return self._route_for(settings, proxy)
 
     def __repr__(self) -> str:
         return f"<RegistryClient transport={self.transport_name!r} auth={self.auth!r}>"
 
 
-def _running_library() -> str | None:
-    """``"asyncio"``, ``"trio"``, or ``None`` outside an event loop."""
-    try:
-        backend = anyio.lowlevel.current_token().backend_class.__name__
-    except RuntimeError:  # anyio's NoEventLoopError
-        return None
-    return {"AsyncIOBackend": "asyncio", "TrioBackend": "trio"}.get(backend, backend)
+class SyncRegistryClient(httpx.Client):
+    """:class:`RegistryClient` for synchronous code (httpx's own transport, the only sync one)."""
+
+    transport_name: str = "httpx"
+
+    def __init__(self, *, route_for: _SyncRouteFor | None = None, **kwargs: Any) -> None:
+        self._route_for = route_for
+        super().__init__(**kwargs)
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> httpx.BaseTransport:
+        if transport is not None or self._route_for is None:
+            return super()._init_transport(verify, cert, trust_env, http1, http2, limits, transport)
+        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
+        return self._route_for(settings, None)
+
+    def _init_proxy_transport(
+        self,
+        proxy: httpx.Proxy,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> httpx.BaseTransport:
+        if self._route_for is None:
+            return super()._init_proxy_transport(
+                proxy, verify, cert, trust_env, http1, http2, limits
+            )
+        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
+        return self._route_for(settings, proxy)
+
+    def __repr__(self) -> str:
+        return f"<SyncRegistryClient transport={self.transport_name!r} auth={self.auth!r}>"
 
 
-def _transport_factory(
-    limits: httpx.Limits, trust_env: bool
-) -> tuple[str, Callable[[ssl.SSLContext | bool], httpx.AsyncBaseTransport]]:
-    """The fastest transport installed for the running event loop.
-
-    Measured here (docs/benchmarks.md): under asyncio aiohttp's pool (``asyncauth[fast]``) is
-    fastest, then httpx2's, then httpx's own; under trio (no aiohttp) httpx2's, then httpx's.
-    httpx 0.28's pool loses most of its throughput beyond a few dozen concurrent requests.
-    """
-    library = _running_library()
-    if library == "asyncio":
-        try:
-            from httpx_aiohttp import AiohttpTransport
-        except ImportError:
-            pass
-        else:
-
-            def aiohttp(tls: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
-                transport: httpx.AsyncBaseTransport = AiohttpTransport(
-                    verify=tls, limits=limits, trust_env=trust_env
-                )
-                return transport
-
-            return "aiohttp", aiohttp
-    if library is not None:
-        try:
-            from ._transports.httpx2 import Httpx2Transport
-        except ImportError:
-            pass
-        else:
-
-            def httpx2(tls: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
-                return Httpx2Transport(verify=tls, limits=limits, trust_env=trust_env)
-
-            return "httpx2", httpx2
-
-    def default(tls: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
-        return httpx.AsyncHTTPTransport(verify=tls, limits=limits, trust_env=trust_env)
-
-    return "httpx", default
+def _own_transport(
+    httpx_kwargs: dict[str, Any], insecure: list[str], unverified: Callable[[], Any]
+) -> str:
+    """A caller's own ``transport=`` is theirs to set up, proxies included (httpx ignores the
+    environment's then); only the insecure registries get mounts of their own."""
+    if httpx_kwargs.get("proxy") is not None:
+        raise TypeError(
+            "pass transport= or proxy=, not both: httpx would send every request through a "
+            "proxy transport of its own and never use yours"
+        )
+    mounts = dict(httpx_kwargs.get("mounts") or {})
+    for registry in insecure:
+        mounts.setdefault(f"https://{registry}", unverified())
+    httpx_kwargs["mounts"] = mounts
+    return type(httpx_kwargs["transport"]).__name__
 
 
 def create_client(
@@ -165,31 +223,65 @@ def create_client(
     ``transport=`` to choose yourself; ``repr(client)`` and ``client.transport_name`` say which
     was picked. ``limits`` defaults to :data:`DEFAULT_LIMITS`.
 
+    Proxies work as in ``httpx.AsyncClient``, on whichever transport is picked: ``proxy=``
+    sends everything through one proxy; otherwise, unless ``trust_env=False``, ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` apply with httpx's own precedence and
+    matching (httpx computes the routes, this only supplies their transports). Token requests
+    take the same routes. A proxy the fastest transport cannot use (aiohttp: anything but
+    ``http://``), or ``http2=True`` for aiohttp, moves the whole client to the next transport,
+    and ``transport_name`` says which. With your own ``transport=`` the proxy is yours to set
+    up: httpx then ignores the environment, and ``proxy=`` is refused (httpx would send every
+    request through a transport of its own instead of yours).
+
+    Connection failures have httpx's kinds on every transport: ``httpx.ConnectError`` for a
+    refused connection, a failed DNS lookup or an untrusted certificate (its message then says
+    ``certificate verify failed``), ``httpx.ConnectTimeout`` only for a timeout; the message
+    starts with the ``host:port`` (and proxy) that failed.
+
     ``ca_cert_paths`` are trusted in addition to the system store (imgpkg's
     ``--registry-ca-cert-path``). ``insecure_registries`` (``host[:port]``) are reached without
-    TLS verification and may receive credentials over plain http. ``verify=False`` turns TLS
-    verification off everywhere. Other keyword arguments go to ``httpx.AsyncClient``.
+    TLS verification (through the same proxy as any other host) and may receive credentials
+    over plain http. ``verify=False`` turns TLS verification off everywhere. Other keyword
+    arguments go to ``httpx.AsyncClient``.
     """
     auth, tls, insecure = _settings(
         chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
     )
-    limits = httpx_kwargs.pop("limits", DEFAULT_LIMITS)
-    trust_env = httpx_kwargs.get("trust_env", True)
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = dict(httpx_kwargs.pop("mounts", {}))
-    transport = httpx_kwargs.pop("transport", None)
-    if transport is None:
-        name, make = _transport_factory(limits, trust_env)
-        transport = make(tls)
-    else:
-        name = type(transport).__name__
-        make = lambda tls: httpx.AsyncHTTPTransport(  # noqa: E731
-            verify=tls, limits=limits, trust_env=trust_env
+    httpx_kwargs.setdefault("limits", DEFAULT_LIMITS)
+    if httpx_kwargs.get("transport") is not None:
+        limits = httpx_kwargs["limits"]
+        name = _own_transport(
+            httpx_kwargs, insecure, lambda: httpx.AsyncHTTPTransport(verify=False, limits=limits)
         )
-    for registry in insecure:
-        mounts.setdefault(f"https://{registry}", make(False))
-    client = RegistryClient(auth=auth, transport=transport, mounts=mounts, **httpx_kwargs)
-    client.transport_name = name
-    log.debug("create_client: %s transport (event loop: %s)", name, _running_library())
+        client = RegistryClient(auth=auth, verify=tls, **httpx_kwargs)
+        client.transport_name = name
+        return client
+    hosts = InsecureHosts(insecure)
+    library = running_library()
+    *faster, last = preferred_kinds(library)
+    for kind in faster:
+        try:
+            client = _client_on(kind, hosts, auth=auth, verify=tls, **httpx_kwargs)
+        except Unsupported as exc:
+            log.debug("create_client: not on %s: %s", kind.name, exc)
+            continue
+        break
+    else:
+        client = _client_on(last, hosts, auth=auth, verify=tls, **httpx_kwargs)
+    log.debug("create_client: %s transport (event loop: %s)", client.transport_name, library)
+    return client
+
+
+def _client_on(kind: TransportKind, hosts: InsecureHosts, **kwargs: Any) -> RegistryClient:
+    """A client whose every route is on ``kind``; :class:`Unsupported` if one cannot be."""
+
+    def route_for(
+        settings: TransportSettings, proxy: httpx.Proxy | None
+    ) -> httpx.AsyncBaseTransport:
+        return kind.route(settings, proxy, hosts)
+
+    client = RegistryClient(route_for=route_for, **kwargs)
+    client.transport_name = kind.name
     return client
 
 
@@ -201,16 +293,24 @@ def create_sync_client(
     verify: bool = True,
     insecure_registries: Iterable[str] = (),
     **httpx_kwargs: Any,
-) -> httpx.Client:
-    """:func:`create_client` for synchronous code: an ``httpx.Client``."""
+) -> SyncRegistryClient:
+    """:func:`create_client` for synchronous code: an ``httpx.Client`` on httpx's transport,
+    with the same proxies, insecure registries and connection error messages."""
     auth, tls, insecure = _settings(
         chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
     )
-    mounts: dict[str, httpx.BaseTransport | None] = dict(httpx_kwargs.pop("mounts", {}))
     httpx_kwargs.setdefault("limits", DEFAULT_LIMITS)
-    for registry in insecure:
-        mounts.setdefault(f"https://{registry}", httpx.HTTPTransport(verify=False))
-    return httpx.Client(auth=auth, verify=tls, mounts=mounts, **httpx_kwargs)
+    if httpx_kwargs.get("transport") is not None:
+        name = _own_transport(httpx_kwargs, insecure, lambda: httpx.HTTPTransport(verify=False))
+        client = SyncRegistryClient(auth=auth, verify=tls, **httpx_kwargs)
+        client.transport_name = name
+        return client
+    hosts = InsecureHosts(insecure)
+
+    def route_for(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.BaseTransport:
+        return sync_route(settings, proxy, hosts)
+
+    return SyncRegistryClient(auth=auth, verify=tls, route_for=route_for, **httpx_kwargs)
 
 
 async def registry_base_url(
@@ -219,7 +319,11 @@ async def registry_base_url(
     """The registry's base URL, as docker decides it: https, except that loopback and insecure
     registries fall back to plain http when they do not speak TLS.
 
-    Costs one ``GET /v2/`` (without credentials) for loopback and insecure registries only.
+    Costs one ``GET /v2/`` (without credentials) for loopback and insecure registries, two when
+    https fails. A registry that does speak TLS but whose certificate is not trusted gets no
+    fallback: its certificate error is raised, not hidden behind what its TLS port answers to
+    plain http (400). When http fails too, the https error is raised: it is the one that says
+    what to fix.
     """
     if resource.registry == DOCKER_HUB:
         return "https://registry-1.docker.io"
@@ -229,6 +333,17 @@ async def registry_base_url(
         return https
     try:
         await client.get(f"{https}/v2/", auth=None, follow_redirects=False)
-    except httpx.TransportError:  # aiohttp's transport reports TLS failures as ConnectTimeout
-        return f"http://{resource.registry}"
-    return https
+    except httpx.TransportError as exc:
+        if certificate_error(exc) is not None:
+            raise
+        https_error = exc
+    else:
+        return https
+    http = f"http://{resource.registry}"
+    try:
+        await client.get(f"{http}/v2/", auth=None, follow_redirects=False)
+    except httpx.TransportError:
+        pass
+    else:
+        return http
+    raise https_error  # outside the handler: the http failure is not made its context

@@ -24,9 +24,10 @@ from asyncauth import (
 )
 
 from ._assertions import assert_hidden
+from ._tls_registry import tls_registry_with
 from .peers.accounts import PeerAccounts
-from .peers.images import OCIImage, PushedImage, push_image_http
-from .peers.registry import Htpasswd, RegistryServer
+from .peers.images import OCIImage, PushedImage
+from .peers.registry import RegistryServer
 from .peers.tls import PrivateCA, make_private_ca
 from .peers.token_issuer import TokenIssuer
 
@@ -46,18 +47,10 @@ def tls_registry(
     oci_image: OCIImage,
 ) -> Iterator[tuple[RegistryServer, PushedImage]]:
     """distribution over https with a certificate from a private CA, Basic auth (Harbor-like)."""
-    with RegistryServer(
-        tmp_path_factory.mktemp("tls-registry"),
-        auth=Htpasswd(peer_accounts.users),
-        tls=(private_ca.server_certificate, private_ca.server_key),
-    ) as registry:
-        with httpx.Client(
-            base_url=registry.url,
-            auth=peer_accounts.writer,
-            verify=ssl.create_default_context(cafile=str(private_ca.ca_certificate)),
-        ) as seeder:
-            pushed = push_image_http(seeder, oci_image, "harbor/app")
-        yield registry, pushed
+    with tls_registry_with(
+        tmp_path_factory.mktemp("tls-registry"), private_ca, peer_accounts, oci_image
+    ) as running:
+        yield running
 
 
 def flags(accounts: PeerAccounts) -> Chain:
@@ -84,9 +77,11 @@ async def test_without_the_ca_the_certificate_is_refused(
 ) -> None:
     registry, image = tls_registry
     async with create_client(chain=flags(peer_accounts)) as http:
-        # httpx reports ConnectError, httpx-aiohttp (asyncio's default here) ConnectTimeout.
-        with pytest.raises(httpx.TransportError) as caught:
+        # ConnectError on every transport (httpx-aiohttp alone used to say ConnectTimeout).
+        with pytest.raises(httpx.ConnectError) as caught:
             await http.get(registry.url + image.manifest_path)
+    assert str(caught.value).startswith(f"{registry.host}: ")
+    assert "certificate verify failed" in str(caught.value)
     # The reason sits in the exception chain (trio wraps it one level deeper than asyncio).
     chain: list[BaseException] = []
     error: BaseException | None = caught.value
@@ -274,11 +269,12 @@ def test_manifest_command_with_a_private_ca(
     assert result.stdout.split() == [image.digest, image.media_type]
     result = run(["manifest", "--insecure-registry", registry.host, image.reference], env, tmp_path)
     assert result.returncode == 0, result.stderr
-    # Without the CA the certificate is refused (loopback falls back to http, which this
-    # TLS-only registry does not speak): a clear failure, exit status 1.
+    # Without the CA the certificate is refused, and said so: no fallback to http, which this
+    # TLS-only registry answers with 400.
     result = run(["manifest", image.reference], env, tmp_path)
     assert result.returncode == 1
-    assert result.stderr.startswith("asyncauth: ")
+    assert result.stderr.startswith(f"asyncauth: ConnectError: {registry.host}: ")
+    assert "certificate verify failed" in result.stderr
 
 
 def test_manifest_command_not_found(

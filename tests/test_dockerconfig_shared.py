@@ -123,7 +123,7 @@ def test_skopeo_reads_the_same_shared_file(
     home.mkdir()
     done = subprocess.run(
         [
-            require_tool("skopeo", "skopeo"),
+            require_tool("skopeo"),
             "inspect",
             "--tls-verify=false",
             "--authfile",
@@ -214,8 +214,8 @@ def test_skopeo_login_as_root_without_xdg_runtime_dir_is_found(
     """``skopeo login`` (containers/image) picks ``/run/containers/<uid>/auth.json`` itself; we
     must read the file it wrote. A private mount namespace (and user namespace, so it needs no
     privilege) gives the test its own empty ``/run``: the machine's is never touched."""
-    skopeo = require_tool("skopeo", "skopeo")
-    unshare = require_tool("unshare", "util-linux")
+    skopeo = require_tool("skopeo")
+    unshare = require_tool("unshare")
     user, password = peer_accounts.reader
     (tmp_path / "home").mkdir()
     probe = textwrap.dedent(

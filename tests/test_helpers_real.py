@@ -153,7 +153,7 @@ async def test_ecr_login_behind_cred_helpers(moto_proxy: MotoProxy, tmp_path: Pa
     """Debian's Go helper, run by the resolver as docker runs it, asking moto (in proxy mode)
     through the AWS SDK. The ``PATH`` starts with an empty entry: skipped, the helper is still
     found in its absolute directory and run by that path."""
-    require_tool("docker-credential-ecr-login", "amazon-ecr-credential-helper")
+    require_tool("docker-credential-ecr-login")
     registry = f"{ECR_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
     environ = {
         "PATH": f":{os.environ['PATH']}",

@@ -79,7 +79,8 @@ def request_into(request: Any, into: ModuleType) -> Any:
     """``request`` as a request of ``into``; an in-memory body is copied, any other streamed."""
     source = module_of(request)
     if isinstance(request.stream, source.ByteStream):
-        body: dict[str, Any] = {"content": request.content}
+        # read(), not .content: a redirect's request shares its predecessor's stream unread.
+        body: dict[str, Any] = {"content": request.read()}
     else:
         body = {"stream": _stream_class(into)(request.stream, request.stream, source, None)}
     return into.Request(

@@ -1,0 +1,124 @@
+"""One route of a client: the transport for one proxy (or none), with insecure hosts split off.
+
+httpx decides which proxy a request takes (``proxy=``, or ``HTTP_PROXY``/``HTTPS_PROXY``/
+``ALL_PROXY``/``NO_PROXY`` when ``trust_env``) and builds one transport per proxy through
+``_init_proxy_transport``, plus one without a proxy through ``_init_transport``. An insecure
+registry (no TLS verification) could not be a mount of its own without losing that choice: a
+mount for ``https://registry.lab`` outranks ``all://`` and would bypass the proxy. So each route
+holds a verifying transport and, when there are insecure registries, a non-verifying one for the
+same proxy, and picks between them by host; httpx keeps choosing the proxy.
+
+Every route also names the host (and proxy) in its connection errors (:mod:`.errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httpx
+
+from .._resource import split_host_port
+from .errors import named
+
+
+class InsecureHosts:
+    """``host[:port]`` registries reached over https without certificate verification.
+
+    A registry without a port matches every port of its host, as ``mounts={"https://host": ...}``
+    did before.
+    """
+
+    def __init__(self, registries: Iterable[str]) -> None:
+        self._ports: dict[str, set[int | None]] = {}
+        for registry in registries:
+            host, port = split_host_port(registry)
+            self._ports.setdefault(host.strip("[]").lower(), set()).add(port)
+
+    def __bool__(self) -> bool:
+        return bool(self._ports)
+
+    def __contains__(self, url: object) -> bool:
+        if not isinstance(url, httpx.URL) or url.scheme != "https":
+            return False
+        ports = self._ports.get(url.host.lower())
+        return ports is not None and (None in ports or (url.port or 443) in ports)
+
+
+class Route(httpx.AsyncBaseTransport):
+    """The transports behind one proxy (or none): verifying, and non-verifying for ``insecure``."""
+
+    def __init__(
+        self,
+        verified: httpx.AsyncBaseTransport,
+        *,
+        proxy: httpx.Proxy | None,
+        insecure: InsecureHosts,
+        unverified: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.verified = verified
+        self.unverified = unverified
+        self.proxy = proxy
+        self._insecure = insecure
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self.verified
+        if self.unverified is not None and request.url in self._insecure:
+            transport = self.unverified
+        try:
+            return await transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            renamed = named(exc, request, self.proxy)
+            if renamed is exc:
+                raise
+            raise renamed from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self.verified.aclose()
+        finally:
+            if self.unverified is not None:
+                await self.unverified.aclose()
+
+    def __repr__(self) -> str:
+        via = "" if self.proxy is None else f" via {self.proxy.url}"
+        return f"<Route {type(self.verified).__name__}{via}>"
+
+
+class SyncRoute(httpx.BaseTransport):
+    """:class:`Route` for ``httpx.Client``."""
+
+    def __init__(
+        self,
+        verified: httpx.BaseTransport,
+        *,
+        proxy: httpx.Proxy | None,
+        insecure: InsecureHosts,
+        unverified: httpx.BaseTransport | None,
+    ) -> None:
+        self.verified = verified
+        self.unverified = unverified
+        self.proxy = proxy
+        self._insecure = insecure
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self.verified
+        if self.unverified is not None and request.url in self._insecure:
+            transport = self.unverified
+        try:
+            return transport.handle_request(request)
+        except httpx.TransportError as exc:
+            renamed = named(exc, request, self.proxy)
+            if renamed is exc:
+                raise
+            raise renamed from exc
+
+    def close(self) -> None:
+        try:
+            self.verified.close()
+        finally:
+            if self.unverified is not None:
+                self.unverified.close()
+
+    def __repr__(self) -> str:
+        via = "" if self.proxy is None else f" via {self.proxy.url}"
+        return f"<SyncRoute {type(self.verified).__name__}{via}>"
