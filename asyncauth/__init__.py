@@ -6,12 +6,14 @@
 ('env', Credential(kind='basic', username='bot', password='****'))
 """
 
+import sys
+
 from . import _compat
 from ._chain import Chain, Outcome, Resolution, Resolver, TraceEntry
 from ._cli import MANIFEST_MEDIA_TYPES
 from ._client import create_client, create_sync_client, ssl_context
 from ._credentials import Credential
-from ._defaults import ChainOptions, default_chain, resolve
+from ._defaults import ChainOptions, default_chain, iaas_resolvers, resolve
 from ._errors import (
     AsyncAuthError,
     AuthenticationError,
@@ -34,7 +36,6 @@ from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 from ._sources.github import GitHubResolver
 from ._sources.google import GoogleResolver
-from ._sources.iaas import iaas_resolvers
 from ._version import __version__
 
 __all__ = [
@@ -76,4 +77,4 @@ __all__ = [
     "ssl_context",
 ]
 
-_compat.install()
+_compat.install(sys.modules[__name__])

@@ -7,6 +7,8 @@ name is answered by a small stand-in module that warns and hands out the same ob
 taken from ``asyncauth`` when it exports the name, else from the module that now holds it.
 
 One table says where everything went; an import hook serves it, so no stub files are needed.
+``asyncauth`` hands itself to :func:`install` rather than being imported from here, so that
+this module depends on nothing in the package (no import circle, not even a lazy one).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ MOVED: dict[str, str] = {
     "asyncauth.sources.github": "asyncauth._sources.github",
     "asyncauth.sources.google": "asyncauth._sources.google",
     "asyncauth.sources.helpers": "asyncauth._sources.docker.helperprotocol",
-    "asyncauth.sources.iaas": "asyncauth._sources.iaas",
+    "asyncauth.sources.iaas": "asyncauth._defaults",
     "asyncauth.transports": "asyncauth._transports",
 }
 """Old public module -> the private module that holds what it had."""
@@ -50,14 +52,14 @@ MOVED: dict[str, str] = {
 class _MovedModule(ModuleType):
     """Stands in for an old module: every attribute comes from the new home, with a warning."""
 
-    def __init__(self, name: str, target: str) -> None:
+    def __init__(self, name: str, target: str, public: ModuleType) -> None:
         super().__init__(name, f"Deprecated alias of {target}; import from asyncauth instead.")
         self.__path__: list[str] = []  # a package, so that old sub-module paths import too
         self._target = target
+        self._public = public
 
     def __getattr__(self, attribute: str) -> Any:
-        import asyncauth
-
+        asyncauth = self._public
         if attribute.startswith("__") and attribute not in asyncauth.__all__:
             raise AttributeError(attribute)
 
@@ -77,6 +79,9 @@ class _MovedModule(ModuleType):
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, public: ModuleType) -> None:
+        self._public = public
+
     def find_spec(
         self, fullname: str, path: Any = None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
@@ -85,13 +90,14 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return _MovedModule(spec.name, MOVED[spec.name])
+        return _MovedModule(spec.name, MOVED[spec.name], self._public)
 
     def exec_module(self, module: ModuleType) -> None:
         return None
 
 
-def install() -> None:
-    """Serve :data:`MOVED` (idempotent; called when ``asyncauth`` is imported)."""
+def install(public: ModuleType) -> None:
+    """Serve :data:`MOVED`, handing out ``public``'s names (idempotent; ``asyncauth`` calls it
+    with itself when it is imported)."""
     if not any(isinstance(finder, _MovedFinder) for finder in sys.meta_path):
-        sys.meta_path.append(_MovedFinder())
+        sys.meta_path.append(_MovedFinder(public))

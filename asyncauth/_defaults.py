@@ -1,22 +1,123 @@
-"""imgpkg's resolution order as a ready-made chain, and the one-line ``resolve``."""
+"""imgpkg's resolution order as a ready-made chain, the one-line ``resolve``, and which clouds
+take part.
+
+The clouds are listed once, in :data:`CLOUDS`: imgpkg's keychain name and the factory of the
+cloud's resolver, in imgpkg's default order. Each cloud module owns its host rules and its
+factory; this module decides only *whether* and *in which order* they run:
+
+* ``IMGPKG_ENABLE_IAAS_AUTH`` -- ``true`` (the default) or ``false``; anything else is a
+  :class:`~asyncauth.ConfigError`. An explicit ``iaas=True/False`` wins over the variable.
+* ``IMGPKG_ACTIVE_KEYCHAINS`` -- a comma-separated subset of the keychain names, which also sets
+  their order; an unknown name is a :class:`~asyncauth.ConfigError`.
+
+Nothing is imported from a cloud SDK here: building the resolvers is free, and a missing extra
+shows up as "unavailable" in a trace only when its cloud's registry is looked up.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
-from typing import TypedDict, Unpack
+from collections.abc import Collection, Mapping, Sequence
+from typing import Final, TypedDict, Unpack
 
 import httpx
 
 from ._chain import Chain, Resolver
 from ._credentials import Credential
+from ._errors import ConfigError
 from ._resource import Resource
+from ._sources import azure, ecr, github, google
+from ._sources.cloud import (
+    DEFAULT_CLOUD_TIMEOUT,
+    ENABLE_VARIABLE,
+    KEYCHAINS_VARIABLE,
+    CloudFactory,
+    CloudSettings,
+)
 from ._sources.docker.resolver import DockerConfigResolver
 from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
-from ._sources.iaas import iaas_resolvers
 
-__all__ = ["ChainOptions", "default_chain", "resolve"]
+CLOUDS: Final[Mapping[str, CloudFactory]] = {
+    "ecr": ecr.cloud_resolver,
+    "gke": google.cloud_resolver,
+    "aks": azure.cloud_resolver,
+    "github": github.cloud_resolver,
+}
+"""imgpkg's keychain name -> the factory of its resolver, in imgpkg's default order."""
+
+
+def iaas_enabled(environ: Mapping[str, str], iaas: bool | None = None) -> bool:
+    """Whether cloud resolvers run: ``iaas`` if given, else ``IMGPKG_ENABLE_IAAS_AUTH``.
+
+    The variable is ``true`` or ``false`` (any case); unset or empty means ``true``. Anything
+    else is a :class:`ConfigError`: a typo must not silently turn clouds on or off.
+    """
+    if iaas is not None:
+        return iaas
+    value = environ.get(ENABLE_VARIABLE, "")
+    if value == "":
+        return True
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise ConfigError(f"{ENABLE_VARIABLE} must be 'true' or 'false', not {value!r}")
+
+
+def _keychain(name: str, where: str) -> str:
+    keychain = name.strip().lower()
+    if keychain not in CLOUDS:
+        raise ConfigError(
+            f"{where} names an unknown keychain {name.strip()!r}; known: {', '.join(CLOUDS)}"
+        )
+    return keychain
+
+
+def active_keychains(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The keychains ``IMGPKG_ACTIVE_KEYCHAINS`` names, in its order (default: all of them).
+
+    Names are case-insensitive and may be padded with spaces; repeats count once; an empty
+    value means unset. An unknown name is a :class:`ConfigError` listing the known ones.
+    """
+    value = environ.get(KEYCHAINS_VARIABLE, "")
+    if value.strip() == "":
+        return tuple(CLOUDS)
+    chosen = [_keychain(item, KEYCHAINS_VARIABLE) for item in value.split(",") if item.strip()]
+    return tuple(dict.fromkeys(chosen))
+
+
+def iaas_resolvers(
+    *,
+    environ: Mapping[str, str] | None = None,
+    iaas: bool | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    azure_config: str | os.PathLike[str] | None = None,
+    keychains: Sequence[str] | None = None,
+    timeout: float | None = None,
+) -> list[Resolver]:
+    """The cloud resolvers a chain should run, in order; ``[]`` when IaaS is off.
+
+    ``environ`` (default ``os.environ``) is read for the gating variables and each cloud's own
+    (``AWS_SDK_LOAD_CONFIG``, ``IMGPKG_REGISTRY_AZURE_CR_CONFIG``, ``GITHUB_TOKEN``...); the cloud
+    SDKs read theirs from ``os.environ`` whatever is passed here. ``transport`` carries every HTTP
+    request the resolvers make. ``keychains`` replaces ``IMGPKG_ACTIVE_KEYCHAINS``; ``timeout``
+    replaces each cloud's default (10 s). ``azure_config`` is imgpkg's
+    ``--registry-azure-cr-config``.
+    """
+    environ = os.environ if environ is None else environ
+    if keychains is None:
+        order = active_keychains(environ)
+    else:
+        order = tuple(dict.fromkeys(_keychain(k, "keychains") for k in keychains))
+    if not iaas_enabled(environ, iaas):
+        return []
+    settings = CloudSettings(
+        environ=environ,
+        transport=transport,
+        timeout=DEFAULT_CLOUD_TIMEOUT if timeout is None else timeout,
+        config_files={} if azure_config is None else {"aks": azure_config},
+    )
+    return [CLOUDS[keychain](settings) for keychain in order]
 
 
 class ChainOptions(TypedDict, total=False):

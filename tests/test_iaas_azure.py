@@ -17,14 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from asyncauth import Chain, ConfigError, Outcome, Resource
-from asyncauth._sources.azure import (
-    ACR_USERNAME,
-    AzureResolver,
-    load_azure_config,
-    parse_azure_config,
-)
-from asyncauth._sources.iaas import iaas_resolvers
+from asyncauth import Chain, Outcome, Resource
+from asyncauth._sources.azure import ACR_USERNAME, AzureResolver
 from tests._assertions import assert_hidden
 
 from .peers.clouds import (
@@ -277,104 +271,3 @@ async def test_without_the_azure_extra_acr_is_unavailable(
     )
     assert resolution.trace[0].outcome is Outcome.UNAVAILABLE
     assert "pip install 'asyncauth[azure]'" in (resolution.trace[0].detail or "")
-
-
-# --- the config file -----------------------------------------------------------------------------
-
-SPEC_EXAMPLE = """{
-  # The cloud environment identifier.
-  "cloud": "",
-  # The AAD Tenant ID for the Subscription that the cluster is deployed in
-  "tenantId": "TenantID",
-  "aadClientId": "AADClientID",
-  "aadClientSecret": "AADClientSecret",
-  "aadClientCertPath": "AADClientCertPath",
-  "aadClientCertPassword": "AADClientCertPassword",
-  "useManagedIdentityExtension": false,
-  "userAssignedIdentityID": "UserAssignedIdentityID",
-  "subscriptionId": "SubscriptionID",
-  "identitySystem": "azure_ad",
-  "resourceManagerEndpoint": "",
-  "networkResourceTenantID": "NetworkResourceTenantID",
-  "networkResourceSubscriptionID": "NetworkResourceSubscriptionID"
-}"""
-
-
-def test_the_documented_example_parses_with_its_comments() -> None:
-    config = parse_azure_config(SPEC_EXAMPLE, path="azure.json")
-    assert config.method == "client secret"
-    assert (config.tenant_id, config.aad_client_id) == ("TenantID", "AADClientID")
-    assert config.network_resource_subscription_id == "NetworkResourceSubscriptionID"
-    assert_hidden(repr(config), "AADClientSecret", "AADClientCertPassword", where="repr")
-
-
-def test_keys_match_case_insensitively_and_unknown_keys_are_ignored() -> None:
-    config = parse_azure_config(
-        '{"TENANTID": "t", "aadClientID": "a", "AADClientSecret": "s", "vnetName": "v"}',
-        path="azure.json",
-    )
-    assert (config.tenant_id, config.aad_client_id, config.method) == ("t", "a", "client secret")
-
-
-def test_managed_identity_shapes() -> None:
-    assert parse_azure_config('{"useManagedIdentityExtension": true}', path="f").method == (
-        "managed identity"
-    )
-    legacy = parse_azure_config('{"aadClientId": "msi", "aadClientSecret": "msi"}', path="f")
-    assert legacy.method == "managed identity"
-
-
-@pytest.mark.parametrize(
-    ("text", "field"),
-    [
-        ("{not json", "not valid JSON"),
-        ("[]", "expected a JSON object"),
-        (
-            '{"useManagedIdentityExtension": "true"}',
-            "'useManagedIdentityExtension' must be a boolean",
-        ),
-        ('{"tenantId": 7, "aadClientSecret": "hidden-value"}', "'tenantId' must be a string"),
-        ('{"cloud": "AzureMoonCloud", "useManagedIdentityExtension": true}', "field 'cloud'"),
-        ('{"identitySystem": "ldap", "useManagedIdentityExtension": true}', "'identitySystem'"),
-        ('{"aadClientId": "a", "aadClientSecret": "hidden-value"}', "'tenantId'"),
-        ('{"tenantId": "t", "aadClientSecret": "hidden-value"}', "'aadClientId'"),
-        ('{"tenantId": "t", "aadClientId": "a"}', "no credential"),
-        (
-            '{"resourceManagerEndpoint": "http://x", "useManagedIdentityExtension": true}',
-            "'resourceManagerEndpoint'",
-        ),
-    ],
-)
-def test_a_malformed_config_names_the_file_and_field_but_no_secret(text: str, field: str) -> None:
-    with pytest.raises(ConfigError) as raised:
-        parse_azure_config(text, path="/etc/imgpkg/azure.json")
-    message = str(raised.value)
-    assert message.startswith("Azure config file /etc/imgpkg/azure.json: ")
-    assert field in message
-    assert_hidden(message, "hidden-value", where="message")
-
-
-def test_a_missing_file_names_the_variable(tmp_path: Path) -> None:
-    missing = str(tmp_path / "nope.json")
-    with pytest.raises(ConfigError, match=r"nope\.json \(from IMGPKG_REGISTRY_AZURE_CR_CONFIG\)"):
-        AzureResolver(environ={"IMGPKG_REGISTRY_AZURE_CR_CONFIG": missing})
-    with pytest.raises(ConfigError, match="cannot be read"):
-        load_azure_config(missing)
-    # Through the gating too: the chain is never built on a broken file.
-    with pytest.raises(ConfigError, match="IMGPKG_REGISTRY_AZURE_CR_CONFIG"):
-        iaas_resolvers(environ={"IMGPKG_REGISTRY_AZURE_CR_CONFIG": missing})
-
-
-def test_an_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
-    config = _write(
-        tmp_path / "azure.json",
-        {"tenantId": "t", "aadClientId": "a", "aadClientCertPath": str(tmp_path / "no.pem")},
-    )
-    resolver = AzureResolver(config=config, transport=FailingTransport())
-    import anyio
-
-    async def resolve() -> None:
-        await Chain([resolver]).resolve(IMAGE)
-
-    with pytest.raises(ConfigError, match="aadClientCertPath"):
-        anyio.run(resolve)

@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from asyncauth import ConfigError, Resource
-from asyncauth._sources.iaas import (
-    KEYCHAINS,
-    ECRHost,
-    active_keychains,
-    claims_azure,
-    claims_ecr,
-    claims_github,
-    claims_google,
-    ecr_host,
-    iaas_enabled,
-    iaas_resolvers,
-    is_azure_host,
-    is_google_host,
-)
+from asyncauth import Chain, ConfigError, Credential, Resource, default_chain
+from asyncauth._chain import Bounded, Caching, Claiming, Explaining, Hinting
+from asyncauth._defaults import CLOUDS, active_keychains, iaas_enabled, iaas_resolvers
+from asyncauth._sources.azure import claims_azure, is_azure_host
+from asyncauth._sources.cloud import CloudSettings, claimable_host, disable_hint
+from asyncauth._sources.ecr import ECRHost, claims_ecr, ecr_host
+from asyncauth._sources.github import claims_github
+from asyncauth._sources.google import claims_google, is_google_host
 from tests._assertions import assert_hidden
 
 # --- IMGPKG_ENABLE_IAAS_AUTH ---------------------------------------------------------------------
@@ -57,8 +50,8 @@ def test_explicit_argument_wins_over_the_variable() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (None, KEYCHAINS),
-        ("", KEYCHAINS),
+        (None, ("ecr", "gke", "aks", "github")),
+        ("", ("ecr", "gke", "aks", "github")),
         ("ecr", ("ecr",)),
         ("github,ecr", ("github", "ecr")),
         (" aks , GKE ", ("aks", "gke")),
@@ -101,6 +94,55 @@ def test_every_cloud_resolver_has_a_timeout_and_says_how_to_turn_it_off() -> Non
         hint = resolver.disable_hint  # type: ignore[attr-defined]
         assert "IMGPKG_ENABLE_IAAS_AUTH=false" in hint
         assert "IMGPKG_ACTIVE_KEYCHAINS" in hint
+
+
+def test_keychains_given_in_code_are_checked_too() -> None:
+    assert [r.name for r in iaas_resolvers(environ={}, keychains=["GitHub", " ecr"])] == [
+        "github",
+        "ecr",
+    ]
+    with pytest.raises(ConfigError, match="keychains names an unknown keychain 'acr'"):
+        iaas_resolvers(environ={}, keychains=["acr"])
+
+
+@pytest.mark.parametrize("keychain", sorted(CLOUDS))
+def test_each_registered_cloud_declares_its_capabilities(keychain: str) -> None:
+    resolver = CLOUDS[keychain](CloudSettings(environ={}, timeout=2.0))
+    assert f"leave {keychain!r} out of IMGPKG_ACTIVE_KEYCHAINS" in resolver.disable_hint  # type: ignore[attr-defined]
+    for capability in (Bounded, Claiming, Explaining, Hinting):
+        assert capability in type(resolver).__mro__, capability.__name__
+    assert resolver.name == "github" or Caching in type(resolver).__mro__
+
+
+class _QuayResolver(Bounded, Claiming, Hinting):
+    """A cloud that did not exist: what a contributor adds in one new module."""
+
+    name = "quay"
+    timeout = 1.0
+    disable_hint = disable_hint("quay")
+
+    def __init__(self, settings: CloudSettings) -> None:
+        self.token = settings.environ.get("QUAY_TOKEN")
+
+    def claims(self, resource: Resource) -> bool:
+        return claimable_host(resource) == "quay.io"
+
+    async def resolve(self, resource: Resource) -> Credential | None:
+        return Credential(username="$oauthtoken", password=self.token) if self.token else None
+
+
+async def test_adding_a_cloud_is_one_registration_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(CLOUDS, "quay", _QuayResolver)  # the one line in asyncauth/_defaults.py
+    environ = {"QUAY_TOKEN": "quay-secret"}
+    assert active_keychains(environ)[-1] == "quay"
+    resolution = await default_chain(environ=environ).resolve("quay.io/org/app")
+    assert (resolution.source, resolution.credential.password) == ("quay", "quay-secret")
+    only = {**environ, "IMGPKG_ACTIVE_KEYCHAINS": "quay"}
+    assert [r.name for r in iaas_resolvers(environ=only)] == ["quay"]
+    off = await Chain(iaas_resolvers(environ={**only, "IMGPKG_ENABLE_IAAS_AUTH": "false"})).resolve(
+        "quay.io/org/app"
+    )
+    assert off.source is None
 
 
 # --- host claims ---------------------------------------------------------------------------------
@@ -255,10 +297,10 @@ sys.meta_path.insert(0, NoSDKs())
 import anyio
 import asyncauth
 from asyncauth import Chain
-from asyncauth._sources import azure, ecr, github, google, iaas
+from asyncauth._sources import azure, ecr, github, google
 
 async def main():
-    chain = Chain(iaas.iaas_resolvers(environ={}))
+    chain = Chain(asyncauth.iaas_resolvers(environ={}))
     hub = await chain.resolve("alpine")
     assert [e.outcome.value for e in hub.trace] == ["no match"] * 4, hub.trace
     for reference in ("123456789012.dkr.ecr.us-east-1.amazonaws.com/a", "gcr.io/p/a",

@@ -34,73 +34,42 @@ import json
 import os
 import re
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 import httpx
 
+from .._chain import Bounded, Caching, Claiming, Explaining, Hinting
 from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
+from .._grammar import LABEL
 from .._resource import Resource
-from .._transports import client_for
-from .iaas import DEFAULT_IAAS_TIMEOUT, azure_tld, claims_azure, disable_hint
+from .._transports import client_for, request_limited
+from .._variables import AZURE_CR_CONFIG
+from .azure_config import CLOUDS, AzureCloud, AzureConfig, load_azure_config
+from .cloud import (
+    DEFAULT_CLOUD_TIMEOUT,
+    DEFAULT_RETRY,
+    RETRY_STATUSES,
+    CloudSettings,
+    RetryPolicy,
+    Throttled,
+    claimable_host,
+    disable_hint,
+    expiry_epoch,
+    retrying,
+)
 
-__all__ = [
-    "ACR_USERNAME",
-    "CLOUDS",
-    "CONFIG_VARIABLE",
-    "AzureCloud",
-    "AzureConfig",
-    "AzureResolver",
-    "load_azure_config",
-    "parse_azure_config",
-]
-
-EXTRA = "azure"
-CONFIG_VARIABLE = "IMGPKG_REGISTRY_AZURE_CR_CONFIG"
+KEYCHAIN: Final = "aks"
+EXTRA: Final = "azure"
+CONFIG_VARIABLE: Final = AZURE_CR_CONFIG
 ACR_USERNAME: Final = "00000000-0000-0000-0000-000000000000"
 """The user name that goes with an ACR refresh token."""
+SDK_RETRIES: Final = DEFAULT_RETRY.attempts - 1
+"""Retries azure-identity's pipelines may make (its default is 10, with up to 120 s backoff)."""
 _STACK_METADATA_API = "2015-01-01"
-_MAX_CONFIG_BYTES = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class AzureCloud:
-    """The endpoints of one Azure cloud that a token for ACR needs."""
-
-    name: str
-    authority_host: str
-    """Azure AD's host (or URL, for Azure Stack)."""
-    token_audience: str
-    """The resource whose token ACR's exchange accepts (the service management endpoint)."""
-
-    @property
-    def scope(self) -> str:
-        return self.token_audience + "/.default"
-
-
-CLOUDS: Final[Mapping[str, AzureCloud]] = {
-    cloud.name.lower(): cloud
-    for cloud in (
-        AzureCloud(
-            "AzurePublicCloud", "login.microsoftonline.com", "https://management.core.windows.net/"
-        ),
-        AzureCloud(
-            "AzureChinaCloud", "login.chinacloudapi.cn", "https://management.core.chinacloudapi.cn/"
-        ),
-        AzureCloud(
-            "AzureUSGovernmentCloud",
-            "login.microsoftonline.us",
-            "https://management.core.usgovcloudapi.net/",
-        ),
-        AzureCloud(
-            "AzureGermanCloud", "login.microsoftonline.de", "https://management.core.cloudapi.de/"
-        ),
-    )
-}
-"""go-autorest's cloud names (case-insensitive), as the config file's ``cloud`` field takes them."""
+_AZURE = re.compile(rf"\A{LABEL}\.azurecr\.(?P<tld>io|cn|de|us)\Z")
 _CLOUD_BY_TLD: Final = {
     "io": "azurepubliccloud",
     "cn": "azurechinacloud",
@@ -109,135 +78,20 @@ _CLOUD_BY_TLD: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class AzureConfig:
-    """imgpkg's Azure config file. Secrets stay out of ``repr``."""
-
-    path: str
-    cloud: str = ""
-    tenant_id: str = ""
-    aad_client_id: str = ""
-    aad_client_secret: str = field(default="", repr=False)
-    aad_client_cert_path: str = ""
-    aad_client_cert_password: str = field(default="", repr=False)
-    use_managed_identity_extension: bool = False
-    user_assigned_identity_id: str = ""
-    subscription_id: str = ""
-    identity_system: str = ""
-    resource_manager_endpoint: str = ""
-    network_resource_tenant_id: str = ""
-    network_resource_subscription_id: str = ""
-
-    @property
-    def method(self) -> str:
-        """How the Azure AD token is obtained: ``managed identity``, ``client secret``, ...."""
-        if self.use_managed_identity_extension or (
-            # AKS's legacy spelling of "use the managed identity"
-            self.aad_client_id == "msi" and self.aad_client_secret == "msi"  # noqa: S105
-        ):
-            return "managed identity"
-        if self.aad_client_secret:
-            return "client secret"
-        return "client certificate"
-
-    @property
-    def tenant(self) -> str:
-        """The tenant for Azure AD and the exchange (``adfs`` on an ADFS Azure Stack)."""
-        return "adfs" if self.identity_system.lower() == "adfs" else self.tenant_id
+def is_azure_host(host: str) -> bool:
+    """``<one label>.azurecr.io`` (or ``.cn``, ``.de``, ``.us``) -- never a substring match."""
+    return _AZURE.match(host) is not None
 
 
-# JSON key -> attribute; keys match case-insensitively, as Go's encoding/json does.
-_KEYS: Final = {
-    "cloud": "cloud",
-    "tenantid": "tenant_id",
-    "aadclientid": "aad_client_id",
-    "aadclientsecret": "aad_client_secret",
-    "aadclientcertpath": "aad_client_cert_path",
-    "aadclientcertpassword": "aad_client_cert_password",
-    "usemanagedidentityextension": "use_managed_identity_extension",
-    "userassignedidentityid": "user_assigned_identity_id",
-    "subscriptionid": "subscription_id",
-    "identitysystem": "identity_system",
-    "resourcemanagerendpoint": "resource_manager_endpoint",
-    "networkresourcetenantid": "network_resource_tenant_id",
-    "networkresourcesubscriptionid": "network_resource_subscription_id",
-}
-_BOOLS: Final = frozenset({"use_managed_identity_extension"})
-_COMMENT = re.compile(r"^\s*#.*$", re.MULTILINE)
+def azure_tld(host: str) -> str | None:
+    """The ACR domain's last label (``io``, ``cn``, ``de``, ``us``), which names its cloud."""
+    match = _AZURE.match(host)
+    return None if match is None else match["tld"]
 
 
-def parse_azure_config(text: str, *, path: str) -> AzureConfig:
-    """Parse and check the config file's text; ``path`` names it in every error.
-
-    The file is JSON. Whole-line ``#`` comments are allowed, so that the documented example
-    parses as written. Keys match case-insensitively; keys cloud-provider-azure has and
-    asyncauth does not use (``location``, ``vnetName``...) are accepted and ignored.
-    """
-
-    def fail(reason: str) -> ConfigError:
-        return ConfigError(f"Azure config file {path}: {reason}")
-
-    try:
-        data = json.loads(_COMMENT.sub("", text))
-    except json.JSONDecodeError as exc:
-        raise fail(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    if not isinstance(data, dict):
-        raise fail(f"expected a JSON object, found {type(data).__name__}")
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        attribute = _KEYS.get(str(key).lower())
-        if attribute is None or value is None:
-            continue
-        wanted = bool if attribute in _BOOLS else str
-        if not isinstance(value, wanted):
-            raise fail(f"field {key!r} must be a {'boolean' if wanted is bool else 'string'}")
-        values[attribute] = value.strip() if isinstance(value, str) else value
-    config = AzureConfig(path=path, **values)
-
-    if config.cloud and config.cloud.lower() not in CLOUDS and not config.resource_manager_endpoint:
-        known = ", ".join(c.name for c in CLOUDS.values())
-        raise fail(f"field 'cloud' names an unknown cloud {config.cloud!r}; known: {known}")
-    if config.identity_system and config.identity_system.lower() not in ("azure_ad", "adfs"):
-        raise fail("field 'identitySystem' must be 'azure_ad' or 'adfs'")
-    if config.resource_manager_endpoint and not config.resource_manager_endpoint.startswith(
-        "https://"
-    ):
-        raise fail("field 'resourceManagerEndpoint' must be an https:// URL")
-    if config.method == "managed identity":
-        return config
-    if not (config.aad_client_secret or config.aad_client_cert_path):
-        raise fail(
-            "no credential: set 'useManagedIdentityExtension' to true, or 'aadClientId' with "
-            "'aadClientSecret' or 'aadClientCertPath'"
-        )
-    missing = [
-        name
-        for name, value in (("aadClientId", config.aad_client_id), ("tenantId", config.tenant))
-        if not value
-    ]
-    if missing:
-        raise fail(f"a service principal needs {' and '.join(repr(m) for m in missing)}")
-    return config
-
-
-def load_azure_config(path: str | os.PathLike[str], *, what: str | None = None) -> AzureConfig:
-    """Read and parse the config file; ``what`` says where its path came from, for errors."""
-    shown = os.fspath(path)
-    origin = f" (from {what})" if what else ""
-    try:
-        with open(shown, "rb") as file:
-            raw = file.read(_MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(
-            f"Azure config file {shown}{origin} cannot be read: {exc.strerror or exc}"
-        ) from None
-    if len(raw) > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"Azure config file {shown}{origin} is larger than 1 MiB")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"Azure config file {shown}{origin} is not UTF-8") from None
-    return parse_azure_config(text, path=shown)
+def claims_azure(resource: Resource) -> bool:
+    host = claimable_host(resource)
+    return host is not None and is_azure_host(host)
 
 
 def _import_azure() -> tuple[Any, Any, Any, Any]:
@@ -267,10 +121,9 @@ def _jwt_expiry(token: str) -> float | None:
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # network data: any shape at all
         return None
-    exp = payload.get("exp") if isinstance(payload, dict) else None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    return expiry_epoch(payload.get("exp")) if isinstance(payload, dict) else None
 
 
 class _Recorder:
@@ -299,16 +152,18 @@ class _Recorder:
         await self.credential.close()
 
 
-class AzureResolver:
+class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting):
     """Credentials for Azure Container Registry from Azure AD.
 
     ``config`` (or ``IMGPKG_REGISTRY_AZURE_CR_CONFIG`` in ``environ``, default ``os.environ``) is
     read and checked when the resolver is built: a broken file is a
     :class:`~asyncauth.ConfigError` naming it and the field. ``transport`` carries every request.
+    ``retry`` says how a throttled exchange is retried; azure-identity's own pipelines are held
+    to :data:`SDK_RETRIES` retries, and every pause they take to the same policy's bounds.
     """
 
     name = "azure"
-    disable_hint = disable_hint("aks")
+    disable_hint = disable_hint(KEYCHAIN)
 
     def __init__(
         self,
@@ -316,7 +171,8 @@ class AzureResolver:
         config: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = DEFAULT_IAAS_TIMEOUT,
+        timeout: float = DEFAULT_CLOUD_TIMEOUT,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         environ = os.environ if environ is None else environ
         if config is not None:
@@ -327,6 +183,7 @@ class AzureResolver:
             self.config = None
         self.transport = transport
         self.timeout = timeout
+        self.retry = retry
 
     def __repr__(self) -> str:
         where = "environment" if self.config is None else f"config={self.config.path!r}"
@@ -355,16 +212,18 @@ class AzureResolver:
         """Azure Stack: the hub's own endpoints, from its metadata document."""
         url = endpoint.rstrip("/") + "/metadata/endpoints"
         try:
-            response = await client.get(url, params={"api-version": _STACK_METADATA_API})
+            response, body = await request_limited(
+                client, "GET", url, params={"api-version": _STACK_METADATA_API}
+            )
         except httpx.HTTPError as exc:
             raise ResolverError(f"Azure Stack {url}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise ResolverError(f"Azure Stack {url} answered HTTP {response.status_code}")
         try:
-            authentication = response.json()["authentication"]
+            authentication = json.loads(body)["authentication"]
             login = str(authentication["loginEndpoint"]).rstrip("/")
             audience = str(authentication["audiences"][0]).rstrip("/")
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
             raise ResolverError(f"Azure Stack {url}: unexpected metadata document") from None
         if self.config is not None and self.config.tenant == "adfs":
             login = login.removesuffix("/adfs")
@@ -373,18 +232,24 @@ class AzureResolver:
     def _credentials(self, identity: Any, transport: Any, cloud: AzureCloud) -> list[Any]:
         """The azure-identity credentials to try, in order (blocking: certificate files)."""
         config = self.config
+        # azure-core's RetryPolicy defaults to 10 retries with backoff up to 120 s.
+        sdk: dict[str, Any] = {
+            "transport": transport,
+            "retry_total": SDK_RETRIES,
+            "retry_backoff_max": self.retry.max_backoff,
+        }
         if config is None:
-            found: list[Any] = [identity.EnvironmentCredential(transport=transport)]
+            found: list[Any] = [identity.EnvironmentCredential(**sdk)]
             if os.environ.get("AZURE_FEDERATED_TOKEN_FILE"):
                 # Incomplete workload identity variables: not configured here.
                 with contextlib.suppress(ValueError):
-                    found.append(identity.WorkloadIdentityCredential(transport=transport))
-            found.append(identity.ManagedIdentityCredential(transport=transport))
+                    found.append(identity.WorkloadIdentityCredential(**sdk))
+            found.append(identity.ManagedIdentityCredential(**sdk))
             return found
         if config.method == "managed identity":
             client_id = config.user_assigned_identity_id or None
-            return [identity.ManagedIdentityCredential(client_id=client_id, transport=transport)]
-        common: dict[str, Any] = {"authority": cloud.authority_host, "transport": transport}
+            return [identity.ManagedIdentityCredential(client_id=client_id, **sdk)]
+        common: dict[str, Any] = {"authority": cloud.authority_host, **sdk}
         if cloud.name == "AzureStackCloud":
             common["disable_instance_discovery"] = True
         if config.method == "client secret":
@@ -418,8 +283,11 @@ class AzureResolver:
             cloud = await self._stack_cloud(client, self.config.resource_manager_endpoint)
         else:
             cloud = self._cloud(host)
-        transport = adapter.HttpxAzureTransport(client)
-        credentials = await anyio.to_thread.run_sync(self._credentials, identity, transport, cloud)
+        transport = adapter.HttpxAzureTransport(client, max_sleep=self.retry.max_retry_after)
+        # Abandoned on timeout: a certificate path may name a FIFO, whose read never ends.
+        credentials = await anyio.to_thread.run_sync(
+            self._credentials, identity, transport, cloud, abandon_on_cancel=True
+        )
         if self.config is not None:
             tenant = self.config.tenant or None
         else:
@@ -465,21 +333,44 @@ class AzureResolver:
             if tenant:
                 form["tenant"] = tenant
             url = f"https://{host}/oauth2/exchange"
-            try:
-                response = await client.post(url, data=form)
-            except httpx.HTTPError as exc:
-                raise ResolverError(f"ACR {url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            raise ResolverError(f"ACR {url} answered HTTP {response.status_code} to the exchange")
+            body = await retrying(lambda: _exchange(client, url, form), self.retry)
         try:
-            refresh_token = response.json()["refresh_token"]
-        except (ValueError, KeyError, TypeError):
+            refresh_token = json.loads(body)["refresh_token"]
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise ResolverError(f"ACR {url}: the exchange's answer has no refresh_token") from None
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ResolverError(f"ACR {url}: the exchange's answer has no refresh_token")
         expires_at = _jwt_expiry(refresh_token)
-        if expires_at is None and getattr(token, "expires_on", None):
-            expires_at = float(token.expires_on)
+        if expires_at is None:
+            expires_at = expiry_epoch(getattr(token, "expires_on", None))
         return Credential(
             username=ACR_USERNAME, identity_token=refresh_token, expires_at=expires_at
         )
+
+
+async def _exchange(client: httpx.AsyncClient, url: str, form: Mapping[str, str]) -> bytes:
+    """One ``POST /oauth2/exchange``: the answer's body, or :class:`Throttled` on 429/503.
+
+    401 and 403 are answers, not hiccups: they are never retried.
+    """
+    try:
+        response, body = await request_limited(client, "POST", url, data=form)
+    except httpx.HTTPError as exc:
+        raise ResolverError(f"ACR {url}: {type(exc).__name__}: {exc}") from None
+    status = response.status_code
+    if status in RETRY_STATUSES:
+        raise Throttled(f"ACR {url} answered HTTP {status}", response.headers.get("retry-after"))
+    if status != 200:
+        raise ResolverError(f"ACR {url} answered HTTP {status} to the exchange")
+    return body
+
+
+def cloud_resolver(settings: CloudSettings) -> AzureResolver:
+    """The default chain's ACR resolver (registered in :mod:`asyncauth._defaults`); the file
+    from ``default_chain(azure_config=...)`` arrives as ``settings.config_files["aks"]``."""
+    return AzureResolver(
+        config=settings.config_files.get(KEYCHAIN),
+        environ=settings.environ,
+        transport=settings.transport,
+        timeout=settings.timeout,
+    )

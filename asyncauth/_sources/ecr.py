@@ -4,12 +4,14 @@ For a private registry host (``<account>.dkr.ecr[-fips].<region>.amazonaws.com[.
 other partitions) the resolver calls ECR's ``GetAuthorizationToken`` in the host's region; for
 ``public.ecr.aws`` it calls ECR Public's in ``us-east-1``. The token is ``base64("AWS:<password>")``
 and expires (12 hours on AWS); the credential carries ``expires_at`` so the chain caches it until
-shortly before then, and never caches one that has already expired.
+shortly before then, and never caches one that has already expired. ECR throttles
+``GetAuthorizationToken`` at about one call per second: a throttled call is retried under
+:data:`~asyncauth._sources.cloud.DEFAULT_RETRY`.
 
-It runs on aiobotocore's httpx backend, made the session's default client config, so that the
-credential providers (environment, shared files, SSO, web identity, container, IMDSv2) run under
-trio too. The ECR API call goes through the caller's ``transport``; the credential providers use
-aiobotocore's own client (see :mod:`asyncauth.transports.aws`).
+It runs on aiobotocore's httpx backend (through :mod:`asyncauth._transports.aws`, the one module
+that touches aiobotocore's internals), so the credential providers (environment, shared files,
+SSO, web identity, container, IMDSv2) run under trio too. The ECR API call goes through the
+caller's ``transport``; the credential providers use aiobotocore's own client.
 
 botocore reads its variables (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_ECR``,
 ``AWS_EC2_METADATA_SERVICE_ENDPOINT``...) from ``os.environ``. ``AWS_SDK_LOAD_CONFIG`` is read from
@@ -22,25 +24,89 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import httpx
 
+from .._chain import Bounded, Caching, Claiming, Explaining, Hinting
 from .._credentials import Credential
 from .._errors import ResolverError, ResolverUnavailableError
 from .._resource import Resource
-from .iaas import DEFAULT_IAAS_TIMEOUT, claims_ecr, disable_hint
+from .cloud import (
+    DEFAULT_CLOUD_TIMEOUT,
+    DEFAULT_RETRY,
+    RETRY_STATUSES,
+    CloudSettings,
+    RetryPolicy,
+    Throttled,
+    claimable_host,
+    disable_hint,
+    expiry_epoch,
+    retrying,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["ECRResolver", "decode_authorization_token", "load_config_enabled"]
-
-EXTRA = "aws"
+KEYCHAIN: Final = "ecr"
+EXTRA: Final = "aws"
+ECR_PUBLIC_HOST: Final = "public.ecr.aws"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # Go's strconv.ParseBool
+_PRIVATE = re.compile(
+    r"\A(?P<account>\d{12})\.dkr[.-]ecr(?P<fips>-fips)?\.(?P<region>[a-z]{2}(?:-[a-z0-9]+)+)\."
+    r"(?P<domain>amazonaws\.com(?:\.cn)?|on\.aws|sc2s\.sgov\.gov|c2s\.ic\.gov"
+    r"|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)\Z"
+)
+THROTTLING_CODES: Final = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottledException",
+        "SlowDown",
+    }
+)
+"""AWS error codes that mean "slow down" (botocore's standard retry mode's list, abridged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ECRHost:
+    """What an ECR host name says: whose registry, where, and through which endpoint."""
+
+    account: str | None
+    """The 12-digit registry id; ``None`` for ECR Public."""
+    region: str
+    fips: bool = False
+    public: bool = False
+
+
+def ecr_host(host: str) -> ECRHost | None:
+    """Parse an ECR registry host (private, FIPS, China, dual-stack, ISO partitions, Public).
+
+    >>> ecr_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com")
+    ECRHost(account='123456789012', region='eu-west-1', fips=False, public=False)
+    >>> ecr_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.example") is None
+    True
+    """
+    if host == ECR_PUBLIC_HOST:
+        return ECRHost(account=None, region="us-east-1", public=True)
+    match = _PRIVATE.match(host)
+    if match is None:
+        return None
+    return ECRHost(match["account"], match["region"], fips=match["fips"] is not None)
+
+
+def claims_ecr(resource: Resource) -> ECRHost | None:
+    """The ECR registry ``resource`` is on (default HTTPS port only), or ``None``."""
+    host = claimable_host(resource)
+    return None if host is None else ecr_host(host)
 
 
 def load_config_enabled(environ: Mapping[str, str]) -> bool:
@@ -65,11 +131,10 @@ def decode_authorization_token(token: str, *, what: str = "ECR") -> tuple[str, s
     return username, password
 
 
-def _import_aws() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
+def _import_aws() -> ModuleType:
     try:
-        import aiobotocore.config  # type: ignore[import-untyped]
-        import aiobotocore.session  # type: ignore[import-untyped]
-        import botocore.exceptions  # type: ignore[import-untyped]
+        # The SDK first: its fence may be imported already while the SDK is now unavailable.
+        import aiobotocore.session  # type: ignore[import-untyped]  # noqa: F401
 
         from .._transports import aws
     except ImportError as exc:
@@ -77,65 +142,56 @@ def _import_aws() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
             f"ECR needs aiobotocore with httpx ({exc.name or 'aiobotocore'} is not installed): "
             f"pip install 'asyncauth[{EXTRA}]'"
         ) from None
-    return aiobotocore.session, aiobotocore.config, botocore.exceptions, aws
-
-
-_LOADER: Any = None
-_WARM: set[str] = set()
-
-
-def _warm_loader(service: str) -> Any:
-    """botocore's data loader, shared by every session, with ``service``'s models read.
-
-    Each lookup makes a fresh session (no event-loop-bound state outlives a lookup), but the
-    models are megabytes of JSON: read once per process, in a worker thread, not on the loop.
-    """
-    global _LOADER
-    import botocore.loaders  # type: ignore[import-untyped]
-
-    if _LOADER is None:
-        _LOADER = botocore.loaders.create_loader()
-    if service not in _WARM:
-        for name in ("endpoints", "sdk-default-configuration", "partitions", "_retry"):
-            _LOADER.load_data(name)
-        for kind in ("service-2", "endpoint-rule-set-1"):
-            _LOADER.load_service_model(service, kind)
-        _WARM.add(service)
-    return _LOADER
+    return aws
 
 
 def _epoch(value: object) -> float | None:
     if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, int | float):
-        return float(value)
-    return None
+        try:
+            return expiry_epoch(value.timestamp())
+        except (OverflowError, ValueError, OSError):
+            return None
+    return expiry_epoch(value)
 
 
-class ECRResolver:
+def _throttled(what: str, exc: Any) -> Throttled | None:
+    """A ``ClientError`` that asks us to slow down, as :class:`Throttled`; else ``None``."""
+    response = exc.response if isinstance(getattr(exc, "response", None), dict) else {}
+    error = response.get("Error") or {}
+    metadata = response.get("ResponseMetadata") or {}
+    status = metadata.get("HTTPStatusCode")
+    if error.get("Code") not in THROTTLING_CODES and status not in RETRY_STATUSES:
+        return None
+    headers = metadata.get("HTTPHeaders") or {}
+    return Throttled(f"{what}: GetAuthorizationToken throttled", headers.get("retry-after"))
+
+
+class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
     """Credentials for Amazon ECR and ECR Public from the AWS credential chain.
 
     ``environ`` (default ``os.environ``) is read for ``AWS_SDK_LOAD_CONFIG`` only; botocore reads
     the rest from ``os.environ``. ``load_config`` overrides ``AWS_SDK_LOAD_CONFIG``.
     ``transport`` carries the ECR API call. ``timeout`` bounds a lookup, credential discovery
-    included.
+    and retries included; ``retry`` says how throttled calls are retried.
     """
 
     name = "ecr"
-    disable_hint = disable_hint("ecr")
+    disable_hint = disable_hint(KEYCHAIN)
 
     def __init__(
         self,
         *,
         environ: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = DEFAULT_IAAS_TIMEOUT,
+        timeout: float = DEFAULT_CLOUD_TIMEOUT,
         load_config: bool | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         environ = os.environ if environ is None else environ
         self.load_config = load_config_enabled(environ) if load_config is None else load_config
         self.transport = transport
         self.timeout = timeout
+        self.retry = retry
 
     def __repr__(self) -> str:
         return f"ECRResolver(load_config={self.load_config!r}, timeout={self.timeout!r})"
@@ -169,50 +225,20 @@ class ECRResolver:
         # steps are idempotent, so a timeout abandons the thread rather than waiting for it
         # (it finishes in the background and the next lookup reuses its work): the chain's
         # timeout stays a hard bound.
-        session_mod, config_mod, errors, aws = await anyio.to_thread.run_sync(
-            _import_aws, abandon_on_cancel=True
-        )
-
+        aws = await anyio.to_thread.run_sync(_import_aws, abandon_on_cancel=True)
         service = "ecr-public" if host.public else "ecr"
-        loader = await anyio.to_thread.run_sync(_warm_loader, service, abandon_on_cancel=True)
-        session = session_mod.AioSession()
-        session.register_component("data_loader", loader)
-        if not self.load_config:
-            # aws-sdk-go v1 semantics: without AWS_SDK_LOAD_CONFIG only the credentials file.
-            session.set_config_variable("config_file", os.devnull)
-        session_cls = (
-            aws.session_class(self.transport) if self.transport is not None else aws.HttpxSession
-        )
-        # The default client config is what the credential providers use: without it they
-        # fall back to aiohttp, which does not run under trio.
-        session.set_default_client_config(config_mod.AioConfig(http_session_cls=aws.HttpxSession))
-        config = config_mod.AioConfig(
-            http_session_cls=session_cls,
-            use_fips_endpoint=host.fips,
-            connect_timeout=min(self.timeout, 5.0),
-            read_timeout=min(self.timeout, 5.0),
-            retries={"total_max_attempts": 2, "mode": "standard"},
-        )
+        loader = await anyio.to_thread.run_sync(aws.warm_loader, service, abandon_on_cancel=True)
+        session = aws.new_session(load_config=self.load_config, loader=loader)
+        config = aws.client_config(self.transport, fips=host.fips, timeout=self.timeout)
         what = "ECR Public" if host.public else f"ECR in {host.region}"
+        errors = aws.errors
         try:
             async with session.create_client(
                 service, region_name=host.region, config=config
             ) as client:
-                if host.public:
-                    answer = await client.get_authorization_token()
-                    data: Any = answer.get("authorizationData") or {}
-                else:
-                    answer = await client.get_authorization_token(registryIds=[host.account])
-                    items = answer.get("authorizationData") or []
-                    data = items[0] if items else {}
+                data = await retrying(lambda: self._call(client, host, what, errors), self.retry)
         except errors.NoCredentialsError:
             return None  # no AWS identity here: no opinion, ask the next source
-        except errors.ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise ResolverError(
-                f"{what}: GetAuthorizationToken failed: "
-                f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-            ) from None
         except errors.BotoCoreError as exc:
             raise ResolverError(f"{what}: {type(exc).__name__}: {exc}") from None
 
@@ -223,3 +249,30 @@ class ECRResolver:
         return Credential(
             username=username, password=password, expires_at=_epoch(data.get("expiresAt"))
         )
+
+    @staticmethod
+    async def _call(client: Any, host: ECRHost, what: str, errors: ModuleType) -> Any:
+        """One ``GetAuthorizationToken``: its authorization data, or :class:`Throttled`."""
+        try:
+            if host.public:
+                answer = await client.get_authorization_token()
+                return answer.get("authorizationData") or {}
+            answer = await client.get_authorization_token(registryIds=[host.account])
+        except errors.ClientError as exc:
+            throttled = _throttled(what, exc)
+            if throttled is not None:
+                raise throttled from None
+            error = exc.response.get("Error", {})
+            raise ResolverError(
+                f"{what}: GetAuthorizationToken failed: "
+                f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+            ) from None
+        items = answer.get("authorizationData") or []
+        return items[0] if items else {}
+
+
+def cloud_resolver(settings: CloudSettings) -> ECRResolver:
+    """The default chain's ECR resolver (registered in :mod:`asyncauth._defaults`)."""
+    return ECRResolver(
+        environ=settings.environ, transport=settings.transport, timeout=settings.timeout
+    )

@@ -14,18 +14,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .._chain import Bounded, Explaining
 from .._credentials import Credential
 from .._errors import ConfigError
 from .._patterns import RegistryPattern
 from .._resource import Resource
-
-__all__ = ["EnvEntry", "EnvResolver", "parse_environ", "select"]
+from .._variables import NOT_CREDENTIAL_SETS
 
 PREFIX = "IMGPKG_REGISTRY_"
 _FIELDS = ("HOSTNAME", "USERNAME", "PASSWORD", "IDENTITY_TOKEN", "REGISTRY_TOKEN")
 _NAME = re.compile(rf"{PREFIX}({'|'.join(_FIELDS)})(?:_([A-Za-z0-9]+))?")
-# Read by the Azure resolver, not a credential set.
-_NOT_OURS = frozenset({"IMGPKG_REGISTRY_AZURE_CR_CONFIG"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +82,7 @@ def parse_environ(environ: Mapping[str, str]) -> tuple[EnvEntry, ...]:
     """
     sets: dict[str, dict[str, str]] = {}
     for name, value in environ.items():
-        if not name.startswith(PREFIX) or name in _NOT_OURS:
+        if not name.startswith(PREFIX) or name in NOT_CREDENTIAL_SETS:
             continue
         match = _NAME.fullmatch(name)
         if match is None:
@@ -128,7 +126,7 @@ def select(entries: Iterable[EnvEntry], resource: Resource) -> EnvEntry | None:
     return best
 
 
-class EnvResolver:
+class EnvResolver(Bounded, Explaining):
     """imgpkg's ``IMGPKG_REGISTRY_*`` variables.
 
     ``environ`` defaults to ``os.environ`` as it is when the resolver is built.

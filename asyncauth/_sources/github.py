@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Final
 
+from .._chain import Bounded, Claiming, Explaining, Hinting
 from .._credentials import Credential
 from .._resource import Resource
-from .iaas import claims_github, disable_hint
+from .cloud import CloudSettings, claimable_host, disable_hint
 
-__all__ = ["DEFAULT_GITHUB_USERNAME", "GitHubResolver"]
-
-DEFAULT_GITHUB_USERNAME = "unset"
+KEYCHAIN: Final = "github"
+GITHUB_HOST: Final = "ghcr.io"
+DEFAULT_GITHUB_USERNAME: Final = "unset"
 """The user name sent when ``GITHUB_ACTOR`` is not set (go-containerregistry's choice)."""
 
 
-class GitHubResolver:
+def claims_github(resource: Resource) -> bool:
+    """``ghcr.io`` on the default HTTPS port, and nothing else."""
+    return claimable_host(resource) == GITHUB_HOST
+
+
+class GitHubResolver(Bounded, Claiming, Explaining, Hinting):
     """``ghcr.io`` with ``GITHUB_TOKEN`` (and ``GITHUB_ACTOR``) from ``environ``.
 
     ``environ`` defaults to ``os.environ`` as it is when the resolver is built; empty values
@@ -29,7 +36,7 @@ class GitHubResolver:
 
     name = "github"
     timeout = 1.0
-    disable_hint = disable_hint("github")
+    disable_hint = disable_hint(KEYCHAIN)
 
     def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
@@ -56,3 +63,8 @@ class GitHubResolver:
         if self.credential is None or not claims_github(resource):
             return None
         return f"GITHUB_TOKEN (user {self.credential.username})"
+
+
+def cloud_resolver(settings: CloudSettings) -> GitHubResolver:
+    """The default chain's GitHub resolver (registered in :mod:`asyncauth._defaults`)."""
+    return GitHubResolver(environ=settings.environ)

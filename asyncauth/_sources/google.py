@@ -24,33 +24,52 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_thread
 import httpx
 
+from .._chain import Bounded, Caching, Claiming, Explaining, Hinting
 from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
+from .._grammar import LABEL
 from .._resource import Resource
 from .._transports import client_for
-from .iaas import DEFAULT_IAAS_TIMEOUT, claims_google, disable_hint
+from .cloud import (
+    DEFAULT_CLOUD_TIMEOUT,
+    CloudSettings,
+    claimable_host,
+    disable_hint,
+    expiry_epoch,
+)
 
 if TYPE_CHECKING:
     from .._transports.google import HttpxGoogleRequest
 
-__all__ = ["CLOUD_PLATFORM_SCOPE", "USERNAME", "GoogleResolver", "adc_file_configured"]
-
-EXTRA = "gcp"
-USERNAME = "oauth2accesstoken"
+KEYCHAIN: Final = "gke"
+EXTRA: Final = "gcp"
+USERNAME: Final = "oauth2accesstoken"
 """The user name GCR and Artifact Registry expect with an OAuth2 access token."""
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-_DEFAULT_METADATA_IP = "169.254.169.254"
-_PRODUCT_NAME_FILE = "/sys/class/dmi/id/product_name"
+CLOUD_PLATFORM_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
+DEFAULT_METADATA_TIMEOUT: Final = 1.0
+"""Seconds the off-cloud probe of the metadata server may take."""
+_GOOGLE = re.compile(rf"\A(?:(?:{LABEL}\.)?gcr\.io|{LABEL}\.pkg\.dev)\Z")
 _MAX_DETAIL = 300
+
+
+def is_google_host(host: str) -> bool:
+    """``gcr.io``, ``<one label>.gcr.io`` (``us.gcr.io``...) or ``<one label>.pkg.dev``."""
+    return _GOOGLE.match(host) is not None
+
+
+def claims_google(resource: Resource) -> bool:
+    host = claimable_host(resource)
+    return host is not None and is_google_host(host)
 
 
 def adc_file_configured(environ: Mapping[str, str] | None = None) -> bool:
@@ -69,15 +88,6 @@ def adc_file_configured(environ: Mapping[str, str] | None = None) -> bool:
         else:
             config_dir = os.path.join(os.path.expanduser("~"), ".config", "gcloud")
     return os.path.isfile(os.path.join(config_dir, "application_default_credentials.json"))
-
-
-def _gce_product_name() -> bool:
-    """google-auth's fallback residency check: the machine's DMI product name says Google."""
-    try:
-        with open(_PRODUCT_NAME_FILE, encoding="utf-8") as file:
-            return file.read().strip().startswith("Google")
-    except OSError:
-        return False
 
 
 def _import_google() -> tuple[Any, Any]:
@@ -122,7 +132,7 @@ def _adc_token(request: HttpxGoogleRequest) -> tuple[str, datetime | None] | Non
     return token, expiry if isinstance(expiry, datetime) else None
 
 
-class GoogleResolver:
+class GoogleResolver(Bounded, Caching, Claiming, Explaining, Hinting):
     """Credentials for GCR and Artifact Registry from Application Default Credentials.
 
     ``transport`` carries every request google-auth makes (metadata server, token endpoints,
@@ -130,14 +140,14 @@ class GoogleResolver:
     """
 
     name = "google"
-    disable_hint = disable_hint("gke")
+    disable_hint = disable_hint(KEYCHAIN)
 
     def __init__(
         self,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = DEFAULT_IAAS_TIMEOUT,
-        metadata_timeout: float = 1.0,
+        timeout: float = DEFAULT_CLOUD_TIMEOUT,
+        metadata_timeout: float = DEFAULT_METADATA_TIMEOUT,
     ) -> None:
         self.transport = transport
         self.timeout = timeout
@@ -155,19 +165,6 @@ class GoogleResolver:
             return None
         return f"Google Application Default Credentials ({USERNAME})"
 
-    async def _metadata_server_answers(self, client: httpx.AsyncClient) -> bool:
-        """One short probe where google-auth would ping, judged the way google-auth judges it."""
-        ip = os.environ.get("GCE_METADATA_IP") or _DEFAULT_METADATA_IP
-        try:
-            response = await client.get(
-                f"http://{ip}/",
-                headers={"Metadata-Flavor": "Google"},
-                timeout=self.metadata_timeout,
-            )
-        except httpx.HTTPError:
-            return await anyio.to_thread.run_sync(_gce_product_name)
-        return response.status_code == 200 and response.headers.get("metadata-flavor") == "Google"
-
     def claims(self, resource: Resource) -> bool:
         """Whether ``resource`` is on a registry this cloud serves (pure; no I/O)."""
         return claims_google(resource)
@@ -178,7 +175,9 @@ class GoogleResolver:
         # Importing google-auth reads files; keep the event loop free meanwhile.
         _, transport = await anyio.to_thread.run_sync(_import_google, abandon_on_cancel=True)
         async with client_for(self.transport) as client:
-            if not adc_file_configured() and not await self._metadata_server_answers(client):
+            if not adc_file_configured() and not await transport.metadata_server_answers(
+                client, limit=self.metadata_timeout
+            ):
                 return None
             request = transport.HttpxGoogleRequest(client)
             try:
@@ -192,5 +191,12 @@ class GoogleResolver:
         if answer is None:
             return None
         token, expiry = answer
-        expires_at = None if expiry is None else expiry.replace(tzinfo=UTC).timestamp()
+        expires_at = (
+            None if expiry is None else expiry_epoch(expiry.replace(tzinfo=UTC).timestamp())
+        )
         return Credential(username=USERNAME, password=token, expires_at=expires_at)
+
+
+def cloud_resolver(settings: CloudSettings) -> GoogleResolver:
+    """The default chain's Google resolver (registered in :mod:`asyncauth._defaults`)."""
+    return GoogleResolver(transport=settings.transport, timeout=settings.timeout)

@@ -16,12 +16,18 @@ only by the resolver that needs it, so that a missing SDK costs nothing at impor
 
 from __future__ import annotations
 
+from typing import Any, Final
+
 import httpx
 
-__all__ = ["BorrowedTransport", "client_for"]
-
-DEFAULT_HTTP_TIMEOUT = 5.0
+DEFAULT_HTTP_TIMEOUT: Final = 5.0
 """Seconds for each phase of a request (connect, read, write, pool) unless a caller says else."""
+MAX_CLOUD_ANSWER_BYTES: Final = 1 << 20
+"""Bytes of a cloud endpoint's answer (decoded) read at most: token answers are a few KiB."""
+
+
+class AnswerTooLargeError(httpx.DecodingError):
+    """A cloud endpoint's answer grew past :data:`MAX_CLOUD_ANSWER_BYTES` while being read."""
 
 
 class BorrowedTransport(httpx.AsyncBaseTransport):
@@ -61,3 +67,27 @@ def client_for(
         timeout=timeout,
         follow_redirects=False,
     )
+
+
+async def request_limited(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    limit: int = MAX_CLOUD_ANSWER_BYTES,
+    **kwargs: Any,
+) -> tuple[httpx.Response, bytes]:
+    """Send a request and read its answer, decoded, up to ``limit`` bytes.
+
+    Returns the (closed) response for its status and headers, and the body. Counting decoded
+    bytes matters: a few hundred compressed bytes can inflate to gigabytes.
+    """
+    async with client.stream(method, url, **kwargs) as response:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise AnswerTooLargeError(
+                    f"the answer is larger than {limit} bytes", request=response.request
+                )
+    return response, bytes(body)

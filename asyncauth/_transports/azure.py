@@ -1,10 +1,27 @@
-"""An azure-core ``AsyncHttpTransport`` over httpx, so azure-identity's ``aio`` credentials run
-under trio as well as asyncio and on the caller's transport.
+"""Every use of azure-core and azure-identity internals, behind one fence: an azure-core
+``AsyncHttpTransport`` over httpx, so azure-identity's ``aio`` credentials run under trio as well
+as asyncio and on the caller's transport.
 
 azure-core's default async transport is aiohttp (asyncio-only) and its sleeps default to
-``asyncio.sleep``; this adapter sends through the resolver's httpx client and sleeps with anyio.
-Token responses are small, so each one is read whole before it is handed over; streaming is
+``asyncio.sleep``; this adapter sends through the resolver's httpx client and sleeps with anyio,
+never longer than ``max_sleep`` (azure-core honours any ``Retry-After`` a server sends, uncapped).
+Token responses are small, so each one is read whole (at most
+:data:`~asyncauth._transports.MAX_CLOUD_ANSWER_BYTES`) before it is handed over; streaming is
 not supported.
+
+Private touch points, verified against azure-core 1.31.0 and 1.41.0 with azure-identity 1.26.0
+and 1.27.0 (1.19-1.25 send legacy ``pipeline.transport`` requests, which this adapter refuses),
+pinned by ``tests/test_sdk_fences.py``; the ``azure`` extra allows :data:`VERIFIED`:
+
+* ``azure.core.rest._http_response_impl_async.AsyncHttpResponseImpl``: the response handed
+  back, built with the keywords ``request``, ``internal_response``, ``block_size``,
+  ``status_code``, ``reason``, ``content_type``, ``headers``, ``stream_download_generator``;
+* ``AsyncHttpTransport.send(request, **config)`` with the keys ``connection_timeout``,
+  ``read_timeout`` and ``stream``, and ``sleep(duration)`` for every retry pause;
+* relied on, not touched: ``ChainedTokenCredential`` marks its members as in a chain
+  (``azure.identity._internal.within_credential_chain``), which keeps the VM metadata probe
+  short (one attempt, 1 s connect timeout) instead of minutes of retries;
+* credentials' ``retry_total``/``retry_backoff_max`` keywords reach azure-core's ``RetryPolicy``.
 
 Import this module only where azure-identity is installed (the ``azure`` extra).
 """
@@ -13,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
 import anyio
@@ -29,7 +46,12 @@ from azure.core.rest import AsyncHttpResponse, HttpRequest
 from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
 from azure.core.utils import case_insensitive_dict
 
-__all__ = ["HttpxAzureTransport"]
+from . import request_limited
+
+VERIFIED: Final = {"azure-core": ("1.31.0", "1.42"), "azure-identity": ("1.26.0", "1.28")}
+"""Distribution -> [lowest verified, first unverified minor): the touch points above hold here."""
+DEFAULT_MAX_SLEEP: Final = 3.0
+"""Seconds one azure-core pause (backoff or ``Retry-After``) may last at most."""
 
 # httpx has already decoded the body, so these no longer describe what is handed over.
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
@@ -79,8 +101,9 @@ class HttpxAzureTransport(AsyncHttpTransport):  # type: ignore[type-arg]
     Several credentials may share one instance; :meth:`close` leaves the client open.
     """
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, max_sleep: float = DEFAULT_MAX_SLEEP) -> None:
         self._client = client
+        self.max_sleep = max_sleep
         self.requests = 0
         """How many requests went out, for tests and traces."""
 
@@ -102,7 +125,8 @@ class HttpxAzureTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         return None
 
     async def sleep(self, duration: float) -> None:
-        await anyio.sleep(duration)
+        """azure-core's retry pause, capped: a ``Retry-After: 3600`` must not stall a lookup."""
+        await anyio.sleep(min(max(duration, 0.0), self.max_sleep))
 
     async def send(self, request: HttpRequest, **config: Any) -> AsyncHttpResponse:
         if not isinstance(request, HttpRequest):
@@ -114,7 +138,8 @@ class HttpxAzureTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         self.requests += 1
         where = "{} {}".format(request.method, urlsplit(request.url)._replace(query="").geturl())
         try:
-            response = await self._client.request(
+            response, body = await request_limited(
+                self._client,
                 request.method,
                 request.url,
                 headers=dict(request.headers),
@@ -136,12 +161,12 @@ class HttpxAzureTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         result = AsyncHttpResponseImpl(
             request=request,
             internal_response=_Consumed(),
-            block_size=max(len(response.content), 1),
+            block_size=max(len(body), 1),
             status_code=response.status_code,
             reason=response.reason_phrase,
             content_type=response.headers.get("content-type"),
             headers=headers,
-            stream_download_generator=_stream_of(response.content),
+            stream_download_generator=_stream_of(body),
         )
         await result.read()
         return result

@@ -37,7 +37,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -154,13 +154,24 @@ class _Server(ThreadingHTTPServer):
 
 
 class StandIn:
-    """A threaded HTTP server on 127.0.0.1 (a free port); subclasses implement :meth:`handle`."""
+    """A threaded HTTP server on 127.0.0.1 (a free port); subclasses implement :meth:`handle`.
 
-    def __init__(self) -> None:
+    ``first`` are replies to give, in order, to the first valid requests before answering
+    normally (a throttled or failing service that recovers); a stand-in checks a request as
+    strictly as ever before it takes one of them.
+    """
+
+    def __init__(self, *, first: Sequence[Reply] = ()) -> None:
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
+        self._first = list(first)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def scripted(self) -> Reply | None:
+        """The next of ``first``, if any is left."""
+        with self.lock:
+            return self._first.pop(0) if self._first else None
 
     def handle(self, request: Seen) -> Reply:
         raise NotImplementedError
@@ -272,8 +283,14 @@ class ECRPublic(StandIn):
 
     TARGET = "SpencerFrontendService.GetAuthorizationToken"
 
-    def __init__(self, *, expires_in: float = 12 * 3600, fail_with: str | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        expires_in: float = 12 * 3600,
+        fail_with: str | None = None,
+        first: Sequence[Reply] = (),
+    ) -> None:
+        super().__init__(first=first)
         self.password = "ecr-public-" + secrets.token_urlsafe(24)
         self.expires_in = expires_in
         self.fail_with = fail_with
@@ -286,6 +303,9 @@ class ECRPublic(StandIn):
             return Reply.json(403, {"__type": "MissingAuthenticationTokenException"})
         if request.headers.get("x-amz-target") != self.TARGET:
             return Reply.json(400, {"__type": "UnknownOperationException"})
+        scripted = self.scripted()
+        if scripted is not None:
+            return scripted
         if self.fail_with:
             return Reply.json(
                 400, {"__type": self.fail_with, "message": "not allowed by the stand-in"}
@@ -493,8 +513,10 @@ class AppServiceMSI(StandIn):
 class AzureAD(StandIn):
     """Azure AD's ``POST /<tenant>/oauth2/v2.0/token`` for the client-credentials grant."""
 
-    def __init__(self, *, tenant: str, client_id: str, client_secret: str) -> None:
-        super().__init__()
+    def __init__(
+        self, *, tenant: str, client_id: str, client_secret: str, first: Sequence[Reply] = ()
+    ) -> None:
+        super().__init__(first=first)
         self.tenant = tenant
         self.client_id = client_id
         self.client_secret = client_secret
@@ -506,6 +528,9 @@ class AzureAD(StandIn):
         form = request.form()
         if form.get("grant_type") != "client_credentials" or not form.get("scope"):
             return Reply.json(400, {"error": "invalid_request"})
+        scripted = self.scripted()
+        if scripted is not None:
+            return scripted
         if (
             form.get("client_id") != self.client_id
             or form.get("client_secret") != self.client_secret
@@ -527,8 +552,10 @@ class AzureAD(StandIn):
 class ACRRegistry(StandIn):
     """An ACR login server's token exchange: an Azure AD token in, an ACR refresh token out."""
 
-    def __init__(self, registry: str, *, accepted: Callable[[], set[str]]) -> None:
-        super().__init__()
+    def __init__(
+        self, registry: str, *, accepted: Callable[[], set[str]], first: Sequence[Reply] = ()
+    ) -> None:
+        super().__init__(first=first)
         self.registry = registry
         self.accepted = accepted
         self.expires_at = int(time.time()) + 3 * 3600
@@ -548,6 +575,9 @@ class ACRRegistry(StandIn):
         form = request.form()
         if form.get("grant_type") != "access_token" or form.get("service") != self.registry:
             return Reply.json(400, {"errors": [{"code": "BAD_REQUEST"}]})
+        scripted = self.scripted()
+        if scripted is not None:
+            return scripted
         if form.get("access_token") not in self.accepted():
             return Reply.json(401, {"errors": [{"code": "UNAUTHORIZED"}]})
         return Reply.json(200, {"refresh_token": self.refresh_token})

@@ -1,0 +1,163 @@
+"""What every cloud resolver shares, and nothing that belongs to one cloud.
+
+Each cloud module (``ecr``, ``google``, ``azure``, ``github``) owns its host rules, its resolver
+and a ``cloud_resolver(settings)`` factory; :mod:`asyncauth._defaults` gates them and lists them
+in its registration table. This module sits below all of them and imports none, so that no
+cloud module needs another one, and the table needs nothing but the factories.
+
+The bounds every cloud call shares are named here: :data:`DEFAULT_CLOUD_TIMEOUT` for a whole
+lookup and :class:`RetryPolicy` for answers that ask us to slow down (HTTP 429 and 503, AWS
+throttling errors). A refusal (401, 403, access denied) is never retried: asking again with the
+same identity cannot change the answer, and would only spend the caller's time.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import anyio
+
+from .._errors import ResolverError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .._chain import Resolver
+    from .._resource import Resource
+
+DEFAULT_CLOUD_TIMEOUT: Final = 10.0
+"""Seconds a cloud resolver may take by default: ample on a cloud (answers take milliseconds),
+and the bound a misconfigured machine pays for a registry that cloud claims."""
+
+ENABLE_VARIABLE: Final = "IMGPKG_ENABLE_IAAS_AUTH"
+KEYCHAINS_VARIABLE: Final = "IMGPKG_ACTIVE_KEYCHAINS"
+
+RETRY_STATUSES: Final = frozenset({429, 503})
+"""HTTP statuses that mean "not now" rather than "no": retried with backoff."""
+
+_LATEST_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z: later is not an expiry
+_DELTA_SECONDS = re.compile(r"[0-9]{1,9}")
+_T = TypeVar("_T")
+
+
+def disable_hint(keychain: str) -> str:
+    """How a user turns one cloud off, shown in the trace when it times out or fails."""
+    return (
+        f"set {ENABLE_VARIABLE}=false, or leave {keychain!r} out of {KEYCHAINS_VARIABLE} "
+        f"(the keychains to use, comma-separated, in order)"
+    )
+
+
+def claimable_host(resource: Resource) -> str | None:
+    """The host a cloud may claim: only on the default HTTPS port (none written, or 443).
+
+    ``gcr.io:5000`` is somebody else's registry, whatever its name says.
+    """
+    return resource.host if resource.port in (None, 443) else None
+
+
+def expiry_epoch(value: object) -> float | None:
+    """A network-supplied expiry as seconds since the epoch, or ``None`` if it is not one.
+
+    Booleans, NaN, infinities, negative values and values past the year 9999 are not expiries:
+    they would poison the cache's arithmetic (or raise ``OverflowError`` converting them).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and not 0 < value <= _LATEST_EPOCH:
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and 0 < seconds <= _LATEST_EPOCH else None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSettings:
+    """What the default chain hands every cloud factory.
+
+    ``config_files`` maps a keychain name to a file the caller named for that cloud (imgpkg's
+    ``--registry-azure-cr-config`` is ``{"aks": path}``); a cloud that takes no file ignores it.
+    """
+
+    environ: Mapping[str, str]
+    transport: httpx.AsyncBaseTransport | None = None
+    timeout: float = DEFAULT_CLOUD_TIMEOUT
+    config_files: Mapping[str, str | os.PathLike[str]] = field(default_factory=dict)
+
+
+CloudFactory = Callable[[CloudSettings], "Resolver"]
+"""A cloud's ``cloud_resolver``: builds its resolver for the default chain."""
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` (delta-seconds or an HTTP date) as seconds from ``now``; ``None`` if absent
+    or unreadable. Never negative; the caller caps it."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(int(text))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+class Throttled(Exception):
+    """A cloud API answered "slow down"; ``what`` names the call (no secrets)."""
+
+    def __init__(self, what: str, retry_after: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries for throttled cloud calls: ``attempts`` in all, exponential backoff with
+    jitter from ``backoff`` seconds up to ``max_backoff``, and a server's ``Retry-After`` honoured
+    up to ``max_retry_after`` seconds. The resolver's own timeout bounds the whole lookup still."""
+
+    attempts: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 2.0
+    max_retry_after: float = 3.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        """Seconds to wait after the ``attempt``-th (1-based) throttled answer."""
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 30))
+        backoff = ceiling * (0.5 + 0.5 * secrets.SystemRandom().random())
+        asked = retry_after_seconds(retry_after)
+        if asked is None:
+            return backoff
+        return max(backoff, min(asked, self.max_retry_after))
+
+
+DEFAULT_RETRY: Final = RetryPolicy()
+
+
+async def retrying(call: Callable[[], Awaitable[_T]], policy: RetryPolicy = DEFAULT_RETRY) -> _T:
+    """``await call()``, again after a pause each time it raises :class:`Throttled`.
+
+    After ``policy.attempts`` throttled answers the last one becomes a :class:`ResolverError`.
+    """
+    attempt = 1
+    while True:
+        try:
+            return await call()
+        except Throttled as exc:
+            if attempt >= policy.attempts:
+                raise ResolverError(
+                    f"{exc.what} (throttled; gave up after {attempt} attempts)"
+                ) from None
+            await anyio.sleep(policy.delay(attempt, exc.retry_after))
+            attempt += 1

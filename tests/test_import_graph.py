@@ -1,0 +1,128 @@
+"""No import circle anywhere in asyncauth: data and dependencies flow one way.
+
+The graph is read from the source with ``ast``, not from ``sys.modules``: an import inside a
+function closes a loop just as surely as one at the top (it only fails later, at the first call),
+so both count. Imports under ``if TYPE_CHECKING:`` do not run and do not count. Importing
+``pkg.sub`` runs ``pkg/__init__`` first, but an edge to every parent package would put the whole
+library in one loop through ``asyncauth/__init__``; an edge goes to the package only when the
+import names the package itself.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncauth
+
+ROOT = Path(asyncauth.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run, at any depth, outside ``if TYPE_CHECKING:``."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                yield from _imports(ast.Module(body=[child], type_ignores=[]))
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        yield from _imports(node)
+
+
+def _targets(module: str, is_package: bool, node: ast.Import | ast.ImportFrom) -> Iterator[str]:
+    if isinstance(node, ast.Import):
+        yield from (alias.name for alias in node.names)
+        return
+    if node.level:
+        base = module.split(".") if is_package else module.split(".")[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        source = ".".join(base + ([node.module] if node.module else []))
+    else:
+        source = node.module or ""
+    for alias in node.names:
+        yield f"{source}.{alias.name}"
+        yield source
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module_name(path): path for path in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in _imports(tree):
+            targets = list(_targets(name, path.name == "__init__.py", node))
+            if isinstance(node, ast.ImportFrom):
+                # ``from pkg import sub`` imports the module ``pkg.sub`` when there is one,
+                # else it reads an attribute of ``pkg``.
+                pairs = zip(targets[0::2], targets[1::2], strict=True)
+                targets = [sub if sub in files else source for sub, source in pairs]
+            graph[name].update(t for t in targets if t in files and t != name)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle (as a path that returns to its start), or ``None``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)) is not None:
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)) is not None:
+            return cycle
+    return None
+
+
+def test_the_graph_sees_function_level_imports_and_skips_type_checking_blocks() -> None:
+    graph = import_graph()
+    # ecr imports the AWS fence inside a function, and only there.
+    assert "asyncauth._transports.aws" in graph["asyncauth._sources.ecr"]
+    # google names HttpxGoogleRequest under TYPE_CHECKING and imports the fence in a function.
+    assert "asyncauth._transports.google" in graph["asyncauth._sources.google"]
+    assert "asyncauth._defaults" in graph["asyncauth"]
+
+
+def test_find_cycle_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_circle_in_asyncauth() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_cloud_modules_import_no_other_cloud() -> None:
+    """Each cloud stands alone: the shared bits are in ``_sources.cloud``, the list in
+    ``_defaults``."""
+    graph = import_graph()
+    clouds = {f"asyncauth._sources.{name}" for name in ("ecr", "google", "azure", "github")}
+    for cloud in clouds:
+        assert not (graph[cloud] & (clouds - {cloud})), cloud
+    assert not (graph["asyncauth._sources.cloud"] & clouds)
+    assert "asyncauth._sources.azure" not in graph["asyncauth._sources.env"]
