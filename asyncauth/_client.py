@@ -11,7 +11,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import certifi
 import httpx
@@ -68,7 +68,8 @@ def _settings(
     verify: bool,
     insecure_registries: Iterable[str],
     kwargs: dict[str, Any],
-) -> tuple[RegistryAuth, ssl.SSLContext | bool, list[str]]:
+) -> list[str]:
+    """Fill in what both clients are built with (auth, TLS, defaults); the insecure hosts."""
     insecure = [normalise_registry(r) for r in insecure_registries]
     if auth is None:
         auth = RegistryAuth(chain, insecure_registries=insecure)
@@ -76,7 +77,29 @@ def _settings(
         raise TypeError("pass chain= or auth=, not both")
     tls: ssl.SSLContext | bool = ssl_context(ca_cert_paths) if verify else False
     kwargs.setdefault("follow_redirects", True)  # blobs redirect to storage
-    return auth, tls, insecure
+    kwargs.setdefault("limits", DEFAULT_LIMITS)
+    kwargs["auth"], kwargs["verify"] = auth, tls
+    return insecure
+
+
+_C = TypeVar("_C", "RegistryClient", "SyncRegistryClient")
+
+
+def _on_own_transport(cls: type[_C], insecure: list[str], kwargs: dict[str, Any]) -> _C | None:
+    """The client on a caller's own ``transport=``, or ``None`` when there is none."""
+    transport = kwargs.get("transport")
+    if transport is None:
+        return None
+    limits = kwargs["limits"]
+    unverified = (
+        (lambda: httpx.AsyncHTTPTransport(verify=False, limits=limits))
+        if isinstance(transport, httpx.AsyncBaseTransport)
+        else (lambda: httpx.HTTPTransport(verify=False, limits=limits))
+    )
+    name = _own_transport(kwargs, insecure, unverified)
+    client = cls(**kwargs)
+    client.transport_name = name
+    return client
 
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -87,11 +110,63 @@ keeps opening and closing connections (and TLS sessions); see docs/benchmarks.md
 
 log = logging.getLogger("asyncauth.client")
 
-_AsyncRouteFor = Callable[[TransportSettings, httpx.Proxy | None], httpx.AsyncBaseTransport]
-_SyncRouteFor = Callable[[TransportSettings, httpx.Proxy | None], httpx.BaseTransport]
+_RouteFor = Callable[[TransportSettings, httpx.Proxy | None], Any]
+"""Gives the transport for one route (``None``: no proxy) with the client's settings."""
 
 
-class RegistryClient(httpx.AsyncClient):
+class _Routed:
+    """httpx's two transport hooks, answered by ``route_for`` (see :class:`RegistryClient`).
+
+    A mixin in front of ``httpx.AsyncClient`` or ``httpx.Client``: the hooks have the same
+    signatures in both, only the transport classes differ.
+    """
+
+    transport_name: str = "httpx"
+
+    def __init__(self, *, route_for: _RouteFor | None = None, **kwargs: Any) -> None:
+        self._route_for = route_for
+        super().__init__(**kwargs)
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: Any = None,
+    ) -> Any:
+        if transport is not None or self._route_for is None:
+            hook = super()._init_transport  # type: ignore[misc]
+            return hook(verify, cert, trust_env, http1, http2, limits, transport)
+        return self._route_for(
+            TransportSettings(verify, cert, trust_env, http1, http2, limits), None
+        )
+
+    def _init_proxy_transport(
+        self,
+        proxy: httpx.Proxy,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> Any:
+        if self._route_for is None:
+            hook = super()._init_proxy_transport  # type: ignore[misc]
+            return hook(proxy, verify, cert, trust_env, http1, http2, limits)
+        return self._route_for(
+            TransportSettings(verify, cert, trust_env, http1, http2, limits), proxy
+        )
+
+    def __repr__(self) -> str:
+        auth = getattr(self, "auth", None)
+        return f"<{type(self).__name__} transport={self.transport_name!r} auth={auth!r}>"
+
+
+class RegistryClient(_Routed, httpx.AsyncClient):
     """The ``httpx.AsyncClient`` :func:`create_client` returns; it says which transport it uses.
 
     httpx itself decides which proxy each request takes (``proxy=``, or the environment's
@@ -102,91 +177,9 @@ class RegistryClient(httpx.AsyncClient):
     picked transport and none is copied here.
     """
 
-    transport_name: str = "httpx"
 
-    def __init__(self, *, route_for: _AsyncRouteFor | None = None, **kwargs: Any) -> None:
-        self._route_for = route_for
-        super().__init__(**kwargs)
-
-    def _init_transport(
-        self,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> httpx.AsyncBaseTransport:
-        if transport is not None or self._route_for is None:
-            return super()._init_transport(verify, cert, trust_env, http1, http2, limits, transport)
-        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
-        return self._route_for(settings, None)
-
-    def _init_proxy_transport(
-        self,
-        proxy: httpx.Proxy,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-    ) -> httpx.AsyncBaseTransport:
-        if self._route_for is None:
-            return super()._init_proxy_transport(
-                proxy, verify, cert, trust_env, http1, http2, limits
-            )
-        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
-        return self._route_for(settings, proxy)
-
-    def __repr__(self) -> str:
-        return f"<RegistryClient transport={self.transport_name!r} auth={self.auth!r}>"
-
-
-class SyncRegistryClient(httpx.Client):
+class SyncRegistryClient(_Routed, httpx.Client):
     """:class:`RegistryClient` for synchronous code (httpx's own transport, the only sync one)."""
-
-    transport_name: str = "httpx"
-
-    def __init__(self, *, route_for: _SyncRouteFor | None = None, **kwargs: Any) -> None:
-        self._route_for = route_for
-        super().__init__(**kwargs)
-
-    def _init_transport(
-        self,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        transport: httpx.BaseTransport | None = None,
-    ) -> httpx.BaseTransport:
-        if transport is not None or self._route_for is None:
-            return super()._init_transport(verify, cert, trust_env, http1, http2, limits, transport)
-        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
-        return self._route_for(settings, None)
-
-    def _init_proxy_transport(
-        self,
-        proxy: httpx.Proxy,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-    ) -> httpx.BaseTransport:
-        if self._route_for is None:
-            return super()._init_proxy_transport(
-                proxy, verify, cert, trust_env, http1, http2, limits
-            )
-        settings = TransportSettings(verify, cert, trust_env, http1, http2, limits)
-        return self._route_for(settings, proxy)
-
-    def __repr__(self) -> str:
-        return f"<SyncRegistryClient transport={self.transport_name!r} auth={self.auth!r}>"
 
 
 def _own_transport(
@@ -244,30 +237,22 @@ def create_client(
     over plain http. ``verify=False`` turns TLS verification off everywhere. Other keyword
     arguments go to ``httpx.AsyncClient``.
     """
-    auth, tls, insecure = _settings(
-        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
-    )
-    httpx_kwargs.setdefault("limits", DEFAULT_LIMITS)
-    if httpx_kwargs.get("transport") is not None:
-        limits = httpx_kwargs["limits"]
-        name = _own_transport(
-            httpx_kwargs, insecure, lambda: httpx.AsyncHTTPTransport(verify=False, limits=limits)
-        )
-        client = RegistryClient(auth=auth, verify=tls, **httpx_kwargs)
-        client.transport_name = name
-        return client
+    insecure = _settings(chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs)
+    own = _on_own_transport(RegistryClient, insecure, httpx_kwargs)
+    if own is not None:
+        return own
     hosts = InsecureHosts(insecure)
     library = running_library()
     *faster, last = preferred_kinds(library)
     for kind in faster:
         try:
-            client = _client_on(kind, hosts, auth=auth, verify=tls, **httpx_kwargs)
+            client = _client_on(kind, hosts, **httpx_kwargs)
         except Unsupported as exc:
             log.debug("create_client: not on %s: %s", kind.name, exc)
             continue
         break
     else:
-        client = _client_on(last, hosts, auth=auth, verify=tls, **httpx_kwargs)
+        client = _client_on(last, hosts, **httpx_kwargs)
     log.debug("create_client: %s transport (event loop: %s)", client.transport_name, library)
     return client
 
@@ -296,21 +281,16 @@ def create_sync_client(
 ) -> SyncRegistryClient:
     """:func:`create_client` for synchronous code: an ``httpx.Client`` on httpx's transport,
     with the same proxies, insecure registries and connection error messages."""
-    auth, tls, insecure = _settings(
-        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs
-    )
-    httpx_kwargs.setdefault("limits", DEFAULT_LIMITS)
-    if httpx_kwargs.get("transport") is not None:
-        name = _own_transport(httpx_kwargs, insecure, lambda: httpx.HTTPTransport(verify=False))
-        client = SyncRegistryClient(auth=auth, verify=tls, **httpx_kwargs)
-        client.transport_name = name
-        return client
+    insecure = _settings(chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs)
+    own = _on_own_transport(SyncRegistryClient, insecure, httpx_kwargs)
+    if own is not None:
+        return own
     hosts = InsecureHosts(insecure)
 
     def route_for(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.BaseTransport:
         return sync_route(settings, proxy, hosts)
 
-    return SyncRegistryClient(auth=auth, verify=tls, route_for=route_for, **httpx_kwargs)
+    return SyncRegistryClient(route_for=route_for, **httpx_kwargs)
 
 
 async def registry_base_url(

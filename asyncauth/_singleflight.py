@@ -22,10 +22,11 @@ and one of them takes over). :meth:`SingleFlightCache.get` does all of that arou
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
@@ -82,6 +83,19 @@ class Lead(Generic[V]):
     def abandon(self) -> None:
         """Give up without an answer (cancelled): waiters look again, one of them leads."""
         self._end(abandoned=True)
+
+    @contextlib.contextmanager
+    def computing(self) -> Iterator[None]:
+        """Around the computation: an ``Exception`` fails the waiters, anything else (a
+        cancellation) abandons the lead to them."""
+        try:
+            yield
+        except Exception as exc:
+            self.fail(exc)
+            raise
+        except BaseException:
+            self.abandon()
+            raise
 
     def _end(
         self, *, value: Any = MISSING, error: Exception | None = None, abandoned: bool = False
@@ -218,7 +232,10 @@ class SingleFlightCache(Generic[V]):
         got = await self.acquire(key)
         if not isinstance(got, Lead):
             return got
-        return await _lead(got, compute, ttl_of)
+        with got.computing():
+            value = await compute()
+        got.settle(value, ttl_of(value))
+        return value
 
     def get_blocking(
         self, key: Hashable, compute: Callable[[], V], ttl_of: Callable[[V], float]
@@ -227,28 +244,7 @@ class SingleFlightCache(Generic[V]):
         got = self.acquire_blocking(key)
         if not isinstance(got, Lead):
             return got
-        try:
+        with got.computing():
             value = compute()
-        except Exception as exc:
-            got.fail(exc)
-            raise
-        except BaseException:
-            got.abandon()
-            raise
         got.settle(value, ttl_of(value))
         return value
-
-
-async def _lead(
-    lead: Lead[V], compute: Callable[[], Awaitable[V]], ttl_of: Callable[[V], float]
-) -> V:
-    try:
-        value = await compute()
-    except Exception as exc:
-        lead.fail(exc)
-        raise
-    except BaseException:
-        lead.abandon()
-        raise
-    lead.settle(value, ttl_of(value))
-    return value

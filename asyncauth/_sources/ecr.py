@@ -37,18 +37,7 @@ from .._chain import Bounded, Caching, Claiming, Explaining, Hinting
 from .._credentials import Credential
 from .._errors import ResolverError, ResolverUnavailableError
 from .._resource import Resource
-from .cloud import (
-    DEFAULT_CLOUD_TIMEOUT,
-    DEFAULT_RETRY,
-    RETRY_STATUSES,
-    CloudSettings,
-    RetryPolicy,
-    Throttled,
-    claimable_host,
-    disable_hint,
-    expiry_epoch,
-    retrying,
-)
+from . import cloud
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -105,7 +94,7 @@ def ecr_host(host: str) -> ECRHost | None:
 
 def claims_ecr(resource: Resource) -> ECRHost | None:
     """The ECR registry ``resource`` is on (default HTTPS port only), or ``None``."""
-    host = claimable_host(resource)
+    host = cloud.claimable_host(resource)
     return None if host is None else ecr_host(host)
 
 
@@ -148,22 +137,22 @@ def _import_aws() -> ModuleType:
 def _epoch(value: object) -> float | None:
     if isinstance(value, datetime):
         try:
-            return expiry_epoch(value.timestamp())
+            return cloud.expiry_epoch(value.timestamp())
         except (OverflowError, ValueError, OSError):
             return None
-    return expiry_epoch(value)
+    return cloud.expiry_epoch(value)
 
 
-def _throttled(what: str, exc: Any) -> Throttled | None:
-    """A ``ClientError`` that asks us to slow down, as :class:`Throttled`; else ``None``."""
+def _throttled(what: str, exc: Any) -> cloud.Throttled | None:
+    """A ``ClientError`` that asks us to slow down, as :class:`cloud.Throttled`; else ``None``."""
     response = exc.response if isinstance(getattr(exc, "response", None), dict) else {}
     error = response.get("Error") or {}
     metadata = response.get("ResponseMetadata") or {}
     status = metadata.get("HTTPStatusCode")
-    if error.get("Code") not in THROTTLING_CODES and status not in RETRY_STATUSES:
+    if error.get("Code") not in THROTTLING_CODES and status not in cloud.RETRY_STATUSES:
         return None
     headers = metadata.get("HTTPHeaders") or {}
-    return Throttled(f"{what}: GetAuthorizationToken throttled", headers.get("retry-after"))
+    return cloud.Throttled(f"{what}: GetAuthorizationToken throttled", headers.get("retry-after"))
 
 
 class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
@@ -176,16 +165,16 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
     """
 
     name = "ecr"
-    disable_hint = disable_hint(KEYCHAIN)
+    disable_hint = cloud.disable_hint(KEYCHAIN)
 
     def __init__(
         self,
         *,
         environ: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = DEFAULT_CLOUD_TIMEOUT,
+        timeout: float = cloud.DEFAULT_CLOUD_TIMEOUT,
         load_config: bool | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
+        retry: cloud.RetryPolicy = cloud.DEFAULT_RETRY,
     ) -> None:
         environ = os.environ if environ is None else environ
         self.load_config = load_config_enabled(environ) if load_config is None else load_config
@@ -236,7 +225,9 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
             async with session.create_client(
                 service, region_name=host.region, config=config
             ) as client:
-                data = await retrying(lambda: self._call(client, host, what, errors), self.retry)
+                data = await cloud.retrying(
+                    lambda: self._call(client, host, what, errors), self.retry
+                )
         except errors.NoCredentialsError:
             return None  # no AWS identity here: no opinion, ask the next source
         except errors.BotoCoreError as exc:
@@ -252,7 +243,7 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
 
     @staticmethod
     async def _call(client: Any, host: ECRHost, what: str, errors: ModuleType) -> Any:
-        """One ``GetAuthorizationToken``: its authorization data, or :class:`Throttled`."""
+        """One ``GetAuthorizationToken``: its authorization data, or :class:`cloud.Throttled`."""
         try:
             if host.public:
                 answer = await client.get_authorization_token()
@@ -271,7 +262,7 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         return items[0] if items else {}
 
 
-def cloud_resolver(settings: CloudSettings) -> ECRResolver:
+def cloud_resolver(settings: cloud.CloudSettings) -> ECRResolver:
     """The default chain's ECR resolver (registered in :mod:`asyncauth._defaults`)."""
     return ECRResolver(
         environ=settings.environ, transport=settings.transport, timeout=settings.timeout

@@ -40,6 +40,14 @@ class TransportSettings:
     http2: bool
     limits: httpx.Limits
 
+    def common(self) -> dict[str, Any]:
+        """The arguments every transport constructor takes the same way."""
+        return {"verify": self.verify, "cert": self.cert, "trust_env": self.trust_env}
+
+    def pool(self) -> dict[str, Any]:
+        """:meth:`common`, and the HTTP versions and pool limits of httpx-style transports."""
+        return {**self.common(), "http1": self.http1, "http2": self.http2, "limits": self.limits}
+
 
 _Build = Callable[[TransportSettings, httpx.Proxy | None], httpx.AsyncBaseTransport]
 
@@ -107,13 +115,7 @@ def running_library() -> str | None:
 def _aiohttp(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.AsyncBaseTransport:
     from .aiohttp import AiohttpTransport
 
-    return AiohttpTransport(
-        verify=settings.verify,
-        cert=settings.cert,
-        trust_env=settings.trust_env,
-        limits=settings.limits,
-        proxy=proxy,
-    )
+    return AiohttpTransport(**settings.common(), limits=settings.limits, proxy=proxy)
 
 
 def _httpx2(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.AsyncBaseTransport:
@@ -129,27 +131,11 @@ def _httpx2(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.Asy
             headers=proxy.headers.raw,
             ssl_context=proxy.ssl_context,
         )
-    return Httpx2Transport(
-        verify=settings.verify,
-        cert=settings.cert,
-        trust_env=settings.trust_env,
-        http1=settings.http1,
-        http2=settings.http2,
-        limits=settings.limits,
-        proxy=outgoing,
-    )
+    return Httpx2Transport(**settings.pool(), proxy=outgoing)
 
 
 def _httpx(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.AsyncBaseTransport:
-    return httpx.AsyncHTTPTransport(
-        verify=settings.verify,
-        cert=settings.cert,
-        trust_env=settings.trust_env,
-        http1=settings.http1,
-        http2=settings.http2,
-        limits=settings.limits,
-        proxy=proxy,
-    )
+    return httpx.AsyncHTTPTransport(**settings.pool(), proxy=proxy)
 
 
 _EVERY_PROXY = frozenset({"http", "https", "socks5", "socks5h"})

@@ -14,6 +14,7 @@ Every route also names the host (and proxy) in its connection errors (:mod:`.err
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import httpx
 
@@ -44,30 +45,38 @@ class InsecureHosts:
         return ports is not None and (None in ports or (url.port or 443) in ports)
 
 
-class Route(httpx.AsyncBaseTransport):
-    """The transports behind one proxy (or none): verifying, and non-verifying for ``insecure``."""
+class _Routing:
+    """What both route classes share: the two transports, and which one a request takes."""
 
     def __init__(
-        self,
-        verified: httpx.AsyncBaseTransport,
-        *,
-        proxy: httpx.Proxy | None,
-        insecure: InsecureHosts,
-        unverified: httpx.AsyncBaseTransport | None,
+        self, verified: Any, *, proxy: httpx.Proxy | None, insecure: InsecureHosts, unverified: Any
     ) -> None:
         self.verified = verified
         self.unverified = unverified
         self.proxy = proxy
         self._insecure = insecure
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        transport = self.verified
+    def _pick(self, request: httpx.Request) -> Any:
         if self.unverified is not None and request.url in self._insecure:
-            transport = self.unverified
+            return self.unverified
+        return self.verified
+
+    def _renamed(self, exc: httpx.TransportError, request: httpx.Request) -> BaseException:
+        return named(exc, request, self.proxy)
+
+    def __repr__(self) -> str:
+        via = "" if self.proxy is None else f" via {self.proxy.url}"
+        return f"<{type(self).__name__} {type(self.verified).__name__}{via}>"
+
+
+class Route(_Routing, httpx.AsyncBaseTransport):
+    """The transports behind one proxy (or none): verifying, and non-verifying for ``insecure``."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
-            return await transport.handle_async_request(request)
+            return await self._pick(request).handle_async_request(request)  # type: ignore[no-any-return]
         except httpx.TransportError as exc:
-            renamed = named(exc, request, self.proxy)
+            renamed = self._renamed(exc, request)
             if renamed is exc:
                 raise
             raise renamed from exc
@@ -79,35 +88,15 @@ class Route(httpx.AsyncBaseTransport):
             if self.unverified is not None:
                 await self.unverified.aclose()
 
-    def __repr__(self) -> str:
-        via = "" if self.proxy is None else f" via {self.proxy.url}"
-        return f"<Route {type(self.verified).__name__}{via}>"
 
-
-class SyncRoute(httpx.BaseTransport):
+class SyncRoute(_Routing, httpx.BaseTransport):
     """:class:`Route` for ``httpx.Client``."""
 
-    def __init__(
-        self,
-        verified: httpx.BaseTransport,
-        *,
-        proxy: httpx.Proxy | None,
-        insecure: InsecureHosts,
-        unverified: httpx.BaseTransport | None,
-    ) -> None:
-        self.verified = verified
-        self.unverified = unverified
-        self.proxy = proxy
-        self._insecure = insecure
-
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        transport = self.verified
-        if self.unverified is not None and request.url in self._insecure:
-            transport = self.unverified
         try:
-            return transport.handle_request(request)
+            return self._pick(request).handle_request(request)  # type: ignore[no-any-return]
         except httpx.TransportError as exc:
-            renamed = named(exc, request, self.proxy)
+            renamed = self._renamed(exc, request)
             if renamed is exc:
                 raise
             raise renamed from exc
@@ -118,7 +107,3 @@ class SyncRoute(httpx.BaseTransport):
         finally:
             if self.unverified is not None:
                 self.unverified.close()
-
-    def __repr__(self) -> str:
-        via = "" if self.proxy is None else f" via {self.proxy.url}"
-        return f"<SyncRoute {type(self.verified).__name__}{via}>"
