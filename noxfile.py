@@ -82,6 +82,7 @@ BENCH_PEERS = [
     "aioregistry",
     "docker-registry-client-async",
     "matplotlib",  # the plot
+    "py-spy",  # profiles of the clients behind missed targets
 ]
 
 

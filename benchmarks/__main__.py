@@ -4,8 +4,8 @@
     python -m benchmarks --quick    # a smoke run (< 2 minutes)
     nox -s bench [-- --quick]       # the same, with the peers and matplotlib installed
 
-Every process it starts (token issuer, registry, workers, ab, the resolution worker) is stopped
-on the way out, also on errors and Ctrl-C; all traffic stays on 127.0.0.1.
+Every process it starts (token issuer, registry, workers, ab, py-spy, the resolution worker) is
+stopped on the way out, also on errors and Ctrl-C; all traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import overhead, pipeline, report, resolution
+from . import overhead, pipeline, profiling, report, resolution, targets
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -35,14 +35,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 def _settings(args: argparse.Namespace) -> pipeline.Settings:
     if args.quick:
         settings = pipeline.Settings(
-            rounds=2,
-            headline_seconds=1.0,
-            side_seconds=0.6,
-            concurrency=(pipeline.HEADLINE,),
-            limits=False,
-            head=False,
-            peer_concurrency=(pipeline.HEADLINE,),
-            sync_concurrency=(32,),
+            rounds=2, requests=600, seconds=1.5, peers=("oras",), sync=False, profile=False
         )
     else:
         settings = pipeline.Settings()
@@ -53,9 +46,11 @@ def _settings(args: argparse.Namespace) -> pipeline.Settings:
     if args.repositories:
         settings.repositories = args.repositories
     if args.seconds is not None:
-        settings.seconds = settings.headline_seconds = settings.side_seconds = args.seconds
+        settings.seconds = args.seconds
     if args.concurrency:
         settings.concurrency = tuple(args.concurrency)
+    if args.profile is not None:
+        settings.profile = args.profile
     return settings
 
 
@@ -119,12 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--only", choices=("pipeline", "resolution", "overhead"), action="append")
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--requests", type=int, help="requests per measurement (default 10000)")
-    parser.add_argument("--repositories", type=int, help="R (default 100)")
+    parser.add_argument("--requests", type=int, help="requests per pass (default 1500)")
+    parser.add_argument("--repositories", type=int, help="R (default 50)")
     parser.add_argument(
-        "--seconds", type=float, help="window of every measurement; 0: none (N requests each)"
+        "--seconds", type=float, help="window of every pass (default 3); 0: none (N requests)"
     )
-    parser.add_argument("--concurrency", type=int, nargs="+")
+    parser.add_argument("--concurrency", type=int, nargs="+", help="default: 256")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        help="py-spy on the clients of missed targets (default: on, off with --quick)",
+    )
     parser.add_argument(
         "--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md (full runs do)"
     )
@@ -147,12 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipeline: {settings}", flush=True)
         with running_stack(settings.repositories) as stack:
             outcome = pipeline.run(stack, settings)
-        results["pipeline"] = {
-            "settings": asdict(settings),
-            "seconds": outcome.seconds,
-            **pipeline.summarise(outcome),
-            "measurements": [asdict(m) for m in outcome.measurements],
-        }
+            results["pipeline"] = found = {
+                "settings": asdict(settings),
+                "seconds": outcome.seconds,
+                **pipeline.summarise(outcome),
+                "measurements": [asdict(m) for m in outcome.measurements],
+            }
+            if settings.profile:
+                missed = targets.pipeline_targets(found)
+                keys = [k for t in missed if not t["met"] for k in t["profile"]]
+                found["profiles"] = profiling.run(stack, settings, keys)
     if "overhead" in only:
         print("overhead: auth CPU per request (MockTransport)", flush=True)
         results["overhead"] = overhead.run(quick=args.quick)
@@ -160,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         print("resolution: default_chain, IaaS black-holed, single-flight", flush=True)
         results["resolution"] = resolution.run(quick=args.quick)
     results["seconds"] = time.perf_counter() - started
-    results["targets"] = report.targets(results)
+    results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results["targets"] = targets.targets(results)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -1,10 +1,8 @@
-"""The clients compared, each doing the same workload its natural way.
+"""The clients compared, each doing the same workload (:mod:`benchmarks.passes`) its natural way.
 
-The workload: ``requests`` manifest GETs (or HEADs) spread round-robin over the seeded
-repositories, ``concurrency`` of them in flight at once (tasks for async clients, threads for sync
-ones). Every answer must be a 200 carrying the expected ``Docker-Content-Digest``; anything else
-(or an exception) is an error. Every response the client sees — including the 401s and token
-answers inside an auth handshake — passes a counting hook, the same hook for floor and asyncauth.
+Every response a client sees — including the 401s and token answers inside an auth handshake,
+where the client lets us see them — passes a counting hook, the same hook for a client's static
+header and asyncauth modes.
 
 Modes for the httpx-family clients:
 
@@ -14,8 +12,11 @@ Modes for the httpx-family clients:
 ``asyncauth``
     ``asyncauth.RegistryAuth`` (``asyncauth.httpx2.RegistryAuth`` for httpx2) with a cold cache
     and ``default_chain(username=..., password=...)``: the handshake, token fetches and all.
+``create_client``
+    ``asyncauth.create_client(chain=...)`` on the transport the job names (one of those it may
+    pick for the running event loop; see :func:`_create_client`).
 
-Each function returns a dict of raw numbers; :mod:`benchmarks.worker` adds timing and memory.
+Each function returns a :class:`~benchmarks.passes.Outcome`; :mod:`benchmarks.worker` prints it.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ import base64
 import itertools
 import json
 import threading
-import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .passes import Job, Outcome, run_passes, run_passes_threads
 
 MANIFEST_ACCEPT = ", ".join(
     [
@@ -41,31 +40,6 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 
-Job = dict[str, Any]
-
-
-@dataclass
-class Tally:
-    """What one run saw. ``latencies`` are seconds, one per request, in completion order."""
-
-    latencies: list[float] = field(default_factory=list)
-    ends: list[float] = field(default_factory=list)  # completion times since the start
-    unfinished: list[float] = field(default_factory=list)  # in flight when the window closed
-    window_closed: bool = False
-    elapsed: float = 0.0  # the requests themselves: from the first start to the last end
-    started: int = 0  # requests started (the repositories touched: min(R, started))
-    answered: set[int] = field(default_factory=set)  # repositories (index) that answered 200
-    ok: int = 0
-    errors: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)  # every response seen, via the hook
-    error_samples: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def error(self, what: str) -> None:
-        self.errors += 1
-        if len(self.error_samples) < 5:
-            self.error_samples.append(what[:300])
-
 
 def _tokens(job: Job) -> dict[str, str]:
     tokens: dict[str, str] = json.loads(Path(job["tokens_file"]).read_text())
@@ -74,6 +48,15 @@ def _tokens(job: Job) -> dict[str, str]:
 
 def _url(job: Job, repository: str) -> str:
     return f"{job['registry_url']}/v2/{repository}/manifests/{job['tag']}"
+
+
+def _headers(job: Job, *, bearer: bool) -> list[dict[str, str]]:
+    """Per repository: ``Accept``, and the pre-fetched token when ``bearer``."""
+    tokens = _tokens(job) if bearer else {}
+    return [
+        {"Accept": MANIFEST_ACCEPT, **({"Authorization": f"Bearer {tokens[r]}"} if bearer else {})}
+        for r in job["repositories"]
+    ]
 
 
 def _clean_environ(job: Job) -> dict[str, str]:
@@ -91,214 +74,49 @@ def _chain(job: Job) -> Any:
     )
 
 
-# --- async drivers ------------------------------------------------------------------------------
+def _auth_stats(auth: Any, outcome: Outcome) -> None:
+    stats = getattr(auth, "stats", None)
+    if stats is not None:
+        outcome.extra["auth_stats"] = {
+            name: getattr(stats, name)
+            for name in ("token_requests", "challenges", "retries", "resolutions")
+            if hasattr(stats, name)
+        }
 
 
-def _close_window(tally: Tally, job: Job, origin: float, starts: Iterable[float | None]) -> None:
-    """The window closed: freeze the numbers and hand them to the worker, which prints them and
-    ends its process at once. Unwinding hundreds of in-flight requests is not measured and can
-    take longer than the run (httpcore rescans its whole queue for every cancelled request)."""
-    now = time.perf_counter()
-    tally.elapsed = now - origin
-    tally.window_closed = True
-    tally.unfinished = [now - s for s in starts if s is not None]
-    tally.latencies = list(tally.latencies)
-    on_window = job.get("_on_window")
-    if on_window is not None:
-        on_window(tally)  # does not return
+# --- httpx, httpx2, httpx on aiohttp, create_client() ---------------------------------------------
 
 
-async def _drive(
-    tally: Tally, job: Job, one: Callable[[int], Awaitable[tuple[int, str | None]]]
-) -> None:
-    """Run ``one(i)`` for i in range(requests) with ``concurrency`` tasks (anyio: any loop).
+def _create_client(job: Job, kwargs: dict[str, Any]) -> Any:
+    """``create_client()`` on the job's transport kind, among those it may pick here.
 
-    With ``seconds``, the window closes then: requests in flight are counted as ``unfinished``
-    (their time so far joins the latencies, so a closed window does not hide the slowest).
+    ``create_client`` tries the kinds installed for the running event loop, fastest first
+    (``asyncauth._transports.kinds.preferred_kinds``). To measure each of them, this keeps only
+    the job's kind in that list (in this worker process only) and checks that the client says it
+    is on it; ``kind="default"`` leaves the choice to ``create_client``.
     """
-    import anyio
+    import asyncauth
+    import asyncauth._client as built
 
-    count, digest = job["requests"], job["digest"]
-    repositories = len(job["repositories"])
-    counter = itertools.count()
-    latencies, ends = tally.latencies, tally.ends
-    origin = time.perf_counter()
-    current: list[float | None] = [None] * job["concurrency"]
+    kind = job["kind"]
+    if kind != "default":
+        preferred = built.preferred_kinds
 
-    async def worker(slot: int) -> None:
-        while (i := next(counter)) < count:
-            tally.started += 1
-            started = current[slot] = time.perf_counter()
-            try:
-                status, got = await one(i)
-            except Exception as exc:
-                tally.error(f"{type(exc).__name__}: {exc}")
-                status, got = -1, None
-            now = time.perf_counter()
-            current[slot] = None
-            latencies.append(now - started)
-            ends.append(now - origin)
-            if status == 200 and got == digest:
-                tally.ok += 1
-                tally.answered.add(i % repositories)
-            elif status != -1:
-                tally.error(f"status {status}, digest {got}")
+        def only(library: str | None) -> list[Any]:
+            found = [k for k in preferred(library) if k.name == kind]
+            if not found:
+                raise RuntimeError(f"create_client() does not pick {kind} under {library}")
+            return found
 
-    async def window(workers: Any) -> None:
-        await anyio.sleep(job["seconds"])
-        _close_window(tally, job, origin, current)
-        workers.cancel_scope.cancel()  # without a worker process to end (``--job`` by hand)
-
-    async with anyio.create_task_group() as outer:
-        async with anyio.create_task_group() as tg:
-            if job.get("seconds"):
-                outer.start_soon(window, tg)
-            for slot in range(job["concurrency"]):
-                tg.start_soon(worker, slot)
-        outer.cancel_scope.cancel()
-    if not tally.window_closed:
-        tally.elapsed = time.perf_counter() - origin
+        built.preferred_kinds = only  # type: ignore[assignment]
+    client = asyncauth.create_client(chain=_chain(job), **kwargs)
+    if kind != "default" and client.transport_name != kind:
+        raise RuntimeError(f"create_client() is on {client.transport_name}, not {kind}")
+    return client
 
 
-def _drive_threads(tally: Tally, job: Job, one: Callable[[int], tuple[int, str | None]]) -> None:
-    """``one(i)`` from ``concurrency`` threads; the window closes as for tasks (threads cannot
-    be cancelled, so the worker process ends with them still running)."""
-    count, digest = job["requests"], job["digest"]
-    repositories = len(job["repositories"])
-    counter = itertools.count()
-    lock = threading.Lock()
-    origin = time.perf_counter()
-    deadline = origin + (job.get("seconds") or float("inf"))
-    current: dict[int, float | None] = {}
-
-    def worker() -> None:
-        me = threading.get_ident()
-        while time.perf_counter() < deadline and (i := next(counter)) < count:
-            tally.started += 1  # racy under threads; only bounds the repositories touched
-            started = current[me] = time.perf_counter()
-            try:
-                status, got = one(i)
-            except Exception as exc:
-                with lock:
-                    tally.error(f"{type(exc).__name__}: {exc}")
-                status, got = -1, None
-            now = time.perf_counter()
-            current[me] = None
-            with lock:
-                tally.latencies.append(now - started)
-                tally.ends.append(now - origin)
-                if status == 200 and got == digest:
-                    tally.ok += 1
-                    tally.answered.add(i % repositories)
-                elif status != -1:
-                    tally.error(f"status {status}, digest {got}")
-
-    pool = ThreadPoolExecutor(max_workers=job["concurrency"])
-    futures = [pool.submit(worker) for _ in range(job["concurrency"])]
-    while not all(f.done() for f in futures):
-        time.sleep(0.02)
-        if time.perf_counter() >= deadline:
-            with lock:
-                stuck = _stuck_threads(current, origin, job["seconds"])
-                if stuck:
-                    tally.extra["hung"] = stuck
-                _close_window(tally, job, origin, list(current.values()))
-            break
-    else:
-        tally.elapsed = time.perf_counter() - origin
-    pool.shutdown(wait=not tally.window_closed)
-    for future in futures:
-        if future.done():
-            future.result()
-
-
-def _stuck_threads(current: dict[int, float | None], origin: float, seconds: float) -> str:
-    """Threads whose request has been in flight since the first half of the window and that
-    wait inside asyncauth: how many, and where one of them is (innermost frames first)."""
-    import sys
-    import traceback
-
-    half = origin + seconds / 2
-    waiting = [t for t, s in current.items() if s is not None and s < half]
-    frames = sys._current_frames()
-    stuck: list[list[str]] = []
-    for ident in waiting:
-        stack = traceback.extract_stack(frames[ident]) if ident in frames else []
-        ours = [
-            f"{f.name} ({f.filename.split('site-packages/')[-1].split('/main/')[-1]}:{f.lineno})"
-            for f in reversed(stack)
-            if "/asyncauth/" in f.filename or "anyio/_core" in f.filename
-        ]
-        if ours:
-            stuck.append(ours)
-    if not stuck:
-        return ""
-    return (
-        f"{len(stuck)} of {len(current)} threads stuck inside asyncauth since the first half of "
-        "the window; one at " + " <- ".join(stuck[0][:4])
-    )
-
-
-# --- httpx, httpx2, httpx on aiohttp -------------------------------------------------------------
-
-
-def _limits(module: Any, job: Job) -> Any:
-    spec = job.get("limits")
-    if not spec:
-        return None
-    return module.Limits(
-        max_connections=spec.get("max_connections"),
-        max_keepalive_connections=spec.get("max_keepalive_connections"),
-    )
-
-
-def gated(module: Any, inner: Any, limit: int) -> Any:
-    """``inner`` with at most ``limit`` requests in flight: the rest wait on a semaphore, not in
-    the connection pool (httpcore scans every waiting request against every connection each
-    time a connection frees up, which is quadratic at high concurrency)."""
-    import anyio
-
-    class Releasing(module.AsyncByteStream):  # type: ignore[misc]
-        def __init__(self, stream: Any, release: Callable[[], None]) -> None:
-            self._stream, self._release = stream, release
-
-        async def __aiter__(self) -> Any:
-            async for chunk in self._stream:
-                yield chunk
-
-        async def aclose(self) -> None:
-            try:
-                await self._stream.aclose()
-            finally:
-                release, self._release = self._release, None
-                if release is not None:
-                    release()
-
-    class Gated(module.AsyncBaseTransport):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._semaphore: Any = None
-
-        async def handle_async_request(self, request: Any) -> Any:
-            if self._semaphore is None:
-                self._semaphore = anyio.Semaphore(limit)
-            semaphore = self._semaphore
-            await semaphore.acquire()
-            try:
-                response = await inner.handle_async_request(request)
-            except BaseException:
-                semaphore.release()
-                raise
-            response.stream = Releasing(response.stream, semaphore.release)
-            return response
-
-        async def aclose(self) -> None:
-            await inner.aclose()
-
-    return Gated()
-
-
-def build_httpx_client(job: Job, tally: Tally) -> tuple[Any, Any]:
-    """(client, module) for the job's transport and mode; the hook counts every response."""
+def build_httpx_client(job: Job, outcome: Outcome) -> Any:
+    """The job's httpx-family client; its response hook counts every response."""
     transport_name = job["transport"]
     module: Any
     if transport_name == "httpx2":
@@ -310,29 +128,21 @@ def build_httpx_client(job: Job, tally: Tally) -> tuple[Any, Any]:
 
         module = httpx
 
-    statuses = tally.statuses
+    statuses = outcome.statuses
 
     async def hook(response: Any) -> None:
         statuses[response.status_code] += 1
 
-    kwargs: dict[str, Any] = {"timeout": 60.0, "trust_env": False}
-    kwargs["event_hooks"] = {"response": [hook]}
-    limits = _limits(module, job)
+    kwargs: dict[str, Any] = {"timeout": 60.0, "event_hooks": {"response": [hook]}}
+    if job["mode"] == "create_client":
+        client = _create_client(job, kwargs)
+        outcome.extra["client"] = repr(client)
+        return client
+    kwargs["trust_env"] = False
     if transport_name == "httpx-aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        transport_kwargs = {"limits": limits} if limits is not None else {}
-        kwargs["transport"] = AiohttpTransport(**transport_kwargs)
-    elif limits is not None:
-        kwargs["limits"] = limits
-    gate = (job.get("limits") or {}).get("gate")
-    if gate:
-        inner = kwargs.pop("transport", None) or module.AsyncHTTPTransport(
-            limits=kwargs.pop("limits", None)
-            or module.Limits(max_connections=gate, max_keepalive_connections=gate)
-        )
-        kwargs["transport"] = gated(module, inner, gate)
-
+        kwargs["transport"] = AiohttpTransport()
     if job["mode"] == "asyncauth":
         if transport_name == "httpx2":
             from asyncauth.httpx2 import RegistryAuth as Auth2
@@ -342,42 +152,15 @@ def build_httpx_client(job: Job, tally: Tally) -> tuple[Any, Any]:
             import asyncauth
 
             kwargs["auth"] = asyncauth.RegistryAuth(_chain(job))
-    if job["mode"] == "create_client":
-        import asyncauth
-
-        kwargs.pop("trust_env")
-        client = asyncauth.create_client(chain=_chain(job), **kwargs)
-        tally.extra["client"] = _describe(client)
-        return client, module
-    return module.AsyncClient(**kwargs), module
+    return module.AsyncClient(**kwargs)
 
 
-def _describe(client: Any) -> str:
-    transport = getattr(client, "_transport", None)
-    pool = getattr(transport, "_pool", None)
-    limits = ""
-    if pool is not None:
-        limits = (
-            f" max_connections={getattr(pool, '_max_connections', '?')}"
-            f" max_keepalive={getattr(pool, '_max_keepalive_connections', '?')}"
-        )
-    kind = f"{type(client).__module__}.{type(client).__name__}"
-    return f"{kind} on {type(transport).__name__}{limits}"
-
-
-async def run_httpx(job: Job) -> Tally:
-    tally = Tally()
-    client, _module = build_httpx_client(job, tally)
-    repositories = job["repositories"]
-    urls = [_url(job, r) for r in repositories]
-    tokens = _tokens(job)
-    floor = job["mode"] == "floor"
-    headers = [
-        {"Accept": MANIFEST_ACCEPT, **({"Authorization": f"Bearer {tokens[r]}"} if floor else {})}
-        for r in repositories
-    ]
-    method = job["method"]
-    count = len(urls)
+async def run_httpx(job: Job) -> Outcome:
+    outcome = Outcome()
+    client = build_httpx_client(job, outcome)
+    urls = [_url(job, r) for r in job["repositories"]]
+    headers = _headers(job, bearer=job["mode"] == "floor")
+    method, count = job["method"], len(urls)
 
     async def one(i: int) -> tuple[int, str | None]:
         k = i % count
@@ -385,44 +168,27 @@ async def run_httpx(job: Job) -> Tally:
         return response.status_code, response.headers.get("docker-content-digest")
 
     async with client:
-        await _drive(tally, job, one)
-    auth = getattr(client, "auth", None)
-    if auth is not None and hasattr(auth, "stats"):
-        stats = auth.stats
-        tally.extra["auth_stats"] = {
-            "token_requests": stats.token_requests,
-            "challenges": stats.challenges,
-            "retries": stats.retries,
-            "resolutions": stats.resolutions,
-        }
-    return tally
+        await run_passes(outcome, job, one)
+    _auth_stats(getattr(client, "auth", None), outcome)
+    return outcome
 
 
-def run_httpx_sync(job: Job) -> Tally:
+def run_httpx_sync(job: Job) -> Outcome:
     """A plain ``httpx.Client`` shared by ``concurrency`` threads (what sync code does)."""
     import httpx
 
-    tally = Tally()
+    outcome = Outcome()
     lock = threading.Lock()
-    statuses = tally.statuses
+    statuses = outcome.statuses
 
     def hook(response: httpx.Response) -> None:
         with lock:
             statuses[response.status_code] += 1
 
-    repositories = job["repositories"]
-    urls = [_url(job, r) for r in repositories]
-    tokens = _tokens(job)
-    floor = job["mode"] == "floor"
-    headers = [
-        {"Accept": MANIFEST_ACCEPT, **({"Authorization": f"Bearer {tokens[r]}"} if floor else {})}
-        for r in repositories
-    ]
+    urls = [_url(job, r) for r in job["repositories"]]
+    headers = _headers(job, bearer=job["mode"] == "floor")
     kwargs: dict[str, Any] = {"timeout": 60.0, "trust_env": False}
     kwargs["event_hooks"] = {"response": [hook]}
-    limits = _limits(httpx, job)
-    if limits is not None:
-        kwargs["limits"] = limits
     if job["mode"] == "asyncauth":
         import asyncauth
 
@@ -435,43 +201,58 @@ def run_httpx_sync(job: Job) -> Tally:
             response = client.request(method, urls[k], headers=headers[k])
             return response.status_code, response.headers.get("docker-content-digest")
 
-        _drive_threads(tally, job, one)
-    return tally
+        run_passes_threads(outcome, job, one)
+    _auth_stats(kwargs.get("auth"), outcome)
+    return outcome
 
 
-# --- the limit: raw aiohttp with pre-fetched tokens ----------------------------------------------
+# --- aiohttp: the limit (pre-fetched tokens), and asyncauth's middleware -----------------------
 
 
-async def run_aiohttp(job: Job) -> Tally:
+async def run_aiohttp(job: Job) -> Outcome:
+    """Raw aiohttp with pre-fetched tokens (``mode="floor"``: the limit), or with
+    ``asyncauth.aiohttp.RegistryAuthMiddleware`` and a cold cache (``mode="asyncauth"``)."""
     import aiohttp
 
-    tally = Tally()
-    repositories = job["repositories"]
-    urls = [_url(job, r) for r in repositories]
-    tokens = _tokens(job)
-    headers = [
-        {"Accept": MANIFEST_ACCEPT, "Authorization": f"Bearer {tokens[r]}"} for r in repositories
-    ]
+    outcome = Outcome()
+    statuses = outcome.statuses
+    urls = [_url(job, r) for r in job["repositories"]]
+    middlewares: tuple[Any, ...] = ()
+    auth = None
+    if job["mode"] == "asyncauth":
+        from asyncauth.aiohttp import RegistryAuthMiddleware
+
+        auth = RegistryAuthMiddleware(_chain(job))
+
+        async def counting(request: Any, handler: Any) -> Any:
+            """Inside the auth middleware: every response the registry sends, 401s included."""
+            response = await handler(request)
+            statuses[response.status] += 1
+            return response
+
+        middlewares = (auth, counting)
+    headers = _headers(job, bearer=auth is None)
     method, count = job["method"], len(urls)
-    limit = (job.get("limits") or {}).get("max_connections") or 0
-    connector = aiohttp.TCPConnector(limit=limit)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, middlewares=middlewares) as session:
 
         async def one(i: int) -> tuple[int, str | None]:
             k = i % count
             async with session.request(method, urls[k], headers=headers[k]) as response:
                 await response.read()
-                tally.statuses[response.status] += 1
+                if auth is None:
+                    statuses[response.status] += 1
                 return response.status, response.headers.get("Docker-Content-Digest")
 
-        await _drive(tally, job, one)
-    return tally
+        await run_passes(outcome, job, one)
+    _auth_stats(auth, outcome)
+    return outcome
 
 
 # --- peers from PyPI --------------------------------------------------------------------------
 
 
-def run_oras(job: Job) -> Tally:
+def run_oras(job: Job) -> Outcome:
     """oras-py, sync (requests), one ``Registry`` client per repository *per thread*.
 
     A shared client breaks across repositories (oras-py issue #133: it keeps one token and
@@ -480,9 +261,9 @@ def run_oras(job: Job) -> Tally:
     """
     import oras.provider
 
-    tally = Tally()
+    outcome = Outcome()
     lock = threading.Lock()
-    statuses = tally.statuses
+    statuses = outcome.statuses
 
     def hook(response: Any, *args: Any, **kwargs: Any) -> None:
         with lock:
@@ -509,82 +290,66 @@ def run_oras(job: Job) -> Tally:
 
     def one(i: int) -> tuple[int, str | None]:
         repository = repositories[i % count]
-        registry = client_for(repository)
-        if job["method"] == "HEAD":
-            response = registry.do_request(
-                f"http://{host}/v2/{repository}/manifests/{job['tag']}",
-                "HEAD",
-                headers={"Accept": MANIFEST_ACCEPT},
-            )
-            return response.status_code, response.headers.get("Docker-Content-Digest")
-        manifest = registry.get_manifest(f"{host}/{repository}:{job['tag']}")
+        manifest = client_for(repository).get_manifest(f"{host}/{repository}:{job['tag']}")
         # get_manifest returns the parsed JSON only; the digest check is on its content.
-        ok = manifest.get("schemaVersion") == 2
-        return 200, job["digest"] if ok else None
+        return 200, job["digest"] if manifest.get("schemaVersion") == 2 else None
 
-    _drive_threads(tally, job, one)
-    tally.extra["clients"] = next(clients_made)
-    return tally
+    run_passes_threads(outcome, job, one)
+    outcome.extra["clients"] = next(clients_made)
+    return outcome
 
 
-async def run_aioregistry(job: Job) -> Tally:
+def _trace(outcome: Outcome) -> Any:
+    import aiohttp
+
+    async def on_end(session: Any, context: Any, params: Any) -> None:
+        outcome.statuses[params.response.status] += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_end)
+    return trace
+
+
+async def run_aioregistry(job: Job) -> Outcome:
     """aioregistry: one ``AsyncRegistryClient`` shared by every task (its natural use)."""
     import aiohttp
     from aioregistry import AsyncRegistryClient, DictCredentialStore, Registry
     from aioregistry.models import RegistryManifestRef
 
-    tally = Tally()
-
-    async def on_end(session: Any, context: Any, params: Any) -> None:
-        tally.statuses[params.response.status] += 1
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_end)
+    outcome = Outcome()
     host, _, port = job["registry_host"].partition(":")
     registry = Registry(host=host, port=int(port), prot="http")
     creds = DictCredentialStore({host: (job["username"], job["password"])})
-    repositories = job["repositories"]
     refs = [
         RegistryManifestRef(registry=registry, repo=r.split("/"), ref=job["tag"])
-        for r in repositories
+        for r in job["repositories"]
     ]
     count = len(refs)
-    session = aiohttp.ClientSession(trace_configs=[trace])
+    session = aiohttp.ClientSession(trace_configs=[_trace(outcome)])
     async with AsyncRegistryClient(session=session, creds=creds) as client:
 
         async def one(i: int) -> tuple[int, str | None]:
-            ref = refs[i % count]
-            if job["method"] == "HEAD":
-                descriptor = await client.ref_lookup(ref)
-                return (200, descriptor.digest) if descriptor else (404, None)
-            manifest = await client.manifest_download(ref)
+            manifest = await client.manifest_download(refs[i % count])
             return 200, job["digest"] if manifest is not None else None
 
         try:
-            await _drive(tally, job, one)
+            await run_passes(outcome, job, one)
         finally:
             await session.close()
-    return tally
+    return outcome
 
 
-async def run_drca(job: Job) -> Tally:
+async def run_drca(job: Job) -> Outcome:
     """docker-registry-client-async: one client shared by every task."""
-    import aiohttp
     from docker_registry_client_async import DockerRegistryClientAsync, ImageName
 
-    tally = Tally()
-
-    async def on_end(session: Any, context: Any, params: Any) -> None:
-        tally.statuses[params.response.status] += 1
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_end)
+    outcome = Outcome()
     host = job["registry_host"]
     empty = Path(job["workdir"]) / "home" / "drca-config.json"
     empty.parent.mkdir(exist_ok=True)
     empty.write_text('{"auths": {}}')
     client = DockerRegistryClientAsync(
-        credentials_store=empty, client_session_kwargs={"trace_configs": [trace]}
+        credentials_store=empty, client_session_kwargs={"trace_configs": [_trace(outcome)]}
     )
     basic = base64.b64encode(f"{job['username']}:{job['password']}".encode()).decode()
     await client.add_credentials(credentials=basic, endpoint=host)
@@ -593,23 +358,21 @@ async def run_drca(job: Job) -> Tally:
     async with client:
 
         async def one(i: int) -> tuple[int, str | None]:
-            name = names[i % count]
-            if job["method"] == "HEAD":
-                head = await client.head_manifest(name, protocol="http")
-                return (200 if head.result else 404), str(head.digest) if head.digest else None
-            got = await client.get_manifest(name, protocol="http")
-            return got.client_response.status, got.client_response.headers.get(
-                "Docker-Content-Digest"
-            )
+            got = await client.get_manifest(names[i % count], protocol="http")
+            response = got.client_response
+            return response.status, response.headers.get("Docker-Content-Digest")
 
-        await _drive(tally, job, one)
-    return tally
+        await run_passes(outcome, job, one)
+    return outcome
 
 
-ASYNC_CLIENTS = {
+ASYNC_CLIENTS: dict[str, Callable[[Job], Any]] = {
     "httpx": run_httpx,
     "aiohttp": run_aiohttp,
     "aioregistry": run_aioregistry,
     "drca": run_drca,
 }
-SYNC_CLIENTS = {"httpx-sync": run_httpx_sync, "oras": run_oras}
+SYNC_CLIENTS: dict[str, Callable[[Job], Outcome]] = {
+    "httpx-sync": run_httpx_sync,
+    "oras": run_oras,
+}

@@ -1,21 +1,20 @@
-"""The pipeline benchmark: manifest GETs (and HEADs) against a real registry in token mode.
+"""The pipeline benchmark: manifest GETs against a real registry in token mode.
 
-Every client does the same workload (:mod:`benchmarks.clients`) against the same registry, in
-the same run, in interleaved rounds: round *r* runs every series once (in an order rotated by
-*r*) before round *r + 1* starts, so drift on this shared machine hits every client alike. The
-numbers reported are medians over rounds, with the spread (min to max).
-
-A measurement runs until ``requests`` requests have completed or its window of ``seconds``
-closes, whichever comes first (``seconds=0``: no window). Requests still in flight when the
-window closes are cancelled and reported as unfinished.
+Every client does the same workload (:mod:`benchmarks.passes`: a cold pass, then a warm pass on
+the same client) against the same registry, in the same run, in interleaved rounds: round *r*
+runs every series once (in an order rotated by *r*) before round *r + 1* starts, so drift on this
+shared machine hits every client alike. The numbers reported are medians over rounds, with the
+spread (min to max); ratios are medians of per-round ratios.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -24,39 +23,39 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .stack import ROOT, Stack
 
-ALL_CONCURRENCY = (1, 8, 32, 256, 1024)
-SATURATED_GRACE = 1.5
-"""Seconds past its window after which a worker that has not answered is stopped."""
 HEADLINE = 256
+DRAIN_GRACE = 20.0
+"""Seconds past a pass's window after which a worker that has not answered is stopped (its
+requests in flight could not complete: httpx's own pool at high concurrency)."""
 TRANSPORTS = {
-    "httpx": "httpx 0.28, default transport",
-    "httpx2": "httpx2, default transport",
     "httpx-aiohttp": "httpx on httpx-aiohttp",
+    "httpx2": "httpx2, default transport",
+    "httpx": "httpx 0.28, default transport",
 }
-TRIO_TRANSPORTS = ("httpx", "httpx2")  # aiohttp runs on asyncio only
-# Connection limits tried at C=256 (static-header floor), besides each transport's defaults.
-# "gate": at most that many requests in flight, waiting on a semaphore rather than in the pool.
-LIMIT_VARIANTS: dict[tuple[str, str], list[dict[str, int | None]]] = {
-    ("httpx", "asyncio"): [
-        {"gate": 8},
-        {"gate": 32},
-        {"max_connections": 256, "max_keepalive_connections": 256},
-    ],
-    ("httpx", "trio"): [{"gate": 8}],
-    ("httpx2", "asyncio"): [{"gate": 8}, {"gate": 32}],
-    ("httpx2", "trio"): [{"gate": 8}],
-    ("httpx-aiohttp", "asyncio"): [
-        {"max_connections": 8},
-        {"max_connections": 32},
-        {"max_connections": None},
-    ],
+BACKENDS = {
+    "httpx-aiohttp": ("asyncio",),
+    "httpx2": ("asyncio", "trio"),
+    "httpx": ("asyncio", "trio"),
+}
+CREATE_CLIENT_KINDS = {
+    "aiohttp": ("asyncio",),
+    "httpx2": ("asyncio", "trio"),
+    "httpx": ("asyncio", "trio"),
+}
+"""The transports ``create_client()`` may pick, per event loop (``_transports/kinds.py``)."""
+DEFAULT_KIND = {"asyncio": "aiohttp", "trio": "httpx2"}
+"""What ``create_client()`` picks with every extra installed: the headline ``create_client()``."""
+PEERS = {
+    "oras": ("oras-py (threads, one client per repository per thread)", "threads"),
+    "aioregistry": ("aioregistry (one shared AsyncRegistryClient)", "asyncio"),
+    "drca": ("docker-registry-client-async (one shared client)", "asyncio"),
 }
 
 
@@ -66,43 +65,69 @@ class Series:
 
     key: str
     label: str
-    group: str  # limit | transport | create_client | sync | peer
+    group: str  # limit | middleware | create_client | transport | sync | peer
     client: str
     mode: str = "floor"
     transport: str | None = None
     backend: str = "asyncio"
-    concurrency: tuple[int, ...] = ALL_CONCURRENCY
-    head: bool = False  # also run the HEAD variant at the headline concurrency
-    limits: tuple[dict[str, int | None], ...] = ()
+    kind: str | None = None  # create_client's transport
 
 
 @dataclass
 class Settings:
-    repositories: int = 100
-    requests: int = 10_000
+    repositories: int = 50
+    requests: int = 1500  # per pass
     rounds: int = 3
-    seconds: float = 0.6  # window of the sweep (C != 256) jobs; x2.5 at C >= 1024
-    headline_seconds: float = 2.0  # window of the C = 256 GET jobs
-    side_seconds: float = 1.0  # window of the HEAD and connection-limit jobs
-    concurrency: tuple[int, ...] = ALL_CONCURRENCY
-    limits: bool = True
-    head: bool = True
-    peers: tuple[str, ...] = ("oras", "aioregistry", "drca")
-    peer_concurrency: tuple[int, ...] = (32, HEADLINE)
-    sync_concurrency: tuple[int, ...] = (32, HEADLINE)
+    seconds: float = 3.0  # window of each pass
+    concurrency: tuple[int, ...] = (HEADLINE,)
+    passes: int = 2
+    peers: tuple[str, ...] = tuple(PEERS)
+    sync: bool = True
+    profile: bool = True  # py-spy on the clients of missed targets, after the rounds
+
+
+def middleware_available() -> bool:
+    """Whether ``asyncauth.aiohttp`` (the aiohttp middleware) is there to be measured."""
+    try:
+        return importlib.util.find_spec("asyncauth.aiohttp") is not None
+    except ImportError:
+        return False
 
 
 def plan(settings: Settings) -> list[Series]:
     series = [
-        Series("limit:aiohttp", "raw aiohttp, pre-fetched tokens", "limit", "aiohttp", head=True),
-        Series("limit:ab", "ab -k, one repository, pre-fetched token", "limit", "ab", head=True),
+        Series("limit:aiohttp", "raw aiohttp, pre-fetched tokens", "limit", "aiohttp"),
+        Series("limit:ab", "ab -k, one repository, pre-fetched token", "limit", "ab"),
     ]
-    for transport, label in TRANSPORTS.items():
-        backends = ("asyncio", "trio") if transport in TRIO_TRANSPORTS else ("asyncio",)
+    if middleware_available():
+        series.append(
+            Series(
+                "aiohttp:asyncauth",
+                "aiohttp + asyncauth.aiohttp.RegistryAuthMiddleware",
+                "middleware",
+                "aiohttp",
+                mode="asyncauth",
+            )
+        )
+    for kind, backends in CREATE_CLIENT_KINDS.items():
         for backend in backends:
+            default = " (its default here)" if DEFAULT_KIND[backend] == kind else ""
+            series.append(
+                Series(
+                    f"create_client:{kind}:{backend}",
+                    f"asyncauth.create_client() on {kind}, {backend}{default}",
+                    "create_client",
+                    "httpx",
+                    mode="create_client",
+                    transport="create_client",
+                    backend=backend,
+                    kind=kind,
+                )
+            )
+    for transport, label in TRANSPORTS.items():
+        for backend in BACKENDS[transport]:
             for mode in ("floor", "asyncauth"):
                 what = "static header (floor)" if mode == "floor" else "asyncauth.RegistryAuth"
-                variants = LIMIT_VARIANTS.get((transport, backend), []) if settings.limits else []
                 series.append(
                     Series(
                         f"{transport}:{mode}:{backend}",
@@ -112,55 +137,25 @@ def plan(settings: Settings) -> list[Series]:
                         mode=mode,
                         transport=transport,
                         backend=backend,
-                        head=backend == "asyncio" and transport != "httpx",
-                        limits=tuple(variants) if mode == "floor" else (),
                     )
                 )
-    for backend in ("asyncio", "trio"):
-        series.append(
-            Series(
-                f"create_client:{backend}",
-                f"asyncauth.create_client(), {backend}",
-                "create_client",
-                "httpx",
-                mode="create_client",
-                transport="create_client",
-                backend=backend,
-                concurrency=(HEADLINE,),
+    if settings.sync:
+        for mode in ("floor", "asyncauth"):
+            what = "static header" if mode == "floor" else "asyncauth.RegistryAuth"
+            series.append(
+                Series(
+                    f"httpx-sync:{mode}",
+                    f"httpx.Client + threads, {what}",
+                    "sync",
+                    "httpx-sync",
+                    mode=mode,
+                    transport="httpx",
+                    backend="threads",
+                )
             )
-        )
-    for mode in ("floor", "asyncauth"):
-        what = "static header" if mode == "floor" else "asyncauth.RegistryAuth"
-        series.append(
-            Series(
-                f"httpx-sync:{mode}",
-                f"httpx.Client + threads, {what}",
-                "sync",
-                "httpx-sync",
-                mode=mode,
-                transport="httpx",
-                backend="threads",
-                concurrency=settings.sync_concurrency,
-            )
-        )
-    peer_labels = {
-        "oras": ("oras-py (threads, one client per repository per thread)", "threads"),
-        "aioregistry": ("aioregistry (one shared AsyncRegistryClient)", "asyncio"),
-        "drca": ("docker-registry-client-async (one shared client)", "asyncio"),
-    }
     for peer in settings.peers:
-        label, backend = peer_labels[peer]
-        series.append(
-            Series(
-                f"peer:{peer}",
-                label,
-                "peer",
-                peer,
-                mode="peer",
-                backend=backend,
-                concurrency=settings.peer_concurrency,
-            )
-        )
+        label, backend = PEERS[peer]
+        series.append(Series(f"peer:{peer}", label, "peer", peer, mode="peer", backend=backend))
     return series
 
 
@@ -223,10 +218,12 @@ class Worker:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The job's result. A child whose event loop is so busy that its window cannot close
-        (httpcore's pool at C=1024) is stopped ``SATURATED_GRACE`` seconds after the window
-        should have closed, and its run counts as zero requests in that time."""
+    def run(
+        self, job: dict[str, Any], on_ready: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        """The job's result. ``on_ready(pid)`` is called when the child is about to start its
+        first pass (a profiler attaches then). A child whose requests in flight cannot complete
+        is stopped ``DRAIN_GRACE`` seconds per pass after its windows should have closed."""
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(job).encode() + b"\n")
         child = self._line(120)
@@ -235,27 +232,15 @@ class Worker:
         ready = self._line(60)
         if ready is None or "failed" in ready:
             return ready or {"failed": "the measurement did not start within 60 s"}
-        started = time.perf_counter()
-        window = job.get("seconds") or 0
-        answer = self._line(window + SATURATED_GRACE if window else 3600)
+        if on_ready is not None:
+            on_ready(int(child["child"]))
+        window = (job.get("seconds") or 3600) + DRAIN_GRACE
+        answer = self._line(window * job.get("passes", 2))
         if answer is not None:
             return answer
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(child["child"]), signal.SIGKILL)  # the child only; the server reaps it
-        waited = time.perf_counter() - started
-        return {
-            "saturated": True,
-            "elapsed_s": waited,
-            "completed": None,
-            "ok": 0,
-            "errors": 0,
-            "rps": 0.0,
-            "steady_rps": 0.0,
-            "error_samples": [
-                f"no result {waited:.1f} s after the start of a {window:g} s window: "
-                "the event loop was too busy to close it (stopped)"
-            ],
-        }
+        return {"failed": f"no result {window:g} s per pass after its window: stopped"}
 
     def close(self) -> None:
         """End the server (end of input) and wait for it; kill it if it does not end."""
@@ -272,8 +257,14 @@ class Worker:
         self._log.close()
 
 
-def _ab(stack: Stack, method: str, concurrency: int, requests: int, seconds: float) -> dict:
-    """``ab -k`` from Debian apache2-utils on one repository's manifest, pre-fetched token."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _ab(stack: Stack, job: dict[str, Any]) -> dict[str, Any]:
+    """``ab -k`` from Debian apache2-utils on one repository's manifest, pre-fetched token: one
+    pass (no cold start to speak of), its CPU time from the kernel's account of children."""
     from tests.peers._tools import PeerUnavailableError, require_tool  # sys.path set by .stack
 
     try:
@@ -281,21 +272,17 @@ def _ab(stack: Stack, method: str, concurrency: int, requests: int, seconds: flo
     except PeerUnavailableError as exc:
         return {"failed": str(exc)}
     repository = stack.repositories[0]
-    url = f"{stack.registry_url}/v2/{repository}/manifests/v1"
+    c, seconds = job["concurrency"], job["seconds"]
     argv = [ab, "-k", "-q", "-r"]
     if seconds:
         argv += ["-t", str(max(1, round(seconds)))]  # -t before -n, or -n is overridden
-    argv += ["-n", str(max(requests, concurrency)), "-c", str(concurrency)]
-    if method == "HEAD":
-        argv.append("-i")
-    argv += [
-        "-H",
-        f"Authorization: Bearer {stack.tokens[repository]}",
-        "-H",
-        "Accept: application/vnd.oci.image.manifest.v1+json",
-        url,
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    argv += ["-n", str(max(job["requests"], c)), "-c", str(c)]
+    argv += ["-H", f"Authorization: Bearer {stack.tokens[repository]}"]
+    argv += ["-H", "Accept: application/vnd.oci.image.manifest.v1+json"]
+    argv.append(f"{stack.registry_url}/v2/{repository}/manifests/v1")
+    cpu = _children_cpu()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=(seconds or 60) + 120)
+    cpu = _children_cpu() - cpu
     out = done.stdout
 
     def number(pattern: str) -> float | None:
@@ -306,28 +293,27 @@ def _ab(stack: Stack, method: str, concurrency: int, requests: int, seconds: flo
     taken = number(r"^Time taken for tests:\s+([\d.]+)")
     if done.returncode != 0 or completed is None or not taken:
         return {"failed": f"ab: {done.stderr.strip()[-300:] or out[-300:]}"}
-    failed = int(number(r"^Failed requests:\s+(\d+)") or 0)
-    non2xx = int(number(r"^Non-2xx responses:\s+(\d+)") or 0)
-    ok = int(completed) - failed - non2xx
-    return {
-        "elapsed_s": taken,
-        "completed": int(completed),
+    errors = int(number(r"^Failed requests:\s+(\d+)") or 0)
+    errors += int(number(r"^Non-2xx responses:\s+(\d+)") or 0)
+    ok = int(completed) - errors
+    one = {
+        "requests": int(completed),
         "ok": ok,
-        "errors": failed + non2xx,
-        "unfinished": 0,
+        "errors": errors,
+        "elapsed_s": taken,
         "rps": ok / taken,
-        "steady_rps": None,
+        "cpu_s": cpu,
+        "cpu_us": cpu / completed * 1e6 if completed else None,
         "p50_ms": number(r"^\s+50%\s+(\d+)"),
         "p99_ms": number(r"^\s+99%\s+(\d+)"),
         "unauthorized": 0,
-        "rss_delta_kib": None,
     }
+    return {"passes": [one, one]}
 
 
 @dataclass
 class Measurement:
     series: str
-    variant: str  # "GET", "HEAD", or "GET limits=..."
     concurrency: int
     round: int
     result: dict[str, Any]
@@ -344,54 +330,51 @@ class Run:
     seconds: float = 0.0
 
 
-def _limits_name(limits: dict[str, int | None]) -> str:
-    if limits.get("gate"):
-        return f"gate={limits['gate']}"
-    conns = limits.get("max_connections")
-    keep = limits.get("max_keepalive_connections")
-    text = f"max_connections={conns if conns is not None else 'unlimited'}"
-    if keep is not None:
-        text += f", max_keepalive={keep}"
-    return text
-
-
-def _jobs(series: Series, settings: Settings, base: dict[str, Any]) -> list[list[tuple]]:
-    """The jobs of one series in one round, as groups that share a worker process.
-
-    Group 1: the headline concurrency (GET, then HEAD, then connection-limit variants);
-    group 2: the other concurrencies, ascending. Each entry: (variant, C, job).
-    """
-    common = {
+def job_of(series: Series, settings: Settings, base: dict[str, Any], c: int) -> dict[str, Any]:
+    return {
         **base,
         "client": series.client,
         "mode": series.mode,
         "transport": series.transport,
         "backend": series.backend,
+        "kind": series.kind,
+        "method": "GET",
+        "concurrency": c,
         "requests": settings.requests,
+        "seconds": settings.seconds,
+        "passes": settings.passes,
     }
-    if series.group in ("limit", "transport", "create_client"):
-        cs = [c for c in settings.concurrency if c in series.concurrency]
-    else:
-        cs = list(series.concurrency)
-    headline: list[tuple] = []
-    sweep: list[tuple] = []
-    for c in sorted(cs):
-        # The same window for every client at one concurrency, so that they compare.
-        seconds = settings.seconds * (2.5 if c >= 1024 else 1)
-        if c == HEADLINE:
-            seconds = settings.headline_seconds
-        job = {**common, "method": "GET", "concurrency": c, "seconds": seconds}
-        if c == HEADLINE:
-            headline.append(("GET", c, job))
-            if series.head and settings.head:
-                head = {**job, "method": "HEAD", "seconds": settings.side_seconds}
-                headline.append(("HEAD", c, head))
-            for limits in series.limits:
-                variant = {**job, "limits": limits, "seconds": settings.side_seconds}
-                headline.append((f"GET {_limits_name(limits)}", c, variant))
-        else:
-            sweep.append(("GET", c, job))
-    return [g for g in (headline, sweep) if g]
+
+
+def measure(
+    stack: Stack,
+    series: Series,
+    job: dict[str, Any],
+    round_: int,
+    worker: Worker,
+    on_ready: Callable[[int], None] | None = None,
+) -> Measurement:
+    """One job, and what the token issuer saw of it."""
+    stack.issuer.reset()
+    result = _ab(stack, job) if series.client == "ab" else worker.run(job, on_ready)
+    stats = stack.issuer.stats()
+    # Token requests a stopped client had already sent may still be queued at the issuer:
+    # wait until its count stands still, so they are counted here and not in the next run.
+    for _ in range(40):
+        time.sleep(0.05)
+        again = stack.issuer.stats()
+        if again == stats:
+            break
+        stats = again
+    return Measurement(
+        series.key,
+        job["concurrency"],
+        round_,
+        result,
+        stats["total"],
+        stats["scopes"],
+        stats["max_per_scope"],
+    )
 
 
 def run(stack: Stack, settings: Settings, *, progress: Callable[[str], None] = print) -> Run:
@@ -403,127 +386,80 @@ def run(stack: Stack, settings: Settings, *, progress: Callable[[str], None] = p
     started = time.perf_counter()
     worker = Worker(stack, logs / "worker.log")
     try:
-        _rounds(stack, settings, series, base, worker, outcome, started, progress)
+        for round_ in range(settings.rounds):
+            shift = round_ % len(series)
+            for s in series[shift:] + series[:shift]:
+                for c in settings.concurrency:
+                    job = job_of(s, settings, base, c)
+                    outcome.measurements.append(measure(stack, s, job, round_, worker))
+            progress(
+                f"  round {round_ + 1}/{settings.rounds} done "
+                f"({time.perf_counter() - started:.0f} s so far)"
+            )
     finally:
         worker.close()
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def _rounds(
-    stack: Stack,
-    settings: Settings,
-    series: list[Series],
-    base: dict[str, Any],
-    worker: Worker,
-    outcome: Run,
-    started: float,
-    progress: Callable[[str], None],
-) -> None:
-    for round_ in range(settings.rounds):
-        shift = round_ % len(series)
-        order = series[shift:] + series[:shift]
-        # Headline groups of every series first, then the sweeps: both interleaved by round.
-        groups: list[tuple[Series, list[tuple]]] = []
-        for phase in (0, 1):
-            for s in order:
-                jobs = _jobs(s, settings, base)
-                if phase < len(jobs):
-                    groups.append((s, jobs[phase]))
-        for s, group in groups:
-            outcome.measurements.extend(_run_group(stack, s, group, round_, worker))
-        progress(
-            f"  round {round_ + 1}/{settings.rounds} done "
-            f"({time.perf_counter() - started:.0f} s so far)"
-        )
-
-
-def _run_group(
-    stack: Stack, series: Series, group: Iterable[tuple], round_: int, worker: Worker
-) -> list[Measurement]:
-    found: list[Measurement] = []
-
-    def measured(variant: str, c: int, result: dict[str, Any]) -> Measurement:
-        stats = stack.issuer.stats()
-        # Token requests a stopped client had already sent may still be queued at the issuer:
-        # wait until its count stands still, so they are counted here and not in the next run.
-        for _ in range(40):
-            time.sleep(0.05)
-            again = stack.issuer.stats()
-            if again == stats:
-                break
-            stats = again
-        return Measurement(
-            series.key,
-            variant,
-            c,
-            round_,
-            result,
-            stats["total"],
-            stats["scopes"],
-            stats["max_per_scope"],
-        )
-
-    if series.client == "ab":
-        for variant, c, job in group:
-            stack.issuer.reset()
-            result = _ab(stack, job["method"], c, job["requests"], job["seconds"])
-            found.append(measured(variant, c, result))
-        return found
-    for variant, c, job in group:
-        stack.issuer.reset()
-        result = worker.run(job)
-        found.append(measured(variant, c, result))
-        if "failed" in result:
-            break
-    return found
-
-
 # --- summaries ------------------------------------------------------------------------------------
 
 
-def _median(values: list[float]) -> float | None:
+def _median(values: list[Any]) -> float | None:
     clean = [v for v in values if v is not None]
     return statistics.median(clean) if clean else None
 
 
+def _spread(values: list[Any]) -> list[float] | None:
+    clean = [v for v in values if v is not None]
+    return [min(clean), max(clean)] if clean else None
+
+
+def _pass_summary(ms: list[Measurement], index: int) -> dict[str, Any]:
+    passes = [m.result["passes"][index] for m in ms if len(m.result["passes"]) > index]
+    rps = [p["rps"] for p in passes]
+    cpu = [p.get("cpu_us") for p in passes]
+    return {
+        "rps": _median(rps),
+        "rps_spread": _spread(rps),
+        "cpu_us": _median(cpu),
+        "cpu_us_spread": _spread(cpu),
+        "p50_ms": _median([p.get("p50_ms") for p in passes]),
+        "p99_ms": _median([p.get("p99_ms") for p in passes]),
+        "requests": _median([p.get("requests") for p in passes]),
+        "window_closed": sum(1 for p in passes if p.get("window_closed")),
+        "unauthorized": [p.get("unauthorized") for p in passes],
+        "errors": sum(p.get("errors", 0) for p in passes),
+        "error_samples": sorted({e for p in passes for e in p.get("error_samples", [])})[:3],
+    }
+
+
 def summarise(outcome: Run) -> dict[str, Any]:
-    """Medians and spreads per (series, variant, C); the raw measurements stay in the JSON."""
-    rows: dict[tuple[str, str, int], list[Measurement]] = {}
+    """Medians and spreads per (series, C), per pass; the raw measurements stay in the JSON."""
+    rows: dict[tuple[str, int], list[Measurement]] = {}
     for m in outcome.measurements:
-        rows.setdefault((m.series, m.variant, m.concurrency), []).append(m)
+        rows.setdefault((m.series, m.concurrency), []).append(m)
     labels = {s.key: s for s in outcome.series}
     summary = []
-    for (key, variant, c), ms in rows.items():
+    for (key, c), ms in rows.items():
         good = [m for m in ms if "failed" not in m.result]
-        rps = [m.result["rps"] for m in good]
-        steady = [m.result.get("steady_rps") for m in good]
-        tokens = [m.token_requests for m in good]
+        s = labels[key]
         summary.append(
             {
                 "series": key,
-                "label": labels[key].label,
-                "group": labels[key].group,
-                "mode": labels[key].mode,
-                "transport": labels[key].transport,
-                "backend": labels[key].backend,
-                "variant": variant,
+                "label": s.label,
+                "group": s.group,
+                "mode": s.mode,
+                "transport": s.transport,
+                "backend": s.backend,
+                "kind": s.kind,
                 "concurrency": c,
                 "rounds": len(good),
                 "failed": [m.result["failed"] for m in ms if "failed" in m.result],
-                "rps": _median(rps),
-                "rps_spread": [min(rps), max(rps)] if rps else None,
-                "steady_rps": _median(steady),
-                "p50_ms": _median([m.result.get("p50_ms") for m in good]),
-                "p99_ms": _median([m.result.get("p99_ms") for m in good]),
-                "completed": _median([m.result.get("completed") for m in good]),
-                "unfinished": _median([m.result.get("unfinished") for m in good]),
-                "token_requests": tokens,
-                "unauthorized": [m.result.get("unauthorized") for m in good],
-                "errors": sum(m.result.get("errors", 0) for m in good),
-                "error_samples": sorted(
-                    {e for m in good for e in m.result.get("error_samples", [])}
-                )[:3],
+                "cold": _pass_summary(good, 0),
+                "warm": _pass_summary(good, 1),
+                "token_requests": [m.token_requests for m in good],
+                "max_per_scope": max((m.max_per_scope or 0 for m in good), default=0),
                 "rss_delta_mib": _median(
                     [
                         m.result["rss_delta_kib"] / 1024

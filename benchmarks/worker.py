@@ -1,10 +1,9 @@
 """Run each measurement in a process of its own and print its numbers as one JSON line.
 
 A fresh process per measurement: no connection pool, token cache or event loop survives from one
-measurement to the next (each builds its client and ``RegistryAuth`` afresh: a cold cache). The
-harness runs ``--serve``, which imports the client libraries once and forks a child per job.
-When a measurement's window closes the child prints its numbers and ends at once, without
-unwinding the requests still in flight.
+measurement to the next (each builds its client and ``RegistryAuth`` afresh: a cold cache), and
+``time.process_time`` counts this client's work only. The harness runs ``--serve``, which imports
+the client libraries once and forks a child per job.
 
 Memory: ``rss_peak_kib`` is the process's high-water mark (``ru_maxrss``) and ``rss_delta_kib``
 that minus the RSS just before the first request.
@@ -20,27 +19,18 @@ import contextlib
 import json
 import os
 import resource
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import clients
+from .passes import Outcome
 
 
 def _rss_kib() -> int:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..1) of ``values``; NaN for none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _prepare(job: dict[str, Any]) -> None:
@@ -61,34 +51,14 @@ def _prepare(job: dict[str, Any]) -> None:
         import asyncauth  # noqa: F401
 
 
-def result_of(job: dict[str, Any], tally: clients.Tally, base_kib: int) -> dict[str, Any]:
+def result_of(outcome: Outcome, base_kib: int) -> dict[str, Any]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    elapsed = tally.elapsed
-    latencies = tally.latencies + tally.unfinished
-    # Steady state: completions in the second half of the run (after the cold start).
-    half = elapsed / 2
-    late = sum(1 for t in tally.ends if t >= half)
     return {
-        "elapsed_s": elapsed,
-        "completed": len(tally.latencies),
-        "started": tally.started,
-        "repositories_answered": len(tally.answered),
-        "ok": tally.ok,
-        "errors": tally.errors,
-        "unfinished": len(tally.unfinished),
-        "window_closed": tally.window_closed,
-        "error_samples": tally.error_samples,
-        "rps": tally.ok / elapsed if elapsed > 0 else 0.0,
-        "steady_rps": late / (elapsed - half) if elapsed > 0 else 0.0,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
-        "unauthorized": tally.statuses.get(401, 0),
-        "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
+        "passes": [p.result() for p in outcome.passes],
         "rss_base_kib": base_kib,
         "rss_peak_kib": peak,
         "rss_delta_kib": max(0, peak - base_kib),
-        **tally.extra,
+        **outcome.extra,
     }
 
 
@@ -98,25 +68,18 @@ def _emit(result: dict[str, Any]) -> None:
 
 
 def run(job: dict[str, Any]) -> None:
-    """Run ``job``; print its result; when its window closes, print and end the process."""
+    """Run ``job``'s passes on one client; print their numbers."""
     import anyio
 
     _prepare(job)
     base = _rss_kib()
-
-    def on_window(tally: clients.Tally) -> None:
-        _emit(result_of(job, tally, base))
-        sys.stderr.flush()
-        os._exit(0)  # no unwinding of in-flight requests: it is not measured, and can be slow
-
-    job = {**job, "_on_window": on_window}
-    _emit({"ready": True})  # the harness times the window from here
+    _emit({"ready": True})  # the harness times the passes from here
     name = job["client"]
     if name in clients.ASYNC_CLIENTS:
-        tally = anyio.run(clients.ASYNC_CLIENTS[name], job, backend=job.get("backend", "asyncio"))
+        outcome = anyio.run(clients.ASYNC_CLIENTS[name], job, backend=job.get("backend", "asyncio"))
     else:
-        tally = clients.SYNC_CLIENTS[name](job)
-    _emit(result_of(job, tally, base))
+        outcome = clients.SYNC_CLIENTS[name](job)
+    _emit(result_of(outcome, base))
 
 
 def _run_guarded(job: dict[str, Any]) -> None:
@@ -162,6 +125,7 @@ CLIENT_MODULES = (
     "httpx_aiohttp",
     "asyncauth",
     "asyncauth.httpx2",
+    "asyncauth.aiohttp",
     "oras.provider",
     "aioregistry",
     "docker_registry_client_async",
