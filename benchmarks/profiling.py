@@ -20,9 +20,8 @@ py-spy comes from PyPI (the bench session installs it) and needs to ptrace the w
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
+import sysconfig
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,10 @@ _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def py_spy() -> str | None:
-    """The py-spy next to this interpreter (the bench session's), or on the ``PATH``."""
-    here = Path(sys.executable).parent / "py-spy"
-    return str(here) if here.exists() else shutil.which("py-spy")
+    """The py-spy of this environment (a PyPI package the bench session installs, not a
+    Debian program: it is not looked up on the ``PATH``)."""
+    here = Path(sysconfig.get_path("scripts")) / "py-spy"
+    return str(here) if here.exists() else None
 
 
 def package_of(file: str) -> str:
