@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -87,31 +88,26 @@ def _auth_stats(auth: Any, outcome: Outcome) -> None:
 # --- httpx, httpx2, httpx on aiohttp, create_client() ---------------------------------------------
 
 
+FASTER = {"aiohttp": (), "httpx2": ("httpx_aiohttp",), "httpx": ("httpx_aiohttp", "httpx2")}
+"""The packages of the transports ``create_client()`` prefers to each kind (as in the tests'
+``tests/_transport_choice.py``)."""
+
+
 def _create_client(job: Job, kwargs: dict[str, Any]) -> Any:
     """``create_client()`` on the job's transport kind, among those it may pick here.
 
-    ``create_client`` tries the kinds installed for the running event loop, fastest first
-    (``asyncauth._transports.kinds.preferred_kinds``). To measure each of them, this keeps only
-    the job's kind in that list (in this worker process only) and checks that the client says it
-    is on it; ``kind="default"`` leaves the choice to ``create_client``.
+    ``create_client`` tries the kinds installed for the running event loop, fastest first. To
+    measure each of them, the packages of the faster ones are made to look uninstalled in this
+    worker process (``sys.modules[name] = None``, as the test suite does), so that the real
+    selection code picks the job's kind; the client must then say it is on it.
     """
     import asyncauth
-    import asyncauth._client as built
 
-    kind = job["kind"]
-    if kind != "default":
-        preferred = built.preferred_kinds
-
-        def only(library: str | None) -> list[Any]:
-            found = [k for k in preferred(library) if k.name == kind]
-            if not found:
-                raise RuntimeError(f"create_client() does not pick {kind} under {library}")
-            return found
-
-        built.preferred_kinds = only  # type: ignore[assignment]
+    for module in FASTER[job["kind"]]:
+        sys.modules[module] = None  # type: ignore[assignment]
     client = asyncauth.create_client(chain=_chain(job), **kwargs)
-    if kind != "default" and client.transport_name != kind:
-        raise RuntimeError(f"create_client() is on {client.transport_name}, not {kind}")
+    if client.transport_name != job["kind"]:
+        raise RuntimeError(f"create_client() is on {client.transport_name}, not {job['kind']}")
     return client
 
 
