@@ -143,3 +143,26 @@ def test_bridge_transport_is_the_callers_own_when_aiobotocore_uses_httpx() -> No
     borrowed = bridge_transport(transport, httpx)
     assert isinstance(borrowed, httpx.AsyncBaseTransport)
     assert borrowed.transport is transport
+
+
+async def test_a_crossed_request_has_the_senders_headers_only_and_a_readable_body() -> None:
+    """The receiving module adds no header of its own (its ``content=`` path would add
+    ``Content-Length``/``Host`` and rebuild the headers): what arrives is what httpx prepared, and
+    an in-memory body is readable as ``.content`` on the other side, as on the original."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=request.content)
+
+    bridged = bridge_transport(httpx.MockTransport(handler), httpx2)
+    async with httpx2.AsyncClient(transport=bridged) as client:
+        sent = client.build_request("PUT", "http://registry.test/v2/a/blobs/uploads/x?digest=d")
+        response = await client.send(sent)
+        assert response.content == b""
+        posted = await client.post("http://registry.test/echo", content=b"payload")
+        assert posted.content == b"payload"
+    assert [r.headers.raw for r in seen[:1]] == [sent.headers.raw]
+    assert seen[0].headers["content-length"] == "0"  # the sender's, once
+    assert seen[1].content == b"payload"
+    assert [k for k, _ in seen[1].headers.raw].count(b"Content-Length") == 1

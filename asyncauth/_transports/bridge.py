@@ -49,53 +49,73 @@ def _extensions(extensions: dict[str, Any], kept: tuple[str, ...]) -> dict[str, 
     return {key: extensions[key] for key in kept if key in extensions}
 
 
+@functools.lru_cache(maxsize=1024)
+def _url_into(into: ModuleType, url: str) -> Any:
+    """``url`` parsed by ``into``. URLs are immutable and a pipeline asks for the same few
+    again and again (manifests, tags), and parsing one costs about as much as the rest of the
+    crossing, so each is parsed once."""
+    return into.URL(url)
+
+
 @functools.cache
 def _stream_class(into: ModuleType) -> type:
-    """An ``into.AsyncByteStream`` that reads another module's stream (or response) across."""
+    """An ``into.AsyncByteStream`` that reads another module's byte stream across."""
 
     class Across(into.AsyncByteStream):  # type: ignore[name-defined, misc]
-        def __init__(self, source: Any, chunks: Any, errors: ModuleType, request: Any) -> None:
+        def __init__(self, source: Any, errors: ModuleType, request: Any) -> None:
             self._source = source
-            self._chunks = chunks
             self._errors = errors
             self._request = request
+            self._closed = False
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             try:
-                async for chunk in self._chunks:
-                    yield chunk
+                async for chunk in self._source:
+                    if chunk:
+                        yield chunk
             except self._errors.HTTPError as exc:
                 raise error_into(exc, into, self._request) from exc
 
         async def aclose(self) -> None:
-            close = getattr(self._source, "aclose", None)
-            if close is not None:
-                await close()
+            if not self._closed:
+                self._closed = True
+                close = getattr(self._source, "aclose", None)
+                if close is not None:
+                    await close()
 
     return Across
 
 
 def request_into(request: Any, into: ModuleType) -> Any:
-    """``request`` as a request of ``into``; an in-memory body is copied, any other streamed."""
+    """``request`` as a request of ``into``, with the same headers (already complete: the
+    receiving module adds none, as the sending module's own transport would not); an in-memory
+    body is copied, any other streamed."""
     source = module_of(request)
+    body: bytes | None = None
     if isinstance(request.stream, source.ByteStream):
         # read(), not .content: a redirect's request shares its predecessor's stream unread.
-        body: dict[str, Any] = {"content": request.read()}
+        body = request.read()
+        stream = into.ByteStream(body)
     else:
-        body = {"stream": _stream_class(into)(request.stream, request.stream, source, None)}
-    return into.Request(
+        stream = _stream_class(into)(request.stream, source, None)
+    outgoing = into.Request(
         request.method,
-        str(request.url),
+        _url_into(into, str(request.url)),
         headers=request.headers.raw,
+        stream=stream,
         extensions=_extensions(request.extensions, REQUEST_EXTENSIONS),
-        **body,
     )
+    if body is not None:
+        outgoing.read()  # in memory already: .content works, as on the request it copies
+    return outgoing
 
 
 def response_into(response: Any, into: ModuleType, request: Any) -> Any:
-    """``response`` as a response of ``into`` to ``request``; the body is streamed across raw
-    (still encoded), and an error while reading it arrives as ``into``'s error."""
-    stream = _stream_class(into)(response, response.aiter_raw(), module_of(response), request)
+    """``response`` as a response of ``into`` to ``request``; its byte stream is read across
+    raw (still encoded) and closed with it, and an error while reading it arrives as
+    ``into``'s error. The transport's stream itself, not the response's ``aiter_raw()``: nobody
+    sees the response it came in, so its bookkeeping would only cost time."""
+    stream = _stream_class(into)(response.stream, module_of(response), request)
     return into.Response(
         response.status_code,
         headers=response.headers.raw,
