@@ -130,6 +130,8 @@ def build_httpx_client(job: Job, outcome: Outcome) -> Any:
         statuses[response.status_code] += 1
 
     kwargs: dict[str, Any] = {"timeout": 60.0, "event_hooks": {"response": [hook]}}
+    if job.get("limits"):  # by hand (``--job``): connection limits other than the defaults
+        kwargs["limits"] = module.Limits(**job["limits"])
     if job["mode"] == "create_client":
         client = _create_client(job, kwargs)
         outcome.extra["client"] = repr(client)
