@@ -13,9 +13,12 @@ requests, all its threads) is what the client costs by itself, which the noise o
 machine moves far less than its wall-clock rate.
 
 A pass ends when ``requests`` requests have completed or, if its window of ``seconds`` closes
-first, once the requests already in flight have completed (nothing is cancelled: every request
-started is counted, and the CPU time it cost is in the numbers). Slow clients (httpx's own pool
-at C=256) are the ones whose windows close.
+first, once the requests already in flight have completed: every request started is counted, and
+the CPU time it cost is in the numbers. Slow clients (httpx's own pool at C=256) are the ones
+whose windows close. A request still unanswered ``DRAIN`` seconds after the window (a straggler:
+under load the registry's listen queue overflows now and then when a pool keeps opening new
+connections, and a lost handshake is retried by the kernel seconds later) is given up and counted
+as unfinished; the pass's time runs to its last completed request.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Job = dict[str, Any]
+DRAIN = 5.0
+"""Seconds after a pass's window in which the requests in flight may still complete."""
 One = Callable[[int], Awaitable[tuple[int, str | None]]]
 OneSync = Callable[[int], tuple[int, str | None]]
 
@@ -40,6 +45,8 @@ class Pass:
 
     latencies: list[float] = field(default_factory=list)
     window_closed: bool = False
+    started: int = 0
+    last: float = 0.0  # perf_counter of the last completion
     elapsed: float = 0.0  # wall time from the first start to the last completion
     cpu: float = 0.0  # process_time over the same span
     answered: set[int] = field(default_factory=set)  # repositories (index) that answered 200
@@ -57,6 +64,7 @@ class Pass:
         completed = len(self.latencies)
         return {
             "requests": completed,
+            "unfinished": self.started - completed,
             "ok": self.ok,
             "errors": self.errors,
             "error_samples": self.error_samples,
@@ -114,6 +122,11 @@ async def run_passes(outcome: Outcome, job: Job, one: One) -> None:
         await _pass(outcome, job, one)
 
 
+def _cutoff(job: Job) -> float:
+    """Seconds from a pass's start after which requests still in flight are given up."""
+    return job["seconds"] + DRAIN if job.get("seconds") else float("inf")
+
+
 async def _pass(outcome: Outcome, job: Job, one: One) -> None:
     import anyio
 
@@ -123,29 +136,33 @@ async def _pass(outcome: Outcome, job: Job, one: One) -> None:
 
     async def worker() -> None:
         while not current.window_closed and (i := next(counter)) < count:
+            current.started += 1
             started = time.perf_counter()
             try:
                 status, got = await one(i)
             except Exception as exc:
                 current.error(f"{type(exc).__name__}: {exc}")
                 status, got = -1, None
-            latencies.append(time.perf_counter() - started)
+            current.last = time.perf_counter()
+            latencies.append(current.last - started)
             _record(current, job, i, status, got)
 
     async def window() -> None:
         await anyio.sleep(job["seconds"])
         current.window_closed = True  # no new request starts; those in flight complete
 
-    cpu, origin = time.process_time(), time.perf_counter()
+    cpu = time.process_time()
+    origin = current.last = time.perf_counter()
     async with anyio.create_task_group() as outer:
         if job.get("seconds"):
             outer.start_soon(window)
-        async with anyio.create_task_group() as tg:
-            for _ in range(job["concurrency"]):
-                tg.start_soon(worker)
-        current.elapsed = time.perf_counter() - origin
+        with anyio.move_on_after(_cutoff(job)):
+            async with anyio.create_task_group() as tg:
+                for _ in range(job["concurrency"]):
+                    tg.start_soon(worker)
         current.cpu = time.process_time() - cpu
         outer.cancel_scope.cancel()
+    current.elapsed = current.last - origin
     outcome._end(current)
 
 
@@ -156,19 +173,22 @@ def run_passes_threads(outcome: Outcome, job: Job, one: OneSync) -> None:
 
 
 def _pass_threads(outcome: Outcome, job: Job, one: OneSync) -> None:
+    """:func:`_pass` in threads. Threads cannot be cancelled: those still waiting for an answer
+    at the cut-off are left behind (daemon threads) and their requests counted unfinished."""
     current = outcome._begin()
     count = job["requests"]
     counter = itertools.count()
     lock = threading.Lock()
-    origin = time.perf_counter()
+    origin = current.last = time.perf_counter()
     deadline = origin + (job.get("seconds") or float("inf"))
 
     def worker() -> None:
         while time.perf_counter() < deadline:
             with lock:
                 i = next(counter)
-            if i >= count:
-                return
+                if i >= count:
+                    return
+                current.started += 1
             started = time.perf_counter()
             try:
                 status, got = one(i)
@@ -176,18 +196,20 @@ def _pass_threads(outcome: Outcome, job: Job, one: OneSync) -> None:
                 with lock:
                     current.error(f"{type(exc).__name__}: {exc}")
                 status, got = -1, None
-            took = time.perf_counter() - started
             with lock:
-                current.latencies.append(took)
+                current.last = time.perf_counter()
+                current.latencies.append(current.last - started)
                 _record(current, job, i, status, got)
         current.window_closed = True
 
     cpu = time.process_time()
-    threads = [threading.Thread(target=worker) for _ in range(job["concurrency"])]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(job["concurrency"])]
     for thread in threads:
         thread.start()
+    cutoff = origin + _cutoff(job)
     for thread in threads:
-        thread.join()
-    current.elapsed = time.perf_counter() - origin
-    current.cpu = time.process_time() - cpu
-    outcome._end(current)
+        thread.join(max(0.0, cutoff - time.perf_counter()))
+    with lock:
+        current.cpu = time.process_time() - cpu
+        current.elapsed = current.last - origin
+        outcome._end(current)

@@ -428,6 +428,7 @@ def _pass_summary(ms: list[Measurement], index: int) -> dict[str, Any]:
         "p99_ms": _median([p.get("p99_ms") for p in passes]),
         "requests": _median([p.get("requests") for p in passes]),
         "window_closed": sum(1 for p in passes if p.get("window_closed")),
+        "unfinished": sum(p.get("unfinished") or 0 for p in passes),
         "unauthorized": [p.get("unauthorized") for p in passes],
         "errors": sum(p.get("errors", 0) for p in passes),
         "error_samples": sorted({e for p in passes for e in p.get("error_samples", [])})[:3],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .passes import DRAIN
 from .pipeline import BACKENDS, HEADLINE, TRANSPORTS
 from .targets import LIMIT, paired, row
 
@@ -48,6 +49,9 @@ def _table_row(r: Row, raw: list[dict[str, Any]], settings: dict[str, Any]) -> s
         name += f" **failed: {r['failed'][0][:160]}**"
     if cold["requests"] is not None and cold["requests"] < settings["requests"]:
         name += f" (window closed: {_n(cold['requests'])} of {settings['requests']:,} requests)"
+    unfinished = cold["unfinished"] + warm["unfinished"]
+    if unfinished:
+        name += f" ({unfinished} requests unanswered {DRAIN:g} s after a window, all rounds)"
     errors = str(cold["errors"] + warm["errors"])
     samples = cold["error_samples"] or warm["error_samples"]
     if samples:
