@@ -35,7 +35,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 def _settings(args: argparse.Namespace) -> pipeline.Settings:
     if args.quick:
         settings = pipeline.Settings(
-            rounds=2, requests=600, seconds=1.5, peers=("oras",), sync=False, profile=False
+            rounds=1, requests=600, seconds=1.5, peers=("oras",), sync=False, profile=False
         )
     else:
         settings = pipeline.Settings()
@@ -114,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--only", choices=("pipeline", "resolution", "overhead"), action="append")
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--requests", type=int, help="requests per pass (default 1500)")
+    parser.add_argument("--requests", type=int, help="requests per pass (default 1200)")
     parser.add_argument("--repositories", type=int, help="R (default 50)")
     parser.add_argument(
-        "--seconds", type=float, help="window of every pass (default 3); 0: none (N requests)"
+        "--seconds", type=float, help="window of every pass (default 2.5); 0: none (N requests)"
     )
     parser.add_argument("--concurrency", type=int, nargs="+", help="default: 256")
     parser.add_argument(

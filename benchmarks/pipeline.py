@@ -76,9 +76,9 @@ class Series:
 @dataclass
 class Settings:
     repositories: int = 50
-    requests: int = 1500  # per pass
+    requests: int = 1200  # per pass
     rounds: int = 3
-    seconds: float = 3.0  # window of each pass
+    seconds: float = 2.5  # window of each pass
     concurrency: tuple[int, ...] = (HEADLINE,)
     passes: int = 2
     peers: tuple[str, ...] = tuple(PEERS)

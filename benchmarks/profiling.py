@@ -31,7 +31,7 @@ from .stack import Stack
 
 RATE = 100
 """Samples per second (py-spy pauses the process for each)."""
-MOST = 6
+MOST = 4
 """Profiles per run at most (each is one more job of its client)."""
 TOP = 12
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")

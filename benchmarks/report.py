@@ -178,8 +178,9 @@ def markdown(results: dict[str, Any]) -> str:
     found = results.get("targets") or []
     if found:
         lines += ["### Targets", "", "| target | measured | |", "|---|---|---|"]
+        profiled = (results.get("pipeline") or {}).get("profiles") or {}
         for t in found:
-            profile = ", ".join(t.get("profile") or [])
+            profile = ", ".join(k for k in t.get("profile") or [] if k in profiled)
             note = f" Profile below: {profile}." if profile else ""
             lines.append(
                 f"| {t['target']} | {t['measured']}{note} | {'MET' if t['met'] else 'MISSED'} |"
