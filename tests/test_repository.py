@@ -37,6 +37,12 @@ def test_library_never_imports_asyncio() -> None:
 
 # The public API: what ``asyncauth`` exports, pinned so that a change to it is a decision.
 PUBLIC_NAMES = {
+    "Hinting",
+    "HeaderSource",
+    "Explaining",
+    "Claiming",
+    "Caching",
+    "Bounded",
     "AsyncAuthError",
     "AuthenticationError",
     "AzureResolver",
