@@ -69,8 +69,10 @@ async def client_on(
     force_transport(environ, transport)
     if internet is not None:
         environ.setenv("HTTP_PROXY", internet.url)
-        environ.setenv("NO_PROXY", "127.0.0.1,localhost")
-    registry_auth = RegistryAuth(Chain([Fixed(credential)]), **(auth or {}))
+        environ.setenv("NO_PROXY", "127.0.0.1")
+    auth = dict(auth or {})
+    auth.setdefault("insecure_registries", kwargs.get("insecure_registries", ()))
+    registry_auth = RegistryAuth(Chain([Fixed(credential)]), **auth)
     async with create_client(auth=registry_auth, **kwargs) as http:
         assert http.transport_name == transport
         if internet is not None:

@@ -157,6 +157,8 @@ class Server:
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self.surprises: list[str] = []
+        self.arrived = threading.Event()
+        """Set by the first request."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -172,6 +174,7 @@ class Server:
         with self._lock:
             self._seen.append(seen)
             routes = list(self._routes)
+        self.arrived.set()
         for host, prefix, handler in routes:
             if (not host or seen.host == host) and seen.path.startswith(prefix):
                 return handler(seen)
@@ -241,3 +244,14 @@ def basic_forms(user: str, password: str) -> list[str]:
 
 def everything(seen: Iterable[Seen]) -> str:
     return "\n".join(s.text() for s in seen)
+
+
+def token_registry(realm: str, token: str = "issued-TOKEN") -> Handler:
+    """A registry that challenges for ``realm`` and accepts only ``Bearer <token>``."""
+
+    def answer(seen: Seen) -> Reply:
+        if seen.headers.get("authorization") == f"Bearer {token}":
+            return Reply(200, [("Content-Type", "application/json")], b"{}")
+        return bearer_challenge(realm)
+
+    return answer

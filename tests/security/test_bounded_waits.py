@@ -54,16 +54,18 @@ async def test_a_task_waiting_for_another_tasks_token_waits_its_own_budget(
     """The leader's token request may take its own (long) timeout; a follower with a short one
     gives up after its budget (connect + write + read + pool = 4 x 0.5 s) and sends nothing."""
     hanging_realm(registry, realm)
-    async with client_on(environ, transport, Credential(USER, PASSWORD), timeout=60.0) as http:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(http.get, registry.url + MANIFEST)  # the leader: it hangs
-            with anyio.fail_after(GUARD):
-                while not realm.seen:
-                    await anyio.sleep(0.01)
-                started = time.monotonic()
-                with pytest.raises(httpx.ReadTimeout, match="no token within 2 s"):
-                    await http.get(registry.url + MANIFEST, timeout=0.5)
-            waited = time.monotonic() - started
-            tasks.cancel_scope.cancel()
+    credential = Credential(USER, PASSWORD)
+    async with (
+        client_on(environ, transport, credential, timeout=60.0) as http,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(http.get, registry.url + MANIFEST)  # the leader: it hangs
+        with anyio.fail_after(GUARD):
+            assert await anyio.to_thread.run_sync(realm.arrived.wait, GUARD)
+            started = time.monotonic()
+            with pytest.raises(httpx.ReadTimeout, match="no token within 2 s"):
+                await http.get(registry.url + MANIFEST, timeout=0.5)
+        waited = time.monotonic() - started
+        tasks.cancel_scope.cancel()
     assert 1.5 < waited < 10
     assert len(realm.seen) == 1  # the follower waited for the leader's request, sent none
