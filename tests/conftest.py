@@ -20,5 +20,11 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-# Real peers (registry, token issuer, images) as session fixtures.
-pytest_plugins = ["tests.peers.fixtures", "tests.peers.cloud_fixtures"]
+# Real peers (registry, token issuer, images) as session fixtures; the secret scan over every
+# test (tests/_secret_scan.py); pytester, to prove that scan.
+pytest_plugins = [
+    "tests.peers.fixtures",
+    "tests.peers.cloud_fixtures",
+    "tests._secret_scan",
+    "pytester",
+]
