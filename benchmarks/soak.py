@@ -68,55 +68,66 @@ def _rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+async def _pull_all(client: Any, job: dict[str, Any]) -> tuple[Counter[str], list[float]]:
+    """Send ``job["requests"]`` GETs from ``job["concurrency"]`` tasks, on a fixed schedule."""
+    import anyio
+
+    names = [f"soak/repo-{i:04d}" for i in range(job["repositories"])]
+    spacing = job["seconds"] / job["requests"]
+    statuses: Counter[str] = Counter()
+    latencies: list[float] = []
+    started = anyio.current_time()
+    counter = iter(range(job["requests"]))
+
+    async def worker() -> None:
+        for i in counter:
+            delay = started + i * spacing - anyio.current_time()
+            if delay > 0:
+                await anyio.sleep(delay)
+            # 7919 is prime to the repository count: every repository, round after round
+            url = f"{job['registry']}/v2/{names[(i * 7919) % len(names)]}/manifests/v1"
+            sent = time.perf_counter()
+            try:
+                status = str((await client.get(url)).status_code)
+            except Exception as exc:  # counted and reported: the soak is about errors
+                status = type(exc).__name__
+            latencies.append(time.perf_counter() - sent)
+            statuses[status] += 1
+
+    async with anyio.create_task_group() as workers:
+        for _ in range(job["concurrency"]):
+            workers.start_soon(worker)
+    return statuses, latencies
+
+
+def _state() -> dict[str, float]:
+    return {"descriptors": _open_descriptors(), "tasks": _live_tasks(), "rss_mib": _rss_mib()}
+
+
 async def _soak(job: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
     from asyncauth import Chain, FlagsResolver, create_client
 
-    names = [f"soak/repo-{i:04d}" for i in range(job["repositories"])]
-    requests, spacing = job["requests"], job["seconds"] / job["requests"]
-    statuses: Counter[str] = Counter()
-    latencies: list[float] = []
     chain = Chain([FlagsResolver(username=USER, password=job["password"], environ={})])
-    before = {"descriptors": _open_descriptors(), "tasks": _live_tasks(), "rss_mib": _rss_mib()}
-    started = anyio.current_time()
-    counter = iter(range(requests))
+    before = _state()
+    started = time.perf_counter()
     async with create_client(chain=chain, headers=ACCEPT, timeout=30.0) as client:
-        transport = client.transport_name
-
-        async def worker() -> None:
-            for i in counter:
-                delay = started + i * spacing - anyio.current_time()
-                if delay > 0:
-                    await anyio.sleep(delay)
-                url = f"{job['registry']}/v2/{names[(i * 7919) % len(names)]}/manifests/v1"
-                sent = time.perf_counter()
-                try:
-                    status = str((await client.get(url)).status_code)
-                except Exception as exc:  # counted and reported: the soak is about errors
-                    status = type(exc).__name__
-                latencies.append(time.perf_counter() - sent)
-                statuses[status] += 1
-
-        async with anyio.create_task_group() as workers:
-            for _ in range(job["concurrency"]):
-                workers.start_soon(worker)
-        stats = client.auth.stats
-        token_requests = stats.token_requests
-    elapsed = anyio.current_time() - started
+        statuses, latencies = await _pull_all(client, job)
+        transport, token_requests = client.transport_name, client.auth.stats.token_requests
+    elapsed = time.perf_counter() - started
     await anyio.sleep(0.5)  # let closed connections finish closing
     gc.collect()
-    after = {"descriptors": _open_descriptors(), "tasks": _live_tasks(), "rss_mib": _rss_mib()}
     latencies.sort()
     return {
         "transport": transport,
         "seconds": round(elapsed, 1),
-        "requests": requests,
+        "requests": job["requests"],
         "statuses": dict(statuses),
         "errors": sum(n for s, n in statuses.items() if s != "404"),
         "client_token_requests": token_requests,
         "before": before,
-        "after": after,
+        "after": _state(),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "latency_ms": {
             f"p{p}": round(latencies[min(len(latencies) - 1, len(latencies) * p // 100)] * 1e3, 2)

@@ -54,12 +54,14 @@ class Seen:
 
 @dataclass
 class Reply:
-    """What a handler answers; ``hang`` holds the connection open without answering."""
+    """What a handler answers; ``hang`` holds the connection open without answering, ``drop``
+    closes it without a word."""
 
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     hang: bool = False
+    drop: bool = False
 
 
 Handler = Callable[[Seen], Reply]
@@ -116,6 +118,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         reply = self.server.answer(seen)
         if reply.hang:
             self.server.stopping.wait(HANG_LIMIT)
+        if reply.hang or reply.drop:
             self.close_connection = True
             return
         self.send_response(reply.status)

@@ -9,6 +9,7 @@ request's timeout budget (then ``httpx.ReadTimeout``, as if it had fetched the t
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 import httpx
@@ -69,3 +70,32 @@ async def test_a_task_waiting_for_another_tasks_token_waits_its_own_budget(
         tasks.cancel_scope.cancel()
     assert 1.5 < waited < 10
     assert len(realm.seen) == 1  # the follower waited for the leader's request, sent none
+
+
+@every_transport
+async def test_a_token_request_that_dies_in_the_transport_wakes_every_waiter(
+    transport: str, environ: pytest.MonkeyPatch, registry: Server, realm: Server
+) -> None:
+    """httpx tells an auth flow that its request failed only by closing it (``GeneratorExit``,
+    no cause): the single-flight entry must still be released, so that each of the tasks waiting
+    for that token tries in turn and fails as fast as the token server does, not at its timeout."""
+    registry.route("/v2/", bearer_challenge(realm.url + "/token"))
+    realm.route("/token", Reply(drop=True))
+    outcomes: list[str] = []
+
+    async def pull(http: Any) -> None:
+        try:
+            await http.get(registry.url + MANIFEST)
+        except httpx.TransportError as exc:
+            outcomes.append(type(exc).__name__)
+
+    credential = Credential(USER, PASSWORD)
+    async with client_on(environ, transport, credential, timeout=60.0) as http:
+        started = time.monotonic()
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tasks:
+                for _ in range(20):
+                    tasks.start_soon(pull, http)
+    assert len(outcomes) == 20, outcomes
+    assert time.monotonic() - started < 10  # nobody waited out the 60 s timeout
+    assert 1 <= len(realm.seen) <= 40  # one try per task (aiohttp retries a dropped GET once)
