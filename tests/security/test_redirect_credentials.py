@@ -11,9 +11,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from asyncauth import AsyncAuthError, Credential
+from asyncauth import AsyncAuthError, Chain, Credential, RegistryAuth, create_sync_client
 
 from .._assertions import assert_hidden
+from .._fakes import Fixed
 from .._secrets import secret
 from .._transport_choice import every_transport
 from .conftest import client_on
@@ -110,3 +111,19 @@ async def test_docker_config_headers_stay_on_a_same_origin_redirect(
     assert response.status_code == 200
     assert registry.seen[-1].path == "/object"
     assert registry.seen[-1].headers.get("x-meta") == "kept"
+
+
+def test_docker_config_headers_stay_home_with_the_sync_client_too(
+    environ: pytest.MonkeyPatch, registry: Server, elsewhere: Server
+) -> None:
+    registry.route("/v2/org/app/blobs/", lambda seen: redirect(elsewhere.url + "/object", 307))
+    registry.route("/v2/", Reply(200, body=b"{}"))
+    elsewhere.route("/object", Reply(200, body=b"blob"))
+    auth = RegistryAuth(
+        Chain([Fixed(Credential(USER, PASSWORD))]), headers={"X-Meta": HEADER_VALUE}
+    )
+    with create_sync_client(auth=auth) as http:
+        response = http.get(f"{registry.url}/v2/org/app/blobs/sha256:{'a' * 64}")
+    assert response.content == b"blob"
+    assert registry.seen[-1].headers.get("x-meta") == HEADER_VALUE
+    assert_hidden(everything(elsewhere.seen), HEADER_VALUE, where="redirect target")
