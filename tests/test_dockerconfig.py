@@ -44,9 +44,10 @@ from asyncauth._sources.docker.resolver import DockerConfigResolver
 
 from ._assertions import assert_hidden
 from ._budget import per_example_budget
+from ._secrets import secret
 
-SECRET = "Pa55-w0rd-SECRET-7Qx"
-TOKEN = "eyJhbGciOiJFUzI1NiJ9.IDENTITY-Tok3n-9Zq"
+SECRET = secret("Pa55-w0rd-SECRET-7Qx")
+TOKEN = secret("eyJhbGciOiJFUzI1NiJ9.IDENTITY-Tok3n-9Zq")
 BEARER = "REGISTRY-b3arer-Tok3n-4Kw"
 
 

@@ -30,11 +30,12 @@ from asyncauth._registry.tokens import (
 
 from ._assertions import assert_hidden
 from ._budget import per_example_budget
+from ._secrets import secret
 
 NOW = 1_750_000_000.0
 ACCESS = "eyJhbGciOiJSUzI1NiJ9.access-SECRET.sig"
 REFRESH = "refresh-SECRET-0123"
-PASSWORD = "pw-SECRET"
+PASSWORD = secret("pw-SECRET")
 IDENTITY = "identity-SECRET"
 
 
