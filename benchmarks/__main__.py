@@ -108,11 +108,33 @@ def _update_docs(markdown: str) -> bool:
     return True
 
 
+def _soak(args: argparse.Namespace, command: str) -> None:
+    """The soak (benchmarks/soak.py): results in soak.json and soak.md, beside latest.*."""
+    from . import soak
+
+    results = soak.run(
+        requests=args.requests or soak.REQUESTS,
+        repositories=args.repositories or soak.REPOSITORIES,
+        seconds=soak.SECONDS if args.seconds is None else args.seconds,
+    )
+    results["machine"], results["versions"], results["command"] = _machine(), _versions(), command
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps(results, indent=1) + "\n")
+    table = soak.markdown(results)
+    (args.out / "soak.md").write_text(table + "\n")
+    print(table, f"\nwritten: {args.out}/soak.json, soak.md", sep="\n", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run, under 2 minutes")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
-    parser.add_argument("--only", choices=("pipeline", "resolution", "overhead"), action="append")
+    parser.add_argument(
+        "--only",
+        choices=("pipeline", "resolution", "overhead", "soak"),
+        action="append",
+        help="run only these (repeatable); soak runs only when named (see benchmarks/soak.py)",
+    )
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--requests", type=int, help="requests per pass (default 1200)")
     parser.add_argument("--repositories", type=int, help="R (default 50)")
@@ -135,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     command = "python -m benchmarks" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
+    if "soak" in only:
+        _soak(args, command.strip())
+        only.discard("soak")
+        if not only:
+            return 0
     results: dict[str, Any] = {
         "machine": _machine(),
         "versions": _versions(),

@@ -36,7 +36,7 @@ from .._credentials import EXPIRY_MARGIN
 from .._errors import AsyncAuthError, InsecureTransportError
 from .._resource import Resource
 from .._singleflight import Lead, SingleFlightCache
-from . import background, refusals
+from . import background, hops, refusals
 from .call import Call, budget, need_of
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
 from .effects import Do, Effect, Flow, Send
@@ -152,9 +152,11 @@ class Handshake:
         return target
 
     def _call(self, request: httpx.Request, headers: Mapping[str, str], target: Target) -> Call:
-        for name, value in headers.items():
-            if name.lower() not in _NOT_FORWARDED:
-                request.headers[name] = value
+        added = tuple(name for name in headers if name.lower() not in _NOT_FORWARDED)
+        if added:
+            for name in added:
+                request.headers[name] = headers[name]
+            hops.mark(request, target.origin, added)  # for the registry's origin only
         url = request.url
         need = need_of(target.registry, request.method, url.path, url.query)
         return Call(request, target, need, isinstance(request.stream, self.http.ByteStream))
