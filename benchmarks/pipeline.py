@@ -176,9 +176,14 @@ def _worker_env(stack: Stack) -> dict[str, str]:
 
 
 class Worker:
-    """``python -m benchmarks.worker --serve``: it forks a fresh child per job (see there)."""
+    """``python -m benchmarks.worker --serve``: it forks a fresh child per job (see there).
 
-    def __init__(self, stack: Stack, log: Path) -> None:
+    ``cwd`` is where it runs, first on its ``sys.path``: a directory holding another tree's
+    ``asyncauth`` makes the worker measure that one (:mod:`benchmarks.compare`); this
+    repository's ``benchmarks`` is found through ``PYTHONPATH`` either way.
+    """
+
+    def __init__(self, stack: Stack, log: Path, *, cwd: Path = ROOT) -> None:
         self.log_path = log
         argv = [sys.executable, "-m", "benchmarks.worker", "--serve"]
         setpriv = shutil.which("setpriv")
@@ -192,7 +197,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=self._log,
             bufsize=0,
-            cwd=ROOT,
+            cwd=cwd,
             env=_worker_env(stack),
             start_new_session=True,
         )
