@@ -72,7 +72,7 @@ def run(trees: dict[str, Path], keys: list[str], settings: pipeline.Settings) ->
                             failed.append(f"{key} {name}: {m.result['failed'][:200]}")
                             continue
                         ran = m.result.get("asyncauth_from")
-                        if ran != str(trees[name].resolve()):
+                        if ran != str((trees[name] / "asyncauth").resolve()):
                             raise RuntimeError(f"{name}: the worker ran asyncauth from {ran}")
                         cold, warm = m.result["passes"][0], m.result["passes"][-1]
                         by_tree = found.setdefault(key, {}).setdefault(name, {})

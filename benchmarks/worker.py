@@ -55,8 +55,8 @@ def result_of(outcome: Outcome, base_kib: int) -> dict[str, Any]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     library = sys.modules.get("asyncauth")
     return {
-        # which tree's asyncauth ran (benchmarks.compare runs several)
-        "asyncauth_from": str(Path(library.__file__).resolve().parents[1])
+        # which asyncauth ran (benchmarks.compare runs several trees' packages)
+        "asyncauth_from": str(Path(library.__file__).resolve().parent)
         if library is not None and library.__file__
         else None,
         "passes": [p.result() for p in outcome.passes],
