@@ -125,7 +125,7 @@ def _soak(args: argparse.Namespace, command: str) -> None:
     print(table, f"\nwritten: {args.out}/soak.json, soak.md", sep="\n", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run, under 2 minutes")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
@@ -150,7 +150,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md (full runs do)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline's rounds, summaries and (for missed targets) profiles."""
+    from .stack import running_stack
+
+    settings = _settings(args)
+    print(f"pipeline: {settings}", flush=True)
+    with running_stack(settings.repositories) as stack:
+        outcome = pipeline.run(stack, settings)
+        found = {
+            "settings": asdict(settings),
+            "seconds": outcome.seconds,
+            **pipeline.summarise(outcome),
+            "measurements": [asdict(m) for m in outcome.measurements],
+        }
+        if settings.profile:
+            missed = targets.pipeline_targets(found)
+            keys = [k for t in missed if not t["met"] for k in t["profile"]]
+            found["profiles"] = profiling.run(stack, settings, keys)
+    return found
+
+
+def _write(args: argparse.Namespace, results: dict[str, Any], docs: bool) -> str:
+    """latest.json, latest.md, latest.png (and the docs page's block and plot); the markdown."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    plots = [args.out / "latest.png", *([DOCS_PLOT] if docs else [])]
+    problem = report.plot(results, plots)
+    markdown = report.markdown(results)
+    if problem:
+        markdown += f"\n\n{problem}\n"
+    (args.out / "latest.md").write_text(markdown + "\n")
+    if docs and not _update_docs(markdown):
+        print(f"note: {DOCS_PAGE} has no {START} block; not updated", flush=True)
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     only = set(args.only or ("pipeline", "resolution", "overhead"))
     # SIGTERM (nox, CI, a timeout) must unwind through the finally blocks that stop processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -168,22 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command.strip(),
     }
     if "pipeline" in only:
-        from .stack import running_stack
-
-        settings = _settings(args)
-        print(f"pipeline: {settings}", flush=True)
-        with running_stack(settings.repositories) as stack:
-            outcome = pipeline.run(stack, settings)
-            results["pipeline"] = found = {
-                "settings": asdict(settings),
-                "seconds": outcome.seconds,
-                **pipeline.summarise(outcome),
-                "measurements": [asdict(m) for m in outcome.measurements],
-            }
-            if settings.profile:
-                missed = targets.pipeline_targets(found)
-                keys = [k for t in missed if not t["met"] for k in t["profile"]]
-                found["profiles"] = profiling.run(stack, settings, keys)
+        results["pipeline"] = _pipeline(args)
     if "overhead" in only:
         print("overhead: auth CPU per request (MockTransport)", flush=True)
         results["overhead"] = overhead.run(quick=args.quick)
@@ -193,21 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["targets"] = targets.targets(results)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
-    plots = [args.out / "latest.png"]
     docs = not args.no_docs and not args.quick and args.out == RESULTS and len(only) == 3
-    if docs:
-        plots.append(DOCS_PLOT)
-    problem = report.plot(results, plots)
-    markdown = report.markdown(results)
-    if problem:
-        markdown += f"\n\n{problem}\n"
-    (args.out / "latest.md").write_text(markdown + "\n")
-    if docs and not _update_docs(markdown):
-        print(f"note: {DOCS_PAGE} has no {START} block; not updated", flush=True)
-    print(markdown)
+    print(_write(args, results, docs))
     print(f"\nwritten: {args.out}/latest.json, latest.md, latest.png ({results['seconds']:.0f} s)")
     return 0
 

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import pipeline
-from .stack import running_stack
+from . import jobs, pipeline
+from .stack import ROOT, running_stack
 
 HERE = "here"
 SERIES = (
@@ -54,20 +54,20 @@ def run(trees: dict[str, Path], keys: list[str], settings: pipeline.Settings) ->
     failed: list[str] = []
     with running_stack(settings.repositories) as stack:
         base = stack.job_base()
-        workers: dict[str, pipeline.Worker] = {}
+        workers: dict[str, jobs.Worker] = {}
         try:
             for name, tree in trees.items():
                 home = stack.workdir / f"tree-{name}"
                 home.mkdir()
                 (home / "asyncauth").symlink_to(tree.resolve() / "asyncauth")
-                workers[name] = pipeline.Worker(stack, stack.workdir / f"{name}.log", cwd=home)
+                workers[name] = jobs.Worker(stack, stack.workdir / f"{name}.log", cwd=home)
             names = list(trees)
             for round_ in range(settings.rounds):
                 order = names[round_ % len(names) :] + names[: round_ % len(names)]
                 for key in keys:
                     for name in order:
                         job = pipeline.job_of(plan[key], settings, base, pipeline.HEADLINE)
-                        m = pipeline.measure(stack, plan[key], job, round_, workers[name])
+                        m = jobs.measure(stack, key, job, round_, workers[name])
                         if "failed" in m.result:
                             failed.append(f"{key} {name}: {m.result['failed'][:200]}")
                             continue
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
-    trees = {HERE: pipeline.ROOT}
+    trees = {HERE: ROOT}
     for spec in args.tree:
         name, _, path = spec.partition("=")
         if not path or name == HERE or not (Path(path) / "asyncauth").is_dir():

@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import pipeline
+from . import jobs, pipeline
 from .stack import Stack
 
 RATE = 100
@@ -91,7 +91,7 @@ def summarise(raw: str) -> dict[str, Any]:
 
 
 def profile_series(
-    stack: Stack, series: pipeline.Series, settings: pipeline.Settings, worker: pipeline.Worker
+    stack: Stack, series: pipeline.Series, settings: pipeline.Settings, worker: jobs.Worker
 ) -> dict[str, Any]:
     """One more run of ``series`` with py-spy attached; its summary (or why there is none)."""
     spy = py_spy()
@@ -111,7 +111,7 @@ def profile_series(
         )
 
     job = pipeline.job_of(series, settings, stack.job_base(), pipeline.HEADLINE)
-    measured = pipeline.measure(stack, series, job, -1, worker, on_ready=attach)
+    measured = jobs.measure(stack, series.key, job, -1, worker, on_ready=attach)
     if not recorder:
         return {"failed": measured.result.get("failed", "the job did not start")}
     try:
@@ -137,7 +137,7 @@ def run(
         return found
     logs = stack.workdir / "logs"
     logs.mkdir(exist_ok=True)
-    worker = pipeline.Worker(stack, logs / "profile-worker.log")
+    worker = jobs.Worker(stack, logs / "profile-worker.log")
     try:
         for key in dict.fromkeys(keys):
             if key in by_key and len(found) < MOST:

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from .passes import DRAIN
-from .pipeline import BACKENDS, HEADLINE, TRANSPORTS
-from .targets import LIMIT, paired, row
+from .pipeline import BACKENDS, HEADLINE, LIMIT, TRANSPORTS
+from .targets import paired, row
 
 Row = dict[str, Any]
 
@@ -231,6 +231,12 @@ def _resolution_markdown(r: dict[str, Any]) -> list[str]:
         f"| {hub['asyncio']['network_connections']} / {hub['asyncio']['transport_requests']} "
         f"| {hub['trio']['network_connections']} / {hub['trio']['transport_requests']} |"
     )
+    return [*lines, *_resolution_waits(r), ""]
+
+
+def _resolution_waits(r: dict[str, Any]) -> list[str]:
+    """(b), (c) and the single-flight row of the resolution table."""
+    lines = []
     for label, key in (
         ("(b) ECR, black-holed, concurrent chain", "ecr_black_holed"),
         ("(c) same resolvers one after another", "sequential"),
@@ -256,7 +262,6 @@ def _resolution_markdown(r: dict[str, Any]) -> list[str]:
         f"| {flights['trio']['seconds']:.2f} s, {flights['trio']['helper_runs']} helper runs, "
         f"{flights['trio']['ecr_calls']} ECR calls |"
     )
-    lines.append("")
     return lines
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from .pipeline import BACKENDS, DEFAULT_KIND, HEADLINE, TRANSPORTS
+from .pipeline import BACKENDS, DEFAULT_KIND, HEADLINE, LIMIT, MIDDLEWARE, TRANSPORTS
 
-LIMIT = "limit:aiohttp"
-MIDDLEWARE = "aiohttp:asyncauth"
 PASS = {"rps": 0, "cpu_us": 1}  # req/s of the cold pass, CPU per request of the warm one
 
 
