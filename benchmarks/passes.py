@@ -46,6 +46,7 @@ class Pass:
     latencies: list[float] = field(default_factory=list)
     window_closed: bool = False
     started: int = 0
+    cut: bool = False  # threads only: the pass has ended; late answers are not counted
     last: float = 0.0  # perf_counter of the last completion
     elapsed: float = 0.0  # wall time from the first start to the last completion
     cpu: float = 0.0  # process_time over the same span
@@ -194,9 +195,12 @@ def _pass_threads(outcome: Outcome, job: Job, one: OneSync) -> None:
                 status, got = one(i)
             except Exception as exc:
                 with lock:
-                    current.error(f"{type(exc).__name__}: {exc}")
+                    if not current.cut:
+                        current.error(f"{type(exc).__name__}: {exc}")
                 status, got = -1, None
             with lock:
+                if current.cut:
+                    return  # given up (and its client perhaps closed under it): not counted
                 current.last = time.perf_counter()
                 current.latencies.append(current.last - started)
                 _record(current, job, i, status, got)
@@ -210,6 +214,7 @@ def _pass_threads(outcome: Outcome, job: Job, one: OneSync) -> None:
     for thread in threads:
         thread.join(max(0.0, cutoff - time.perf_counter()))
     with lock:
+        current.cut = True
         current.cpu = time.process_time() - cpu
         current.elapsed = current.last - origin
         outcome._end(current)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .pipeline import BACKENDS, DEFAULT_KIND, HEADLINE, LIMIT, MIDDLEWARE, TRANSPORTS
 
-PASS = {"rps": 0, "cpu_us": 1}  # req/s of the cold pass, CPU per request of the warm one
+PASS = {"rps": 0, "cpu_us": 1, "warm_rps": 1}  # cold req/s, warm CPU per request, warm req/s
 
 
 def paired(raw: list[dict[str, Any]], a: str, b: str, field: str, c: int = HEADLINE) -> Any:
@@ -23,7 +23,7 @@ def paired(raw: list[dict[str, Any]], a: str, b: str, field: str, c: int = HEADL
         if m["concurrency"] != c or "failed" in m["result"] or m["round"] < 0:
             continue
         passes = m["result"]["passes"]
-        value = passes[index].get(field) if len(passes) > index else None
+        value = passes[index].get(field.removeprefix("warm_")) if len(passes) > index else None
         if value:
             by_round.setdefault(m["round"], {})[m["series"]] = value
     ratios = [r[a] / r[b] for r in by_round.values() if a in r and b in r and r[b]]
@@ -132,7 +132,10 @@ def _auth_over_floor(pipeline: dict[str, Any], raw: list[dict[str, Any]]) -> dic
             auth, floor = f"{transport}:asyncauth:{backend}", f"{transport}:floor:{backend}"
             rps = paired(raw, auth, floor, "rps")
             cpu = paired(raw, auth, floor, "cpu_us")
-            parts.append(f"{transport}/{backend} {_r(rps)} (warm CPU {_r(cpu)})")
+            warm = paired(raw, auth, floor, "warm_rps")
+            parts.append(
+                f"{transport}/{backend} {_r(rps)} (warm pass: req/s {_r(warm)}, CPU {_r(cpu)})"
+            )
             value = rps["median"] if rps else 0.0
             if value < 0.95:
                 profile.append(auth)
@@ -146,15 +149,25 @@ def _auth_over_floor(pipeline: dict[str, Any], raw: list[dict[str, Any]]) -> dic
 
 
 def _oras(pipeline: dict[str, Any], raw: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Our best (the middleware when there, else ``create_client()`` under asyncio) against
+    oras-py; both are named."""
     if row(pipeline, "peer:oras") is None:
         return None
-    ours = f"create_client:{DEFAULT_KIND['asyncio']}:asyncio"
-    ratio = paired(raw, ours, "peer:oras", "rps")
+    ratios = {
+        ours: paired(raw, ours, "peer:oras", "rps")
+        for ours in (MIDDLEWARE, f"create_client:{DEFAULT_KIND['asyncio']}:asyncio")
+    }
+    found = {k: v for k, v in ratios.items() if v is not None}
+    best = max(found, key=lambda k: found[k]["median"]) if found else None
+    text = "; ".join(
+        f"{k}: {_r(v)} ({_value(pipeline, k, 'rps')} vs {_value(pipeline, 'peer:oras', 'rps')})"
+        for k, v in found.items()
+    )
     return _target(
-        ">= 5x oras-py's req/s (create_client(), asyncio)",
-        ratio,
+        ">= 5x oras-py's req/s (our best: the middleware, else create_client() under asyncio)",
+        found.get(best) if best else None,
         lambda x: x >= 5,
-        f"{_r(ratio)}: {_value(pipeline, ours, 'rps')} vs {_value(pipeline, 'peer:oras', 'rps')}",
+        text or "n/a",
         [],
     )
 
