@@ -36,6 +36,7 @@ from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 from ._sources.github import GitHubResolver
 from ._sources.google import GoogleResolver
+from ._stores.redis import RedisTokenStore
 from ._version import __version__
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidReferenceError",
     "MemoryTokenStore",
     "Outcome",
+    "RedisTokenStore",
     "RegistryAuth",
     "Resolution",
     "Resolver",

@@ -56,6 +56,7 @@ PUBLIC_NAMES = {
     "MANIFEST_MEDIA_TYPES",
     "MemoryTokenStore",
     "Outcome",
+    "RedisTokenStore",
     "RegistryAuth",
     "Resolution",
     "Resolver",
