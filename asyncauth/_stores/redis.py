@@ -19,9 +19,11 @@ import logging
 import os
 import secrets
 import ssl
+import sys
 from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 
 from .._errors import ConfigError
 from .loops import LoopClients
@@ -30,8 +32,8 @@ from .sealing import Sealer, encryption_key
 
 log = logging.getLogger("asyncauth.tokens")
 
-DEFAULT_TIMEOUT: Final = 1.0
-"""Seconds one Redis command may take."""
+DEFAULT_TIMEOUT: Final = 2.0
+"""Seconds one Redis command may take (opening a loop's client may take twice that)."""
 DEFAULT_LEASE: Final = 10.0
 """Seconds a fetching process holds a lease (see :data:`asyncauth._stores.shared.SHARED_LEASE`)."""
 EXTRA: Final = "redis"
@@ -148,10 +150,17 @@ class RedisTokenStore:
         return f"{prefix}:t:{digest}", f"{prefix}:l:{digest}"
 
     async def _run(self, command: str, *args: Any, **kwargs: Any) -> Any:
-        """One command on this loop's client, bounded; any failure as one ``ConnectionError``."""
+        """One command on this loop's client, bounded; any failure as one ``ConnectionError``.
+
+        The first call of a process imports coredis first, in a worker thread (it takes most of
+        a second, which must neither block the loop nor count against the command's bound).
+        """
+        if "coredis.tokens" not in sys.modules:
+            await anyio.to_thread.run_sync(_import_coredis, abandon_on_cancel=True)
         try:
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(2 * self.timeout):
                 client = await self._clients.get()
+            with anyio.fail_after(self.timeout):
                 return await getattr(client, command)(*args, **kwargs)
         except Exception as exc:
             raise _unavailable(self._url, exc) from None

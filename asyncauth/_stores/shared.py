@@ -40,8 +40,12 @@ V = TypeVar("V")
 SHARED_LEASE: Final = 10.0
 """Seconds a process holds the fleet-wide lease while it fetches (unless the store has its own
 ``lease_time``); the lease expires by itself if the process dies."""
-SHARED_TIMEOUT: Final = 2.0
-"""Seconds one call to a shared store may take before it counts as a miss."""
+SHARED_TIMEOUT: Final = 5.0
+"""Seconds one call to a shared store may take before it counts as a miss (a safety net: a store
+bounds its own calls, :class:`~asyncauth.RedisTokenStore` at 2 s per command)."""
+FIRST_CALL_TIMEOUT: Final = 15.0
+"""The bound of a process's first calls to a store, until one has answered: they may load the
+store's client library and connect (a busy machine starting many processes takes seconds)."""
 RETRY_AFTER_FAILURE: Final = 1.0
 """Seconds a store that failed is left alone before one call probes it again."""
 _POLL: Final = 0.05
@@ -83,6 +87,7 @@ class SharedStore:
         self.lease_time = float(lease_time)
         self._lock = threading.Lock()
         self._down_until: float | None = None
+        self._answered = False
 
     def __repr__(self) -> str:
         return f"SharedStore({self.store!r})"
@@ -101,11 +106,12 @@ class SharedStore:
         if down_until is not None and time.monotonic() < down_until:
             return FAILED
         try:
-            with anyio.fail_after(SHARED_TIMEOUT):
+            with anyio.fail_after(SHARED_TIMEOUT if self._answered else FIRST_CALL_TIMEOUT):
                 result: object = await getattr(self.store, method)(*args)
         except Exception as exc:
             self._failed(exc)
             return FAILED
+        self._answered = True
         if self._down_until is not None:
             self._recovered()
         return result
