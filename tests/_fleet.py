@@ -97,9 +97,7 @@ class Worker:
                 stream.close()
 
 
-def start_fleet(
-    specs: Iterable[Mapping[str, Any]], environ: Mapping[str, str]
-) -> list[Worker]:
+def start_fleet(specs: Iterable[Mapping[str, Any]], environ: Mapping[str, str]) -> list[Worker]:
     return [Worker(spec, environ) for spec in specs]
 
 

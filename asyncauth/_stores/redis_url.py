@@ -89,9 +89,11 @@ def _node(text: str, what: str, shown: _Shown) -> tuple[str, int]:
             raise _fail(what, f"{shown(host, 'a host')} is not a host name or address")
     if port_text == "":
         return host, DEFAULT_PORT
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        port = shown(port_text, "a port")
-        raise _fail(what, f"{port} is not a port number from 1 to 65535")
+    if not (port_text.isascii() and port_text.isdigit()):
+        # Not even digits: maybe a password whose '@' is missing; never quoted.
+        raise _fail(what, "a port is not a number (a password goes before an '@')")
+    if not 0 < int(port_text) < 65536:
+        raise _fail(what, f"{shown(port_text, 'a port')} is not a port number from 1 to 65535")
     return host, int(port_text)
 
 

@@ -101,12 +101,17 @@ class RedisServer:
             time.sleep(0.05)
         return self
 
-    def cli(self, *args: str, check: bool = True) -> bytes:
-        """``redis-cli`` against this server; its raw output."""
+    def cli(self, *args: str, check: bool = True, last: bytes | None = None) -> bytes:
+        """``redis-cli`` against this server; its raw output. ``last``: a last argument given
+        on stdin (``-x``), for bytes that cannot be in a command line."""
         argv = [require_tool("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), "--raw"]
         if self.tls is not None:
             argv += ["--tls", "--cacert", str(self.tls.ca_certificate)]
-        done = subprocess.run([*argv, *args], capture_output=True, timeout=20, check=False)
+        if last is not None:
+            argv.append("-x")
+        done = subprocess.run(
+            [*argv, *args], input=last, capture_output=True, timeout=20, check=False
+        )
         if check and done.returncode != 0:
             raise PeerError(f"redis-cli {args[:1]} failed: {done.stderr.decode()[-500:]}")
         return done.stdout
