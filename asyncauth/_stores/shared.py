@@ -48,8 +48,8 @@ FIRST_CALL_TIMEOUT: Final = 15.0
 store's client library and connect (a busy machine starting many processes takes seconds)."""
 RETRY_AFTER_FAILURE: Final = 1.0
 """Seconds a store that failed is left alone before one call probes it again."""
-_POLL: Final = 0.05
-_MAX_POLL: Final = 0.25
+_POLL: Final = 0.01
+_MAX_POLL: Final = 0.1
 
 
 class _Failed:
