@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import logging
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
@@ -57,6 +58,8 @@ from ._stores import credentials as fleet
 
 if TYPE_CHECKING:
     from ._registry.store import TokenStore
+
+log = logging.getLogger("asyncauth.chain")
 
 DEFAULT_RESOLVER_TIMEOUT = 10.0
 """Seconds a resolver without its own ``timeout`` may take."""
@@ -312,12 +315,15 @@ class Chain:
 
         trace = self._trace(slots, decided)
         if decided == len(slots):
+            log.debug("%s: no source answered (anonymous)", resource)
             return Resolution(resource, Credential.anonymous(), None, trace)
         winner = slots[decided]
         if winner.config_error is not None:
             raise winner.config_error
         assert winner.credential is not None
-        return Resolution(resource, winner.credential, self._members[decided].name, trace)
+        source = self._members[decided].name
+        log.debug("%s: %s answered with %s", resource, source, winner.credential.redacted())
+        return Resolution(resource, winner.credential, source, trace)
 
     def _trace(self, slots: Sequence[_Slot], decided: int) -> tuple[TraceEntry, ...]:
         entries = []

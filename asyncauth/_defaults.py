@@ -25,6 +25,7 @@ import httpx
 from ._chain import Chain, Resolver
 from ._credentials import Credential
 from ._errors import ConfigError
+from ._registry.refusals import refuse_failed_anonymous
 from ._resource import Resource
 from ._sources import azure, ecr, github, google
 from ._sources.cloud import (
@@ -193,6 +194,12 @@ async def resolve(reference: str | Resource, **options: Unpack[ChainOptions]) ->
 
     Keyword arguments go to :func:`default_chain`. Each call builds a new chain; to resolve many
     references, build one chain and call :meth:`Chain.resolve` on it so its caches are shared.
+
+    A failing source is never silently anonymous: when no source answered *and* some failed
+    (timed out, unavailable, error), :class:`~asyncauth.AuthenticationError` names each of them
+    and why. (:meth:`Chain.resolve` returns such a resolution as it is, with its trace.)
     """
     chain = default_chain(**options)
-    return (await chain.resolve(reference)).credential
+    resolution = await chain.resolve(reference)
+    refuse_failed_anonymous(resolution)
+    return resolution.credential

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import Generator
 from types import ModuleType
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from .effects import Effect
     from .flow import Options
     from .tokencache import TokenCache
+
+log = logging.getLogger("asyncauth.registry")
 
 MAX_ATTEMPTS = 3
 """Tries of one token request when the server answers 429 or 503."""
@@ -118,6 +121,14 @@ class TokenFetch:
         if body is None:  # pragma: no cover - the driver always reads a token response
             raise TokenResponseError("token response: the body was not read")
         token = parse_token_response(body, received_at=time.time())
+        log.debug(
+            "token for %s %s from %s: %s, %.0f s",
+            target.registry,
+            scopes or "(no scope)",
+            urlsplit(challenge.realm or "").hostname,
+            credential.kind,
+            token.lifetime,
+        )
         if token.refresh_token:
             tokens.keep_refresh_token(target.registry, service, credential, token.refresh_token)
         return token

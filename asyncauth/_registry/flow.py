@@ -182,6 +182,8 @@ class Handshake:
         if not isinstance(value, str):
             return None
         request.headers["Authorization"] = value
+        if log.isEnabledFor(logging.DEBUG):  # the warm path formats nothing unless asked to
+            log.debug("%s %s: authorised from cache", request.method, need.resource)
         return call
 
     def flow(self, request: httpx.Request, *, only_authorize: bool = False) -> Flow:
@@ -354,7 +356,9 @@ class Handshake:
         wait = budget(call.request)
         got = yield Do(_acquire, _acquire_blocking, (self.tokens, key, wait, call.target))
         if not isinstance(got, TokenLead):
+            log.debug("token for %s %s: fetched by another request", call.need.resource, scopes)
             return got  # type: ignore[no-any-return]
+        log.debug("token for %s %s: fetching", call.need.resource, scopes)
         try:
             token = yield from self._fetch.token(call, scopes, self.tokens)
         except Exception as exc:
