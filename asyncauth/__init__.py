@@ -20,6 +20,7 @@ from ._chain import (
     Outcome,
     Resolution,
     Resolver,
+    Sharing,
     TraceEntry,
 )
 from ._cli import MANIFEST_MEDIA_TYPES
@@ -85,6 +86,7 @@ __all__ = [
     "ResolverUnavailableError",
     "Resource",
     "ScopeError",
+    "Sharing",
     "TokenResponseError",
     "TokenStore",
     "TraceEntry",

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import logging
 import time
 from abc import abstractmethod
@@ -131,15 +132,8 @@ class Sharing(Protocol):
     token_store: TokenStore | None
 
 
-_CAPABILITIES = (
-    "timeout",
-    "cache_key",
-    "cache_ttl",
-    "claims",
-    "explain",
-    "disable_hint",
-    "token_store",
-)
+_CAPABILITIES = ("timeout", "cache_key", "cache_ttl", "claims", "explain", "disable_hint",
+                 "token_store")  # fmt: skip
 
 
 class Outcome(enum.StrEnum):
@@ -392,15 +386,9 @@ class Chain:
                 return min(ttl, credential.expires_at - EXPIRY_MARGIN - time.time())
             return ttl
 
-        def compute() -> Awaitable[Credential | None]:
-            if member.store is None:
-                return member.resolver.resolve(resource)
-            return fleet.shared_answer(
-                member.store,
-                fleet.material(member.name, key),
-                lambda: member.resolver.resolve(resource),
-                ttl_of,
-                wait=member.timeout,
-            )
-
+        compute: Callable[[], Awaitable[Credential | None]]
+        compute = functools.partial(member.resolver.resolve, resource)
+        if member.store is not None:
+            shared = (member.store, (member.name, key), compute, ttl_of, member.timeout)
+            compute = fleet.sharing(*shared)
         return self._caches[index].get(key, compute, ttl_of)

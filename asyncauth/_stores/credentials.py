@@ -24,6 +24,19 @@ if TYPE_CHECKING:
 _FIELDS: Final = ("username", "password", "identity_token", "registry_token")
 
 
+def sharing(
+    store: TokenStore,
+    key: tuple[str, Hashable],
+    resolve: Callable[[], Awaitable[Credential | None]],
+    ttl_of: Callable[[Credential | None], float],
+    wait: float,
+) -> Callable[[], Awaitable[Credential | None]]:
+    """``resolve`` made fleet-wide for the resolver and cache key in ``key``: what a chain runs
+    on a miss of a resolver that shares (see :func:`shared_answer`)."""
+    name_material = material(*key)
+    return lambda: shared_answer(store, name_material, resolve, ttl_of, wait=wait)
+
+
 def material(resolver: str, cache_key: Hashable) -> bytes:
     """The key material of one resolver's answer: its name and its cache key's ``repr``.
 
