@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -101,7 +102,7 @@ def _fleet_through(
     return results
 
 
-async def test_a_fleet_sharing_redis_asks_once_per_scope_and_leaves_no_secret_in_it(
+def test_a_fleet_sharing_redis_asks_once_per_scope_and_leaves_no_secret_in_it(
     redis_server: RedisServer,
     fleet_urls: list[str],
     fleet_images: list[PushedImage],
@@ -109,23 +110,28 @@ async def test_a_fleet_sharing_redis_asks_once_per_scope_and_leaves_no_secret_in
     peer_accounts: PeerAccounts,
     fleet_env: None,
 ) -> None:
+    """(A sync test: the fleet's processes run both event loops themselves.)"""
     key = new_key()
     _fleet_through(redis_server.url, fleet_urls, token_issuer, key)
-    # One more process, here: its token comes from Redis, and it is the canary to look for.
-    store = RedisTokenStore(redis_server.url, encryption_key=key)
-    credential = dict(zip(("username", "password"), peer_accounts.writer, strict=True))
-    auth = RegistryAuth(Chain([FlagsResolver(**credential)]), token_store=store)
-    async with httpx.AsyncClient(timeout=30.0) as client:
-        reference = fleet_images[0].reference
-        base = fleet_urls[0].split("/v2/")[0]
-        canary = (await auth.bearer_token(client, reference, base_url=base)).split(" ")[1]
-    await store.aclose()
+
+    async def canary() -> str:
+        """One more process, here: its token comes from Redis; it is the secret to look for."""
+        store = RedisTokenStore(redis_server.url, encryption_key=key)
+        credential = dict(zip(("username", "password"), peer_accounts.writer, strict=True))
+        auth = RegistryAuth(Chain([FlagsResolver(**credential)]), token_store=store)
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            base = fleet_urls[0].split("/v2/")[0]
+            value = await auth.bearer_token(client, fleet_images[0].reference, base_url=base)
+        await store.aclose()
+        return value.split(" ")[1]
+
+    token = anyio.run(canary)
     assert token_issuer.total == REPOSITORIES  # the canary came from the store
     contents = redis_server.contents()
     assert len(redis_server.keys("asyncauth:t:*")) == REPOSITORIES
     assert redis_server.keys("asyncauth:l:*") == []  # every lease given back
     text = contents.decode("latin-1")
-    assert_hidden(text, canary, canary.split(".")[2], peer_accounts.writer[1], where="Redis")
+    assert_hidden(text, token, token.split(".")[2], peer_accounts.writer[1], where="Redis")
 
 
 def test_the_fleet_on_a_three_node_redis_cluster(
