@@ -69,6 +69,7 @@ def _fleet_round(stack: Stack, redis_url: str | None, repositories: int) -> dict
         "rps": requests / seconds,
         "token_requests": stack.issuer.stats()["total"],
         "failures": failures,
+        "store_warnings": sum(int(result["store_failed"]) for result in results),
     }
 
 
@@ -141,6 +142,7 @@ def run(*, quick: bool = False, repositories: int | None = None) -> dict[str, An
             "rps": statistics.median(row["rps"] for row in mine),
             "token_requests": [row["token_requests"] for row in mine],
             "failures": sum(row["failures"] for row in mine),
+            "store_warnings": sum(row["store_warnings"] for row in mine),
         }
     summary["warm_path"] = warm
     summary["rounds"] = rows
@@ -153,8 +155,9 @@ def markdown(fleet: dict[str, Any]) -> str:
     lines = [
         f"### Fleet: {n} processes, R={r} repositories, cold, with and without Redis",
         "",
-        "| store | token requests | fleet seconds (gate to last done) | fleet req/s | failures |",
-        "|---|---|---|---|---|",
+        "| store | token requests | fleet seconds (gate to last done) | fleet req/s | failures "
+        "| store outages (warnings) |",
+        "|---|---|---|---|---|---|",
     ]
     for key, label in (("no_store", "none"), ("store", "RedisTokenStore")):
         row = fleet[key]

@@ -143,11 +143,18 @@ class SharedStore:
     ) -> Claim[V]:
         """A stored value, or the lease to fetch it for the fleet (see the module docs).
 
-        ``wait`` is the caller's own patience (seconds); half of it at most is spent polling,
-        so that a fetch of its own still fits in the rest.
+        ``wait`` is the caller's own patience (seconds); half of it at most is spent here (store
+        calls included), so that a fetch of its own still fits in the rest.
         """
         limit = 1.5 * self.lease_time if wait is None else min(1.5 * self.lease_time, wait / 2)
-        deadline = anyio.current_time() + limit
+        with anyio.move_on_after(None if wait is None else wait / 2):
+            return await self._claim(name, decode, anyio.current_time() + limit)
+        log.debug("the shared store took too long to answer; fetching")
+        return Claim(None)
+
+    async def _claim(
+        self, name: str, decode: Callable[[bytes], V | None], deadline: float
+    ) -> Claim[V]:
         pause = _POLL
         while True:
             value = await self.fetch(name, decode)
