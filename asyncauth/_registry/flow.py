@@ -363,12 +363,20 @@ class Handshake:
         log.debug("token for %s %s: fetching", call.need.resource, scopes)
         try:
             token = yield from self._fetch.token(call, scopes, self.tokens)
-        except AsyncAuthError as exc:
-            got.fail(exc)  # every waiter with this credential would be refused the same way
+        except Exception as exc:
+            if isinstance(exc, AsyncAuthError):
+                got.fail(exc)  # every waiter with this credential would be refused the same way
+            else:
+                got.abandon()  # a transport error: a waiter takes over
+            yield Do(self.tokens.release, self.tokens.release_blocking, (got,))
             raise
+        except BaseException:
+            got.abandon()  # cancelled: a waiter takes over (the fleet's lease runs out by itself)
+            raise
+        try:
+            yield Do(self.tokens.keep, self.tokens.keep_blocking, (got, token))
         finally:
-            got.abandon()  # interrupted (cancelled, a transport error): a waiter takes over
-        yield Do(self.tokens.keep, self.tokens.keep_blocking, (got, token))
+            got.abandon()  # nothing once kept; a flow closed before keeping hands the lead on
         return token
 
 
