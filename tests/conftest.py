@@ -1,7 +1,8 @@
 """Every async test runs twice: under asyncio and under trio.
 
 ``anyio_mode = "auto"`` (pyproject.toml) hands every ``async def test_*`` to anyio's pytest
-plugin, so no test can forget its marker; this fixture gives it both backends.
+plugin, so no test can forget its marker; :func:`pytest_generate_tests` gives it both backends
+(and a test that takes ``driver``, every driver of the handshake each backend can run).
 """
 
 from __future__ import annotations
@@ -15,9 +16,35 @@ settings.register_profile("asyncauth", deadline=None, suppress_health_check=[Hea
 settings.load_profile("asyncauth")
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+BACKENDS = ("asyncio", "trio")
+DRIVERS = {"asyncio": ("httpx", "httpx-sync", "aiohttp"), "trio": ("httpx", "httpx-sync")}
+"""The handshake's drivers each backend can run (tests/_drivers.py): aiohttp is asyncio-only, so
+a test that takes ``driver`` has no trio/aiohttp case at all (absent, not skipped). A test that
+takes ``task_driver`` runs the drivers whose requests are tasks (not threads): what cancelling a
+request means needs one."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Replaced by :func:`pytest_generate_tests`' parameters for every async test."""
+    return "asyncio"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "anyio_backend" not in metafunc.fixturenames:
+        return
+    for name, tasks_only in (("driver", False), ("task_driver", True)):
+        if name in metafunc.fixturenames:
+            pairs = [
+                (backend, driver)
+                for backend in BACKENDS
+                for driver in DRIVERS[backend]
+                if not (tasks_only and driver == "httpx-sync")
+            ]
+            metafunc.parametrize(("anyio_backend", name), pairs)
+            return
+    else:
+        metafunc.parametrize("anyio_backend", BACKENDS)
 
 
 # Real peers (registry, token issuer, images) as session fixtures.
