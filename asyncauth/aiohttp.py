@@ -39,6 +39,7 @@ from ._registry.aiohttp_driver import (
     replayable,
     view,
 )
+from ._registry.aiohttp_warm import MAX_ROUTES, Route, RouteKey, route_for
 from ._registry.auth import RegistryAuth, RegistryAuthBase
 from ._registry.call import Call, need_of
 from ._registry.challenge import Challenge
@@ -104,6 +105,7 @@ class RegistryAuthMiddleware:
         self._handshake = self._auth._handshake
         self._http = self._auth._http
         self._targets: dict[tuple[str, str], Target] = {}
+        self._routes: dict[RouteKey, Route] = {}
 
     def __repr__(self) -> str:
         return f"RegistryAuthMiddleware(auth={self._auth!r})"
@@ -128,31 +130,50 @@ class RegistryAuthMiddleware:
         if is_hop(request):
             return await pass_through(request, handler)
         url = request.url
-        target = self._targets.get((url.scheme, url.raw_authority)) or self._target(url)
+        key = (url.scheme, url.raw_authority, request.method, url.raw_path, url.raw_query_string)
+        route = self._routes.get(key)
+        if route is None or (value := route.authorization(self._handshake)) is None:
+            route = self._route(key, request)
+            if route is None:
+                return await self._cold(request, handler)
+            value = route.value
+        headers = self._handshake.headers
+        if headers:
+            for name, header in forwarded(headers):
+                request.headers[name] = header
+        request.headers["Authorization"] = value
+        response = await handler(request)
+        status = response.status
+        if status == 401:
+            call = Call(mirror(self._http, request), route.target, route.need, replayable(request))
+            call.challenge, call.resolution = route.challenge, route.resolution
+            return await self._after(request, handler, call, response)
+        if status in REDIRECTS:
+            note_redirect(request, response)
+        return response
+
+    def _route(self, key: RouteKey, request: aiohttp.ClientRequest) -> Route | None:
+        """A route's decision from the handshake's caches, remembered for its next requests;
+        ``None`` when the flow must run (something to learn, resolve or fetch)."""
         handshake = self._handshake
+        if handshake.headers is None:
+            return None
+        url = request.url
+        target = self._targets.get(key[:2]) or self._target(url)
         challenge = handshake.challenges.peek(target.origin)
-        headers = handshake.headers
-        if isinstance(challenge, Challenge) and headers is not None:
-            query = url.raw_query_string.encode("ascii", "replace")
-            need = need_of(target.registry, request.method, url.path, query)
-            resolution = handshake.resolutions.peek(need.resource)
-            if isinstance(resolution, Resolution):
-                value = handshake.authorization(target, challenge, resolution, need.scopes)
-                if isinstance(value, str):
-                    if headers:
-                        for name, header in forwarded(headers):
-                            request.headers[name] = header
-                    request.headers["Authorization"] = value
-                    response = await handler(request)
-                    status = response.status
-                    if status == 401:
-                        call = Call(mirror(self._http, request), target, need, replayable(request))
-                        call.challenge, call.resolution = challenge, resolution
-                        return await self._after(request, handler, call, response)
-                    if status in REDIRECTS:
-                        note_redirect(request, response)
-                    return response
-        return await self._cold(request, handler)
+        if not isinstance(challenge, Challenge):
+            return None
+        query = url.raw_query_string.encode("ascii", "replace")
+        need = need_of(target.registry, request.method, url.path, query)
+        resolution = handshake.resolutions.peek(need.resource)
+        if not isinstance(resolution, Resolution):
+            return None
+        route = route_for(handshake, target, need, challenge, resolution)
+        if route is not None:
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
 
     def _target(self, url: URL) -> Target:
         """The registry at ``url``'s origin, computed as the httpx drivers do (same cache keys)."""
