@@ -31,20 +31,22 @@ def anyio_backend() -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Backends (and drivers) for each async test; a module that can run under some backends
+    only (aiohttp: asyncio) says so with ``ANYIO_BACKENDS``, and has no case for the others."""
     if "anyio_backend" not in metafunc.fixturenames:
         return
+    backends = getattr(metafunc.module, "ANYIO_BACKENDS", BACKENDS)
     for name, tasks_only in (("driver", False), ("task_driver", True)):
         if name in metafunc.fixturenames:
             pairs = [
                 (backend, driver)
-                for backend in BACKENDS
+                for backend in backends
                 for driver in DRIVERS[backend]
                 if not (tasks_only and driver == "httpx-sync")
             ]
             metafunc.parametrize(("anyio_backend", name), pairs)
             return
-    else:
-        metafunc.parametrize("anyio_backend", BACKENDS)
+    metafunc.parametrize("anyio_backend", backends)
 
 
 # Real peers (registry, token issuer, images) as session fixtures.
