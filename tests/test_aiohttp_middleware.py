@@ -17,6 +17,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,12 +29,15 @@ import aiohttp
 import anyio
 import httpx
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from asyncauth import (
     AsyncAuthError,
     Chain,
     Credential,
     FlagsResolver,
+    InsecureTransportError,
+    MemoryTokenStore,
     RegistryAuth,
     TokenResponseError,
 )
@@ -381,6 +385,80 @@ async def test_retry_after_from_the_token_server_is_honoured() -> None:
         assert time.monotonic() - started >= 0.9
     token_requests = [p for _, p, _, _ in registry.seen if p.startswith("/token")]
     assert len(token_requests) == 2
+
+
+class Loopback(AbstractResolver):
+    """Every host name is 127.0.0.1: a "remote" registry that asyncauth judges by its name."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        flags = socket.AI_NUMERICHOST
+        return [
+            ResolveResult(
+                hostname=host,
+                host="127.0.0.1",
+                port=port,
+                family=socket.AF_INET,
+                proto=0,
+                flags=flags,
+            )
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+async def test_credentials_never_go_over_plain_http_to_a_remote_host() -> None:
+    with Recorder(TokenStandIn(hostile_target)) as registry:
+        remote = f"http://registry.example.com:{registry.server_address[1]}"
+        chain = Chain([Fixed(Credential("bob", "pw-SECRET-5"))])
+        connector = aiohttp.TCPConnector(resolver=Loopback())
+        session = aiohttp.ClientSession(
+            middlewares=(RegistryAuthMiddleware(chain),), connector=connector
+        )
+        async with session:
+            with pytest.raises(InsecureTransportError, match="insecure_registries") as caught:
+                await session.get(f"{remote}/v2/org/app/manifests/v1")
+    assert_hidden(str(caught.value), "pw-SECRET-5")
+    assert [headers.get("authorization") for _, _, headers, _ in registry.seen] == [None]
+
+
+async def test_a_remote_registry_may_not_point_its_realm_at_loopback() -> None:
+    """The realm address rule (issue 11 #6) through the middleware: the registry's name is
+    public, its realm 127.0.0.1; even opted in to plain http, the credentials stay home."""
+    with Recorder(TokenStandIn(hostile_target)) as registry:
+        host = f"registry.example.com:{registry.server_address[1]}"
+        chain = Chain([Fixed(Credential("bob", "pw-SECRET-6"))])
+        middleware = RegistryAuthMiddleware(chain, insecure_registries=[host])
+        connector = aiohttp.TCPConnector(resolver=Loopback())
+        session = aiohttp.ClientSession(middlewares=(middleware,), connector=connector)
+        async with session:
+            with pytest.raises(InsecureTransportError, match="loopback address"):
+                await session.get(f"http://{host}/v2/org/app/manifests/v1")
+    assert [path.split("?")[0] for _, path, _, _ in registry.seen] == ["/v2/org/app/manifests/v1"]
+
+
+async def test_middlewares_sharing_a_token_store_ask_the_token_server_once(
+    token_registry: RegistryServer,
+    seeded_repositories: list[PushedImage],
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """Two middlewares (as two processes would have) share tokens through the store."""
+    store = MemoryTokenStore()
+    credential = Credential(*peer_accounts.writer)
+    urls = [token_registry.url + image.manifest_path for image in seeded_repositories[:5]]
+    statuses: list[int] = []
+    for _ in range(2):
+        middleware = RegistryAuthMiddleware(Chain([Fixed(credential)]), token_store=store)
+        session = aiohttp.ClientSession(middlewares=(middleware,), headers=ACCEPT)
+        async with session:
+            for url in urls:
+                async with session.get(url) as response:
+                    statuses.append(response.status)
+    assert statuses == [200] * 10
+    assert token_issuer.total == 5
 
 
 def test_the_one_private_aiohttp_attribute_read_is_still_there() -> None:
