@@ -469,3 +469,47 @@ def test_the_one_private_aiohttp_attribute_read_is_still_there() -> None:
 
     assert "self._timer = timer" in inspect.getsource(aiohttp.ClientRequest.__init__)
     assert "timer=timer" in inspect.getsource(aiohttp.ClientSession._request)
+
+
+def test_the_documented_example_runs_as_a_file(
+    tmp_path: Any,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """docs/handshake.md's aiohttp script, unchanged but for its URL, with the default chain
+    (credentials from IMGPKG_REGISTRY_* as a user would set them)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "handshake.md").read_text()
+    section = doc.split("### aiohttp", 1)[1]
+    script = re.search(r"```python\n(.+?)```", section, re.DOTALL)
+    assert script is not None
+    url = token_registry.url + token_registry_image.manifest_path
+    source = script.group(1).replace("https://ghcr.io/v2/org/app/manifests/1.0", url)
+    assert url in source
+    (tmp_path / "example.py").write_text(source)
+    user, password = peer_accounts.writer
+    environ = {
+        "HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "IMGPKG_ENABLE_IAAS_AUTH": "false",
+        "IMGPKG_REGISTRY_HOSTNAME": token_registry.host,
+        "IMGPKG_REGISTRY_USERNAME": user,
+        "IMGPKG_REGISTRY_PASSWORD": password,
+    }
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "example.py")],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["200", token_registry_image.digest]
+    assert token_issuer.total == 1
