@@ -70,7 +70,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    session.install("mkdocs")
+    session.install("-e", ".", "mkdocs", "mkdocstrings[python]")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 

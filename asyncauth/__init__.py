@@ -9,7 +9,19 @@
 import sys
 
 from . import _compat
-from ._chain import Chain, Outcome, Resolution, Resolver, TraceEntry
+from ._chain import (
+    Bounded,
+    Caching,
+    Chain,
+    Claiming,
+    Explaining,
+    HeaderSource,
+    Hinting,
+    Outcome,
+    Resolution,
+    Resolver,
+    TraceEntry,
+)
 from ._cli import MANIFEST_MEDIA_TYPES
 from ._client import create_client, create_sync_client, ssl_context
 from ._credentials import Credential
@@ -43,17 +55,23 @@ __all__ = [
     "AsyncAuthError",
     "AuthenticationError",
     "AzureResolver",
+    "Bounded",
+    "Caching",
     "Chain",
     "ChainOptions",
     "ChallengeError",
+    "Claiming",
     "ConfigError",
     "Credential",
     "DockerConfigResolver",
     "ECRResolver",
     "EnvResolver",
+    "Explaining",
     "FlagsResolver",
     "GitHubResolver",
     "GoogleResolver",
+    "HeaderSource",
+    "Hinting",
     "InsecureTransportError",
     "InvalidReferenceError",
     "MemoryTokenStore",

@@ -13,19 +13,6 @@ Messages name the variable, file, header or source involved, and never contain a
 
 from __future__ import annotations
 
-__all__ = [
-    "AsyncAuthError",
-    "AuthenticationError",
-    "ChallengeError",
-    "ConfigError",
-    "InsecureTransportError",
-    "InvalidReferenceError",
-    "ResolverError",
-    "ResolverUnavailableError",
-    "ScopeError",
-    "TokenResponseError",
-]
-
 
 class AsyncAuthError(Exception):
     """Base class of every exception asyncauth raises on purpose."""

@@ -20,8 +20,6 @@ from ._errors import InvalidReferenceError
 from ._grammar import COMPONENT_RE, LABEL_RE
 from ._redact import without_userinfo
 
-__all__ = ["DOCKER_HUB", "Resource", "normalise_registry", "split_host_port"]
-
 DOCKER_HUB = "index.docker.io"
 """The canonical name of Docker Hub's registry, as docker's own config file spells it."""
 

@@ -1,4 +1,4 @@
-"""``RegistryAuth`` for `httpx2 <https://pypi.org/project/httpx2/>`_ clients.
+"""``RegistryAuth`` for httpx2 clients (the maintained fork of httpx).
 
 httpx2 is the maintained fork of httpx with the same API under another module name; its
 ``Auth`` base class is a different class, so an auth for one is not accepted by the other.

@@ -77,7 +77,7 @@ def test_the_documented_example_parses_with_its_comments() -> None:
     config = parse_azure_config(SPEC_EXAMPLE, path="azure.json")
     assert config.method == "client secret"
     assert (config.tenant_id, config.aad_client_id) == ("TenantID", "AADClientID")
-    assert config.network_resource_subscription_id == "NetworkResourceSubscriptionID"
+    assert config.user_assigned_identity_id == "UserAssignedIdentityID"  # the rest: ignored
     assert_hidden(repr(config), "AADClientSecret", "AADClientCertPassword", where="repr")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def test_library_never_imports_asyncio() -> None:
 
 # The public API: what ``asyncauth`` exports, pinned so that a change to it is a decision.
 PUBLIC_NAMES = {
+    "Hinting",
+    "HeaderSource",
+    "Explaining",
+    "Claiming",
+    "Caching",
+    "Bounded",
     "AsyncAuthError",
     "AuthenticationError",
     "AzureResolver",
@@ -88,3 +95,31 @@ def test_only_public_modules_lack_an_underscore() -> None:
     package = ROOT / "asyncauth"
     exposed = sorted(p.name for p in package.iterdir() if not p.name.startswith("_"))
     assert set(exposed) <= public, exposed
+
+
+def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def _length_without_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    assert node.end_lineno is not None
+    length = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+    if docstring and isinstance(first.value.value, str) and first.end_lineno is not None:  # type: ignore[attr-defined]
+        length -= first.end_lineno - first.lineno + 1
+    return length
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """One concern per module: none over 400 lines, no function over 50 (docstrings aside)."""
+    too_long: list[str] = []
+    for path in sorted((ROOT / "asyncauth").rglob("*.py")):
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if len(text.splitlines()) > 400:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in _functions(ast.parse(text)):
+            if _length_without_docstring(node) > 50:
+                too_long.append(f"{name}:{node.lineno} {node.name}()")
+    assert too_long == []

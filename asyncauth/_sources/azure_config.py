@@ -72,11 +72,8 @@ class AzureConfig:
     aad_client_cert_password: str = field(default="", repr=False)
     use_managed_identity_extension: bool = False
     user_assigned_identity_id: str = ""
-    subscription_id: str = ""
     identity_system: str = ""
     resource_manager_endpoint: str = ""
-    network_resource_tenant_id: str = ""
-    network_resource_subscription_id: str = ""
 
     @property
     def method(self) -> str:
@@ -106,11 +103,8 @@ _KEYS: Final = {
     "aadclientcertpassword": "aad_client_cert_password",
     "usemanagedidentityextension": "use_managed_identity_extension",
     "userassignedidentityid": "user_assigned_identity_id",
-    "subscriptionid": "subscription_id",
     "identitysystem": "identity_system",
     "resourcemanagerendpoint": "resource_manager_endpoint",
-    "networkresourcetenantid": "network_resource_tenant_id",
-    "networkresourcesubscriptionid": "network_resource_subscription_id",
 }
 _BOOLS: Final = frozenset({"use_managed_identity_extension"})
 

@@ -15,8 +15,6 @@ from .._credentials import Credential
 from .._errors import ConfigError
 from .._resource import Resource
 
-__all__ = ["FlagsResolver", "flags_credential"]
-
 
 def flags_credential(
     *,
