@@ -30,10 +30,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _parametrized_by_mark(metafunc: pytest.Metafunc) -> bool:
+    """The test chose its backends itself (``@pytest.mark.parametrize("anyio_backend", ...)``)."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else names
+        if "anyio_backend" in names:
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Backends (and drivers) for each async test; a module that can run under some backends
     only (aiohttp: asyncio) says so with ``ANYIO_BACKENDS``, and has no case for the others."""
-    if "anyio_backend" not in metafunc.fixturenames:
+    if "anyio_backend" not in metafunc.fixturenames or _parametrized_by_mark(metafunc):
         return
     backends = getattr(metafunc.module, "ANYIO_BACKENDS", BACKENDS)
     for name, tasks_only in (("driver", False), ("task_driver", True)):
