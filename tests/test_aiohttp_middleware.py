@@ -309,6 +309,65 @@ async def test_one_auth_serves_httpx_clients_and_aiohttp_sessions(
         RegistryAuthMiddleware(Chain([]), auth=auth)
 
 
+async def test_clear_forgets_what_the_warm_path_remembered(
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """A route's remembered header goes with ``clear()`` (e.g. after a ``docker login``): the
+    next request learns the challenge and fetches a token again."""
+    middleware = RegistryAuthMiddleware(Chain([Fixed(Credential(*peer_accounts.writer))]))
+    url = token_registry.url + token_registry_image.manifest_path
+    statuses: list[int] = []
+
+    async def record(request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        response = await handler(request)
+        statuses.append(response.status)
+        return response
+
+    session = aiohttp.ClientSession(middlewares=(middleware, record), headers=ACCEPT)
+    async with session:
+        for _ in range(3):
+            async with session.get(url) as response:
+                assert response.status == 200
+        middleware.clear()
+        async with session.get(url) as response:
+            assert response.status == 200
+    assert statuses == [401, 200, 200, 200, 401, 200]
+    assert token_issuer.total == 2
+
+
+async def test_a_remembered_route_ends_with_its_token() -> None:
+    """The warm path's version check skips lookups, not expiry: once the token stops being
+    fresh the route asks again (and the request goes to the flow for a new token)."""
+    from asyncauth._credentials import EXPIRY_MARGIN
+    from asyncauth._registry.aiohttp_warm import route_for
+    from asyncauth._registry.call import need_of
+    from asyncauth._registry.challenge import Challenge
+    from asyncauth._registry.flow import CHALLENGE_TTL
+    from asyncauth._registry.tokencache import TokenLead, token_cache_key
+    from asyncauth._registry.tokens import Token
+
+    middleware = RegistryAuthMiddleware(Chain([Fixed(Credential("bob", "pw-SECRET-8"))]))
+    handshake = middleware._handshake
+    target = handshake.target(httpx.URL("https://registry.example.com/"))
+    challenge = Challenge("bearer", {"realm": "https://auth.example.com/t", "service": "s"})
+    handshake.challenges.put(target.origin, challenge, CHALLENGE_TTL)
+    need = need_of(target.registry, "GET", "/v2/org/app/manifests/v1", b"")
+    resolution = await handshake.resolve(need.resource)
+    key = token_cache_key(target.registry, "s", need.scopes, resolution.credential)
+    lead = await handshake.tokens.acquire(key, wait=1.0)
+    assert isinstance(lead, TokenLead)
+    now = time.time()
+    await handshake.tokens.keep(lead, Token("short-TOKEN", now + EXPIRY_MARGIN + 0.3, now))
+    route = route_for(handshake, target, need, challenge, resolution)
+    assert route is not None
+    assert route.authorization(handshake) == "Bearer short-TOKEN"
+    await anyio.sleep(0.4)
+    assert route.authorization(handshake) is None
+
+
 # --- a hostile token server (a stand-in: the real issuer does not misbehave) ---------------------
 
 
