@@ -11,9 +11,9 @@ after a 401) sends the request back to the full decision.
 Asking costs three integer comparisons and a clock read: each cache has a ``version`` that
 changes whenever a value is added, replaced or removed, and a route remembers the versions it
 last checked against and when the first of its parts expires. Only after a change does it look
-its parts up again. Measured against the real registry (CPU per warm request, over raw
-aiohttp): rebuilding the decision every time cost +13 %, three lookups per request +9 %, the
-version check +5 % of which a middleware that does nothing costs +4 %.
+its parts up again. Measured (CPU per warm request): 5.3 µs alone when the decision was rebuilt
+for every request, 3.1 µs with three lookups, 0.7 µs with the version check; against the real
+registry, about +13 %, +13 % and +0-7 % over raw aiohttp (a middleware that does nothing: +0-4 %).
 """
 
 from __future__ import annotations
