@@ -52,7 +52,9 @@ def tests(session: nox.Session) -> None:
     """The whole suite; every async test runs under asyncio and under trio."""
     ensure_system_tools(session, system_tools("tests"))
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    # Property tests: a fixed seed and bounded counts (the "ci" profile in tests/conftest.py).
+    env = {"ASYNCAUTH_HYPOTHESIS_PROFILE": "ci"}
+    session.run("python", "-m", "pytest", *session.posargs, env=env)
 
 
 @nox.session

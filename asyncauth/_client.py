@@ -20,6 +20,8 @@ from ._chain import Chain
 from ._errors import ConfigError
 from ._net import is_loopback
 from ._registry.auth import RegistryAuth
+from ._registry.hops import strip_added_headers as strip_sync
+from ._registry.hops import strip_added_headers_async as strip_async
 from ._resource import DOCKER_HUB, Resource, normalise_registry
 from ._transports.errors import certificate_error
 from ._transports.kinds import (
@@ -68,8 +70,10 @@ def _settings(
     verify: bool,
     insecure_registries: Iterable[str],
     kwargs: dict[str, Any],
+    strip_hook: Callable[[httpx.Request], Any],
 ) -> list[str]:
-    """Fill in what both clients are built with (auth, TLS, defaults); the insecure hosts."""
+    """Fill in what both clients are built with (auth, TLS, defaults, the hook that keeps the
+    handshake's added headers on the registry's origin); the insecure hosts."""
     insecure = [normalise_registry(r) for r in insecure_registries]
     if auth is None:
         auth = RegistryAuth(chain, insecure_registries=insecure)
@@ -79,6 +83,9 @@ def _settings(
     kwargs.setdefault("follow_redirects", True)  # blobs redirect to storage
     kwargs.setdefault("limits", DEFAULT_LIMITS)
     kwargs["auth"], kwargs["verify"] = auth, tls
+    hooks = dict(kwargs.get("event_hooks") or {})
+    hooks["request"] = [*hooks.get("request", ()), strip_hook]
+    kwargs["event_hooks"] = hooks
     return insecure
 
 
@@ -237,7 +244,9 @@ def create_client(
     over plain http. ``verify=False`` turns TLS verification off everywhere. Other keyword
     arguments go to ``httpx.AsyncClient``.
     """
-    insecure = _settings(chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs)
+    insecure = _settings(
+        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs, strip_async
+    )
     own = _on_own_transport(RegistryClient, insecure, httpx_kwargs)
     if own is not None:
         return own
@@ -281,7 +290,9 @@ def create_sync_client(
 ) -> SyncRegistryClient:
     """:func:`create_client` for synchronous code: an ``httpx.Client`` on httpx's transport,
     with the same proxies, insecure registries and connection error messages."""
-    insecure = _settings(chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs)
+    insecure = _settings(
+        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs, strip_sync
+    )
     own = _on_own_transport(SyncRegistryClient, insecure, httpx_kwargs)
     if own is not None:
         return own

@@ -2,6 +2,7 @@
 
     python -m benchmarks            # the full run (< 10 minutes on 2 cores)
     python -m benchmarks --quick    # a smoke run (< 2 minutes)
+    python -m benchmarks --only fleet   # one part (pipeline, resolution, overhead, fleet)
     nox -s bench [-- --quick]       # the same, with the peers and matplotlib installed
 
 Every process it starts (token issuer, registry, workers, ab, the resolution worker) is stopped
@@ -23,13 +24,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import overhead, pipeline, report, resolution
+from . import fleet, overhead, pipeline, report, resolution
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
 DOCS_PLOT = HERE.parent / "docs" / "benchmarks.png"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+PARTS = ("pipeline", "resolution", "overhead", "fleet")
 
 
 def _settings(args: argparse.Namespace) -> pipeline.Settings:
@@ -113,11 +115,33 @@ def _update_docs(markdown: str) -> bool:
     return True
 
 
+def _soak(args: argparse.Namespace, command: str) -> None:
+    """The soak (benchmarks/soak.py): results in soak.json and soak.md, beside latest.*."""
+    from . import soak
+
+    results = soak.run(
+        requests=args.requests or soak.REQUESTS,
+        repositories=args.repositories or soak.REPOSITORIES,
+        seconds=soak.SECONDS if args.seconds is None else args.seconds,
+    )
+    results["machine"], results["versions"], results["command"] = _machine(), _versions(), command
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps(results, indent=1) + "\n")
+    table = soak.markdown(results)
+    (args.out / "soak.md").write_text(table + "\n")
+    print(table, f"\nwritten: {args.out}/soak.json, soak.md", sep="\n", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run, under 2 minutes")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
-    parser.add_argument("--only", choices=("pipeline", "resolution", "overhead"), action="append")
+    parser.add_argument(
+        "--only",
+        choices=(*PARTS, "soak"),
+        action="append",
+        help="run only these (repeatable); soak runs only when named (see benchmarks/soak.py)",
+    )
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--requests", type=int, help="requests per measurement (default 10000)")
     parser.add_argument("--repositories", type=int, help="R (default 100)")
@@ -129,12 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         "--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md (full runs do)"
     )
     args = parser.parse_args(argv)
-    only = set(args.only or ("pipeline", "resolution", "overhead"))
+    only = set(args.only or PARTS)
     # SIGTERM (nox, CI, a timeout) must unwind through the finally blocks that stop processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     started = time.perf_counter()
     command = "python -m benchmarks" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
+    if "soak" in only:
+        _soak(args, command.strip())
+        only.discard("soak")
+        if not only:
+            return 0
     results: dict[str, Any] = {
         "machine": _machine(),
         "versions": _versions(),
@@ -159,17 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     if "resolution" in only:
         print("resolution: default_chain, IaaS black-holed, single-flight", flush=True)
         results["resolution"] = resolution.run(quick=args.quick)
+    if "fleet" in only:
+        print("fleet: 8 processes, with and without a Redis token store", flush=True)
+        results["fleet"] = fleet.run(quick=args.quick, repositories=args.repositories)
     results["seconds"] = time.perf_counter() - started
     results["targets"] = report.targets(results)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     plots = [args.out / "latest.png"]
-    docs = not args.no_docs and not args.quick and args.out == RESULTS and len(only) == 3
+    docs = not args.no_docs and not args.quick and args.out == RESULTS and only == set(PARTS)
     if docs:
         plots.append(DOCS_PLOT)
     problem = report.plot(results, plots)
     markdown = report.markdown(results)
+    if "fleet" in results:
+        markdown += "\n\n" + fleet.markdown(results["fleet"])
     if problem:
         markdown += f"\n\n{problem}\n"
     (args.out / "latest.md").write_text(markdown + "\n")

@@ -3,8 +3,8 @@
 Run by :class:`benchmarks.stack.IssuerProcess`; not meant to be started by hand. Protocol, one
 JSON document per line:
 
-* stdin, first line: ``{"workdir": ..., "users": {name: password}}`` (secrets never go on the
-  command line, where ``ps`` would show them);
+* stdin, first line: ``{"workdir": ..., "users": {name: password}, "policy": {...}}`` (secrets
+  never go on the command line, where ``ps`` would show them; ``policy``: IssuerPolicy fields);
 * stdout, first line: ``{"realm", "service", "issuer", "rootcertbundle"}`` once it serves;
 * then stdin commands ``stats`` (answer: ``{"total", "scopes", "max_per_scope", "gets",
   "posts", "unauthorized", "errors"}``: requests, distinct scopes asked, most requests for one
@@ -25,7 +25,10 @@ from tests.peers.token_issuer import IssuerPolicy, TokenIssuer
 
 def main() -> int:
     setup = json.loads(sys.stdin.readline())
-    policy = IssuerPolicy(users=setup["users"], token_lifetime=3600.0)
+    # "policy": IssuerPolicy fields to change (the soak's short-lived tokens); default 1 hour.
+    policy = IssuerPolicy(
+        users=setup["users"], **{"token_lifetime": 3600.0, **setup.get("policy", {})}
+    )
     with TokenIssuer(Path(setup["workdir"]), policy=policy) as issuer:
         hello = {
             "realm": issuer.realm,

@@ -43,9 +43,12 @@ USER = "bench"
 class IssuerProcess:
     """``tests/peers/token_issuer.TokenIssuer`` in a subprocess (see ``benchmarks/_issuer.py``)."""
 
-    def __init__(self, workdir: Path, users: dict[str, str]) -> None:
+    def __init__(
+        self, workdir: Path, users: dict[str, str], *, policy: dict[str, Any] | None = None
+    ) -> None:
         self.workdir = workdir
         self._users = users
+        self._policy = policy or {}
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self.hello: dict[str, str] = {}
@@ -65,7 +68,7 @@ class IssuerProcess:
             cwd=ROOT,
             start_new_session=True,
         )
-        self._send({"workdir": str(self.workdir), "users": self._users})
+        self._send({"workdir": str(self.workdir), "users": self._users, "policy": self._policy})
         self.hello = self._receive()
         return self
 

@@ -7,13 +7,26 @@ plugin, so no test can forget its marker; :func:`pytest_generate_tests` gives it
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, settings
 
 # These machines are shared and noisy: a property test is about inputs, not speed, so neither
 # a slow draw nor a slow example may fail it.
 settings.register_profile("asyncauth", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("asyncauth")
+# CI (noxfile.py's tests session sets ASYNCAUTH_HYPOTHESIS_PROFILE=ci): the same examples on
+# every run, so a red build is the code's doing and can be replayed; a bounded count for tests
+# without their own max_examples. Time per example is bounded by tests/_budget.py, not deadline.
+settings.register_profile(
+    "ci",
+    parent=settings.get_profile("asyncauth"),
+    derandomize=True,
+    max_examples=100,
+    database=None,
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("ASYNCAUTH_HYPOTHESIS_PROFILE", "asyncauth"))
 
 
 BACKENDS = ("asyncio", "trio")
@@ -59,5 +72,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("anyio_backend", backends)
 
 
-# Real peers (registry, token issuer, images) as session fixtures.
-pytest_plugins = ["tests.peers.fixtures", "tests.peers.cloud_fixtures"]
+# Real peers (registry, token issuer, images) as session fixtures; the secret scan over every
+# test (tests/_secret_scan.py); pytester, to prove that scan.
+pytest_plugins = [
+    "tests.peers.fixtures",
+    "tests.peers.cloud_fixtures",
+    "tests._secret_scan",
+    "pytester",
+]

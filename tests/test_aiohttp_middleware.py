@@ -46,6 +46,7 @@ from asyncauth.aiohttp import RegistryAuthMiddleware
 from ._assertions import assert_hidden
 from ._drivers import ACCEPT
 from ._fakes import Fixed
+from ._secrets import secret
 from .peers.accounts import PeerAccounts
 from .peers.blob_store import BlobStore
 from .peers.images import OCIImage, PushedImage, push_image_http
@@ -53,6 +54,9 @@ from .peers.registry import Htpasswd, RegistryServer
 from .peers.token_issuer import TokenIssuer
 
 ANYIO_BACKENDS = ("asyncio",)
+API_KEY = secret("api-KEY-SECRET-9")
+PASSWORD = secret("pw-SECRET-5", user="bob")
+IDENTITY_TOKEN = secret("idt-SECRET-42")
 
 
 class Recorder(ThreadingHTTPServer):
@@ -168,7 +172,7 @@ def flags(accounts: PeerAccounts) -> Chain:
 async def test_blob_downloads_follow_the_redirect_to_storage(
     redirecting: Redirecting, peer_accounts: PeerAccounts, oci_image: OCIImage
 ) -> None:
-    middleware = RegistryAuthMiddleware(flags(peer_accounts))
+    middleware = RegistryAuthMiddleware(flags(peer_accounts), headers={"X-Api-Key": API_KEY})
     url = redirecting.registry.url + redirecting.blob_path
     seen = len(redirecting.store.requests)
     async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
@@ -195,6 +199,7 @@ async def test_blob_downloads_follow_the_redirect_to_storage(
     for request in requests:
         assert "authorization" not in request.headers
         assert "transfer-encoding" not in request.headers
+        assert "x-api-key" not in request.headers  # the Docker config's headers stay home
     assert middleware.stats.challenges == 1
 
 
@@ -349,7 +354,7 @@ async def test_a_remembered_route_ends_with_its_token() -> None:
     from asyncauth._registry.tokencache import TokenLead, token_cache_key
     from asyncauth._registry.tokens import Token
 
-    middleware = RegistryAuthMiddleware(Chain([Fixed(Credential("bob", "pw-SECRET-8"))]))
+    middleware = RegistryAuthMiddleware(Chain([Fixed(Credential("bob", PASSWORD))]))
     handshake = middleware._handshake
     target = handshake.target(httpx.URL("https://registry.example.com/"))
     challenge = Challenge("bearer", {"realm": "https://auth.example.com/t", "service": "s"})
@@ -394,7 +399,7 @@ async def test_identity_token_is_not_replayed_to_a_redirect(peer_accounts: PeerA
             return 307, {"Location": f"{elsewhere.url}/token"}, b""
 
         with Recorder(TokenStandIn(redirect)) as registry:
-            secret = "idt-SECRET-42"
+            secret = IDENTITY_TOKEN
             chain = Chain([Fixed(Credential(identity_token=secret))])
             async with aiohttp.ClientSession(
                 middlewares=(RegistryAuthMiddleware(chain),)
@@ -419,7 +424,7 @@ async def test_token_response_limit_counts_decoded_bytes(peer_accounts: PeerAcco
 
     assert len(bomb) < 8192
     with Recorder(TokenStandIn(inflate)) as registry:
-        chain = Chain([Fixed(Credential("bob", "pw-SECRET-3"))])
+        chain = Chain([Fixed(Credential("bob", PASSWORD))])
         middleware = RegistryAuthMiddleware(chain, max_token_response=1 << 20)
         async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
             with pytest.raises(TokenResponseError, match="larger than 1048576 bytes"):
@@ -436,7 +441,7 @@ async def test_retry_after_from_the_token_server_is_honoured() -> None:
         return 200, {}, json.dumps({"token": "good-TOKEN", "expires_in": 300}).encode()
 
     with Recorder(TokenStandIn(throttled)) as registry:
-        chain = Chain([Fixed(Credential("bob", "pw-SECRET-4"))])
+        chain = Chain([Fixed(Credential("bob", PASSWORD))])
         started = time.monotonic()
         session = aiohttp.ClientSession(middlewares=(RegistryAuthMiddleware(chain),))
         async with session, session.get(f"{registry.url}/v2/org/app/manifests/v1") as response:
@@ -471,7 +476,7 @@ class Loopback(AbstractResolver):
 async def test_credentials_never_go_over_plain_http_to_a_remote_host() -> None:
     with Recorder(TokenStandIn(hostile_target)) as registry:
         remote = f"http://registry.example.com:{registry.server_address[1]}"
-        chain = Chain([Fixed(Credential("bob", "pw-SECRET-5"))])
+        chain = Chain([Fixed(Credential("bob", PASSWORD))])
         connector = aiohttp.TCPConnector(resolver=Loopback())
         session = aiohttp.ClientSession(
             middlewares=(RegistryAuthMiddleware(chain),), connector=connector
@@ -479,7 +484,7 @@ async def test_credentials_never_go_over_plain_http_to_a_remote_host() -> None:
         async with session:
             with pytest.raises(InsecureTransportError, match="insecure_registries") as caught:
                 await session.get(f"{remote}/v2/org/app/manifests/v1")
-    assert_hidden(str(caught.value), "pw-SECRET-5")
+    assert_hidden(str(caught.value), PASSWORD)
     assert [headers.get("authorization") for _, _, headers, _ in registry.seen] == [None]
 
 
@@ -488,7 +493,7 @@ async def test_a_remote_registry_may_not_point_its_realm_at_loopback() -> None:
     public, its realm 127.0.0.1; even opted in to plain http, the credentials stay home."""
     with Recorder(TokenStandIn(hostile_target)) as registry:
         host = f"registry.example.com:{registry.server_address[1]}"
-        chain = Chain([Fixed(Credential("bob", "pw-SECRET-6"))])
+        chain = Chain([Fixed(Credential("bob", PASSWORD))])
         middleware = RegistryAuthMiddleware(chain, insecure_registries=[host])
         connector = aiohttp.TCPConnector(resolver=Loopback())
         session = aiohttp.ClientSession(middlewares=(middleware,), connector=connector)

@@ -21,6 +21,7 @@ from asyncauth._registry.challenge import (
 from asyncauth._registry.scope import Scope, ScopeSet
 
 from ._assertions import assert_hidden
+from ._budget import per_example_budget
 
 # Header values as registries send them (collected from public bug reports and client test
 # suites; account numbers and repository names are theirs or placeholders).
@@ -451,6 +452,7 @@ ows = st.sampled_from(["", " ", "\t", "  \t"])
 
 @settings(max_examples=300)
 @given(st.lists(challenges(), max_size=5), st.data())
+@per_example_budget()
 def test_formatting_then_parsing_round_trips(items: list[Challenge], data: st.DataObject) -> None:
     parts = []
     for item in items:
@@ -462,6 +464,7 @@ def test_formatting_then_parsing_round_trips(items: list[Challenge], data: st.Da
 
 
 @given(quotable)
+@per_example_budget()
 def test_quoted_string_escaping_round_trips(value: str) -> None:
     (challenge,) = parse_challenges([f"X p={quote(value)}"])
     assert challenge.params == {"p": value}
@@ -469,6 +472,7 @@ def test_quoted_string_escaping_round_trips(value: str) -> None:
 
 @settings(max_examples=500)
 @given(st.lists(st.text(max_size=60), max_size=3))
+@per_example_budget()
 def test_any_text_gives_challenges_or_a_challenge_error(values: list[str]) -> None:
     try:
         result = parse_challenges(values)
@@ -483,6 +487,7 @@ header_alphabet = st.sampled_from([*'Bearer basic realm="\\,= \t\x01abc=/+', "Ba
 
 @settings(max_examples=500)
 @given(st.lists(header_alphabet, max_size=40).map("".join))
+@per_example_budget()
 def test_near_miss_text_gives_challenges_or_a_challenge_error(value: str) -> None:
     try:
         result = parse_challenges([value])

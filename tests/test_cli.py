@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from ._assertions import assert_hidden
+from ._secrets import secret
 from .peers import PeerAccounts, PushedImage, RegistryServer, TokenIssuer
 
-SECRET = "pw-SECRET-42"
+SECRET = secret("pw-SECRET-42")
 
 
 def run(

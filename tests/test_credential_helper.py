@@ -19,10 +19,11 @@ from asyncauth import ConfigError, Credential, Resource
 from asyncauth._credential_helper import _Failure, answer, resource_for_server_url
 
 from ._assertions import assert_hidden
+from ._secrets import secret
 from .peers._tools import require_tool
 
-SECRET = "Pa55-w0rd-SECRET-7Qx"
-TOKEN = "IDENTITY-Tok3n-9Zq-refresh"
+SECRET = secret("Pa55-w0rd-SECRET-7Qx")
+TOKEN = secret("IDENTITY-Tok3n-9Zq-refresh")
 BEARER = "REGISTRY-b3arer-Tok3n-4Kw"
 NOT_FOUND = "credentials not found in native keychain"
 HOST = "registry.example:5000"

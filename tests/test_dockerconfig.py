@@ -43,9 +43,11 @@ from asyncauth._sources.docker.lookup import lookup
 from asyncauth._sources.docker.resolver import DockerConfigResolver
 
 from ._assertions import assert_hidden
+from ._budget import per_example_budget
+from ._secrets import secret
 
-SECRET = "Pa55-w0rd-SECRET-7Qx"
-TOKEN = "eyJhbGciOiJFUzI1NiJ9.IDENTITY-Tok3n-9Zq"
+SECRET = secret("Pa55-w0rd-SECRET-7Qx")
+TOKEN = secret("eyJhbGciOiJFUzI1NiJ9.IDENTITY-Tok3n-9Zq")
 BEARER = "REGISTRY-b3arer-Tok3n-4Kw"
 
 
@@ -396,6 +398,7 @@ references = st.sampled_from(
 
 
 @given(data=st.binary(max_size=300))
+@per_example_budget()
 def test_any_bytes_give_a_config_or_a_config_error(data: bytes) -> None:
     with contextlib.suppress(ConfigError):
         assert isinstance(parse_config(data, path="/fuzz.json"), DockerConfig)
@@ -403,6 +406,7 @@ def test_any_bytes_give_a_config_or_a_config_error(data: bytes) -> None:
 
 @given(data=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@per_example_budget()
 def test_any_file_content_gives_a_config_or_a_config_error(tmp_path: Path, data: bytes) -> None:
     """The same through the loader: the bytes of a real file, read as a lookup reads them."""
     path = tmp_path / "config.json"
@@ -420,6 +424,7 @@ def test_any_file_content_gives_a_config_or_a_config_error(tmp_path: Path, data:
 
 @given(doc=json_values | documents)
 @settings(suppress_health_check=[HealthCheck.too_slow])
+@per_example_budget()
 def test_any_json_gives_a_config_or_an_asyncauth_error(doc: Any) -> None:
     with contextlib.suppress(AsyncAuthError):
         parse_config(json.dumps(doc), path="/fuzz.json")
@@ -427,6 +432,7 @@ def test_any_json_gives_a_config_or_an_asyncauth_error(doc: Any) -> None:
 
 @given(doc=documents, reference=references, excluded=st.sets(st.text(max_size=5), max_size=2))
 @settings(suppress_health_check=[HealthCheck.too_slow])
+@per_example_budget()
 def test_lookup_on_any_valid_config_never_fails(
     doc: dict[str, Any], reference: str, excluded: set[str]
 ) -> None:
@@ -445,6 +451,7 @@ def test_lookup_on_any_valid_config_never_fails(
 
 @given(key=keys, value=field_values | entries, reference=references)
 @settings(suppress_health_check=[HealthCheck.too_slow])
+@per_example_budget()
 def test_any_key_never_breaks_another_keys_lookup(key: str, value: Any, reference: str) -> None:
     """Whatever another tool wrote under any key, the lookup of a registry that key does not
     name answers as if the key were not there."""
@@ -471,6 +478,7 @@ def test_any_key_never_breaks_another_keys_lookup(key: str, value: Any, referenc
     stdout=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
     stderr=st.binary(max_size=100),
 )
+@per_example_budget()
 def test_any_helper_output_gives_an_answer_or_a_resolver_error(
     returncode: int, stdout: bytes, stderr: bytes
 ) -> None:

@@ -23,10 +23,11 @@ from asyncauth import Chain, ConfigError, Credential, ResolverError, Resource
 from asyncauth._sources.docker.resolver import DockerConfigResolver
 
 from ._assertions import assert_hidden
+from ._secrets import secret
 from .test_dockerconfig import Helpers, reaped, wait_gone
 
-PASSWORD = "Hunter2-PASSWORD-9Zq"
-SECRET = "Pa55-w0rd-SECRET-7Qx"
+PASSWORD = secret("Hunter2-PASSWORD-9Zq")
+SECRET = secret("Pa55-w0rd-SECRET-7Qx")
 
 
 def b64(text: str) -> str:

@@ -30,11 +30,12 @@ from asyncauth import Chain, ConfigError, Credential, RegistryAuth, Resource
 from asyncauth._sources.docker.resolver import DockerConfigResolver
 
 from ._assertions import assert_hidden
+from ._secrets import secret
 from .peers import PeerAccounts, PushedImage, RegistryServer
 from .peers._tools import require_tool
 
-SECRET = "Pa55-w0rd-SECRET-7Qx"
-PASSWORD = "Hunter2-PASSWORD-9Zq"
+SECRET = secret("Pa55-w0rd-SECRET-7Qx")
+PASSWORD = secret("Hunter2-PASSWORD-9Zq")
 ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
 
 

@@ -11,6 +11,7 @@ from asyncauth._patterns import RegistryPattern
 from asyncauth._sources.env import parse_environ, select
 
 from ._assertions import assert_hidden
+from ._budget import per_example_budget
 
 PW = "pw-SECRET"
 
@@ -335,6 +336,7 @@ _host_alphabet = st.sampled_from(
 
 
 @given(st.text(max_size=40) | st.lists(_host_alphabet, max_size=16).map("".join))
+@per_example_budget()
 def test_any_hostname_parses_or_raises_config_error(text: str) -> None:
     try:
         pattern = RegistryPattern.parse(text, what="IMGPKG_REGISTRY_HOSTNAME_P")
@@ -367,6 +369,7 @@ def test_any_hostname_parses_or_raises_config_error(text: str) -> None:
         st.sampled_from(["", "gcr.io", "*.io", "[", "u", "https://docker.io/v2/"]),
     )
 )
+@per_example_budget()
 def test_any_environment_parses_or_raises_config_error(environ: dict[str, str]) -> None:
     try:
         entries = parse_environ(environ)

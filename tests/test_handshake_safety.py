@@ -28,8 +28,9 @@ from asyncauth._registry.auth import RegistryAuth
 
 from ._assertions import assert_hidden
 from ._fakes import Fixed
+from ._secrets import secret
 
-SECRET = "pw-SECRET-7"
+SECRET = secret("pw-SECRET-7")
 
 
 class StandIn:

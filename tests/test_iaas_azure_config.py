@@ -34,6 +34,7 @@ from asyncauth._sources.azure_config import (
 )
 from tests._assertions import assert_hidden
 
+from ._budget import per_example_budget
 from .peers.clouds import FailingTransport
 
 IMAGE = "myregistry.azurecr.io/team/app:1.0"
@@ -324,18 +325,21 @@ def _check(text: str) -> None:
 
 @settings(max_examples=300)
 @given(st.text(max_size=2000))
+@per_example_budget()
 def test_any_text_gives_a_config_or_a_config_error_in_time(text: str) -> None:
     _check(text)
 
 
 @settings(max_examples=300)
 @given(_HOSTILE)
+@per_example_budget()
 def test_hostile_repetitions_give_a_config_or_a_config_error_in_time(text: str) -> None:
     _check(text)
 
 
 @settings(max_examples=300)
 @given(_JSON, st.booleans())
+@per_example_budget()
 def test_any_json_document_gives_a_config_or_a_config_error(value: Any, comment: bool) -> None:
     text = json.dumps(value, indent=1)
     if comment:
@@ -345,6 +349,7 @@ def test_any_json_document_gives_a_config_or_a_config_error(value: Any, comment:
 
 @settings(max_examples=200)
 @given(st.text(min_size=2, max_size=40).map(lambda text: "zq" + text.strip()))
+@per_example_budget()
 def test_secrets_never_appear_in_the_message(secret: str) -> None:
     """Any secret value (marked "zq" so that it cannot coincide with a field or cloud name)."""
     for text in (

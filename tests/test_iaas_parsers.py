@@ -25,6 +25,8 @@ from asyncauth._sources.cloud import RetryPolicy, expiry_epoch, retry_after_seco
 from asyncauth._sources.ecr import decode_authorization_token, ecr_host
 from asyncauth._sources.google import is_google_host
 
+from ._budget import per_example_budget
+
 BUDGET = 1.0
 
 
@@ -75,6 +77,7 @@ def test_a_plain_exp_claim_is_read() -> None:
 
 @settings(max_examples=300)
 @given(st.text(max_size=300))
+@per_example_budget()
 def test_any_token_text_gives_an_expiry_or_none(token: str) -> None:
     value = _within_budget(lambda: _jwt_expiry(token))
     assert value is None or (math.isfinite(value) and value > 0)
@@ -82,6 +85,7 @@ def test_any_token_text_gives_an_expiry_or_none(token: str) -> None:
 
 @settings(max_examples=300)
 @given(st.binary(max_size=300) | st.from_regex(rb'\{"exp": ?[-0-9.eE+]{1,40}\}', fullmatch=True))
+@per_example_budget()
 def test_any_payload_gives_an_expiry_or_none(payload: bytes) -> None:
     value = _within_budget(lambda: _jwt_expiry(_jwt(payload)))
     assert value is None or (math.isfinite(value) and value > 0)
@@ -89,6 +93,7 @@ def test_any_payload_gives_an_expiry_or_none(payload: bytes) -> None:
 
 @settings(max_examples=300)
 @given(st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=5)))
+@per_example_budget()
 def test_expiry_epoch_is_finite_positive_or_none(value: object) -> None:
     epoch = expiry_epoch(value)
     assert epoch is None or (math.isfinite(epoch) and 0 < epoch <= 253402300799.0)
@@ -111,6 +116,7 @@ def test_retry_after_forms() -> None:
 
 @settings(max_examples=500)
 @given(st.text(max_size=100) | st.from_regex(r"[A-Za-z]{3}, [0-9]{1,3} [A-Za-z]{3} [0-9]{1,6}"))
+@per_example_budget()
 def test_any_retry_after_gives_seconds_or_none(value: str) -> None:
     seconds = _within_budget(lambda: retry_after_seconds(value))
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
@@ -121,6 +127,7 @@ def test_any_retry_after_gives_seconds_or_none(value: str) -> None:
     st.integers(min_value=1, max_value=10_000),
     st.none() | st.text(max_size=30) | st.integers(min_value=0, max_value=10**12).map(str),
 )
+@per_example_budget()
 def test_every_pause_is_bounded(attempt: int, retry_after: str | None) -> None:
     policy = RetryPolicy()
     delay = policy.delay(attempt, retry_after)
@@ -139,6 +146,7 @@ def test_retry_after_raises_the_pause_up_to_the_cap() -> None:
 
 @settings(max_examples=300)
 @given(st.text(max_size=200) | st.binary(max_size=150).map(lambda b: base64.b64encode(b).decode()))
+@per_example_budget()
 def test_any_authorization_token_gives_a_pair_or_a_resolver_error(token: str) -> None:
     try:
         username, password = decode_authorization_token(token)
@@ -157,6 +165,7 @@ def test_any_authorization_token_gives_a_pair_or_a_resolver_error(token: str) ->
     )
     | st.builds(lambda n: "a" * n + ".pkg.dev", st.integers(0, 5000))
 )
+@per_example_budget()
 def test_host_rules_answer_in_time(host: str) -> None:
     _within_budget(lambda: ecr_host(host))
     _within_budget(lambda: is_google_host(host))

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from asyncauth import AsyncAuthError, InvalidReferenceError, Resource
 
 from ._assertions import assert_hidden
+from ._budget import per_example_budget
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -134,6 +135,7 @@ _reference_alphabet = st.sampled_from([*list("abcAZ09:/@.-_[]%+ \t\n\x00ä"), DI
 
 
 @given(st.text(max_size=60) | st.lists(_reference_alphabet, max_size=20).map("".join))
+@per_example_budget()
 def test_any_text_gives_a_resource_or_a_clear_error(text: str) -> None:
     try:
         resource = Resource.parse(text)
@@ -154,6 +156,7 @@ def test_any_text_gives_a_resource_or_a_clear_error(text: str) -> None:
     ),
     tag=st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True),
 )
+@per_example_budget()
 def test_well_formed_references_parse(
     host: str, port: int | None, path: list[str], tag: str | None
 ) -> None:

@@ -15,6 +15,8 @@ from asyncauth._registry.scope import (
     repository_from_path,
 )
 
+from ._budget import per_example_budget
+
 
 def pull(name: str) -> Scope:
     return Scope.repository(name, "pull")
@@ -267,11 +269,13 @@ scope_sets = st.lists(scopes, max_size=6).map(lambda items: ScopeSet(tuple(items
 
 
 @given(scopes)
+@per_example_budget()
 def test_scope_round_trips(scope: Scope) -> None:
     assert Scope.parse(str(scope)) == scope
 
 
 @given(scope_sets)
+@per_example_budget()
 def test_scope_set_round_trips(scope_set: ScopeSet) -> None:
     assert ScopeSet.parse(str(scope_set)) == scope_set
     assert ScopeSet.parse(scope_set.form_value()) == scope_set
@@ -279,6 +283,7 @@ def test_scope_set_round_trips(scope_set: ScopeSet) -> None:
 
 
 @given(st.lists(scopes, max_size=6), st.randoms())
+@per_example_budget()
 def test_scope_set_ignores_order(items: list[Scope], rng: object) -> None:
     shuffled = list(items)
     rng.shuffle(shuffled)  # type: ignore[attr-defined]
@@ -287,6 +292,7 @@ def test_scope_set_ignores_order(items: list[Scope], rng: object) -> None:
 
 
 @given(scope_sets, scope_sets, scope_sets)
+@per_example_budget()
 def test_union_laws(a: ScopeSet, b: ScopeSet, c: ScopeSet) -> None:
     assert a | b == b | a
     assert (a | b) | c == a | (b | c)
@@ -295,6 +301,7 @@ def test_union_laws(a: ScopeSet, b: ScopeSet, c: ScopeSet) -> None:
 
 @settings(max_examples=500)
 @given(st.text(max_size=80))
+@per_example_budget()
 def test_any_text_gives_a_scope_set_or_a_scope_error(text: str) -> None:
     try:
         result = ScopeSet.parse(text)
@@ -306,6 +313,7 @@ def test_any_text_gives_a_scope_set_or_a_scope_error(text: str) -> None:
 
 @settings(max_examples=300)
 @given(st.text(max_size=12), st.text(max_size=60), st.text(max_size=40) | st.binary(max_size=40))
+@per_example_budget()
 def test_inference_never_raises(method: str, path: str, query: str | bytes) -> None:
     assert isinstance(infer_scopes(method, path, query), ScopeSet)
     assert isinstance(infer_scopes(method, "/v2/a/blobs/uploads/", query), ScopeSet)

@@ -29,11 +29,13 @@ from asyncauth._registry.tokens import (
 )
 
 from ._assertions import assert_hidden
+from ._budget import per_example_budget
+from ._secrets import secret
 
 NOW = 1_750_000_000.0
 ACCESS = "eyJhbGciOiJSUzI1NiJ9.access-SECRET.sig"
 REFRESH = "refresh-SECRET-0123"
-PASSWORD = "pw-SECRET"
+PASSWORD = secret("pw-SECRET")
 IDENTITY = "identity-SECRET"
 
 
@@ -510,6 +512,7 @@ responses = st.fixed_dictionaries(
 
 @settings(max_examples=500)
 @given(responses, st.floats(min_value=0, max_value=4e9))
+@per_example_budget()
 def test_any_json_gives_a_token_or_a_token_response_error(
     fields: dict[str, object], received_at: float
 ) -> None:
@@ -531,6 +534,7 @@ def test_any_json_gives_a_token_or_a_token_response_error(
 
 @settings(max_examples=300)
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+@per_example_budget()
 def test_any_bytes_give_a_token_or_a_token_response_error(raw: bytes) -> None:
     with contextlib.suppress(TokenResponseError):
         parse_token_response(raw, received_at=NOW)
@@ -540,6 +544,7 @@ secrets = st.from_regex(r"[\x21-\x7e]{0,30}", fullmatch=True).map(lambda s: "S3C
 
 
 @given(secrets, secrets, st.sampled_from([120, -1, "soon", None]))
+@per_example_budget()
 def test_secrets_never_show_in_text(access: str, refresh: str, expires_in: object) -> None:
     raw = body(token=access, refresh_token=refresh, expires_in=expires_in)
     try:

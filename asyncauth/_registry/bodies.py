@@ -70,11 +70,11 @@ class BoundedDecoder:
         try:
             return self._inflater.decompress(data, self._room())
         except zlib.error:
-            if self._zlib_deflate and self._size == 0:
-                # "deflate" is zlib-wrapped by the RFC, raw in some servers: accept both.
-                self._inflater, self._zlib_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
-                return self._inflater.decompress(data, self._room())
-            raise TokenResponseError("token response: the compressed body is corrupt") from None
+            if not (self._zlib_deflate and self._size == 0):
+                raise TokenResponseError("token response: the compressed body is corrupt") from None
+        # "deflate" is zlib-wrapped by the RFC, raw in some servers: accept both.
+        self._inflater, self._zlib_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
+        return self._inflate(data)
 
     def _count(self, data: bytes) -> bytes:
         self._size += len(data)

@@ -36,7 +36,7 @@ from .._credentials import EXPIRY_MARGIN
 from .._errors import AsyncAuthError, InsecureTransportError
 from .._resource import Resource
 from .._singleflight import Lead, SingleFlightCache
-from . import background, refusals
+from . import background, hops, refusals
 from .call import Call, budget, need_of
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
 from .effects import Do, Effect, Flow, Send
@@ -152,9 +152,11 @@ class Handshake:
         return target
 
     def _call(self, request: httpx.Request, headers: Mapping[str, str], target: Target) -> Call:
-        for name, value in headers.items():
-            if name.lower() not in NOT_FORWARDED:
-                request.headers[name] = value
+        added = tuple(name for name in headers if name.lower() not in NOT_FORWARDED)
+        if added:
+            for name in added:
+                request.headers[name] = headers[name]
+            hops.mark(request, target.origin, added)  # for the registry's origin only
         url = request.url
         need = need_of(target.registry, request.method, url.path, url.query)
         return Call(request, target, need, isinstance(request.stream, self.http.ByteStream))
@@ -178,7 +180,7 @@ class Handshake:
             return None
         call = self._call(request, headers, target)
         call.challenge, call.resolution = challenge, resolution
-        value = self._authorization(call, need.scopes)
+        value = self.authorization(target, challenge, resolution, need.scopes)
         if not isinstance(value, str):
             return None
         request.headers["Authorization"] = value
@@ -319,17 +321,11 @@ class Handshake:
             return again
         return None
 
-    def _authorization(self, call: Call, scopes: ScopeSet) -> str | bool | TokenKey:
-        assert call.challenge is not None
-        assert call.resolution is not None
-        return self.authorization(call.target, call.challenge, call.resolution, scopes)
-
     def authorization(
         self, target: Target, challenge: Challenge, resolution: Resolution, scopes: ScopeSet
     ) -> str | bool | TokenKey:
-        """What can be said without I/O: the header value; ``False`` when there is nothing to
-        send; or the key of a token that has to be fetched first. (Public for the aiohttp
-        middleware's warm path, which has no :class:`Call`.)"""
+        """What can be said without I/O: the header value, ``False`` (nothing to send) or the key
+        of a token to fetch first (public: the aiohttp middleware's warm path has no Call)."""
         credential = resolution.credential
         if credential.is_anonymous and challenge.is_basic:
             return False
@@ -349,7 +345,9 @@ class Handshake:
 
     def _authorize(self, call: Call, scopes: ScopeSet) -> Generator[Effect, Any, bool]:
         """Set ``Authorization`` on the request; ``False`` when there is nothing to send."""
-        value = self._authorization(call, scopes)
+        assert call.challenge is not None
+        assert call.resolution is not None
+        value = self.authorization(call.target, call.challenge, call.resolution, scopes)
         if value is False:
             return False
         if isinstance(value, TokenKey):
@@ -367,12 +365,20 @@ class Handshake:
         log.debug("token for %s %s: fetching", call.need.resource, scopes)
         try:
             token = yield from self._fetch.token(call, scopes, self.tokens)
-        except AsyncAuthError as exc:
-            got.fail(exc)  # every waiter with this credential would be refused the same way
+        except Exception as exc:
+            if isinstance(exc, AsyncAuthError):
+                got.fail(exc)  # every waiter with this credential would be refused the same way
+            else:
+                got.abandon()  # a transport error: a waiter takes over
+            yield Do(self.tokens.release, self.tokens.release_blocking, (got,))
             raise
+        except BaseException:
+            got.abandon()  # cancelled: a waiter takes over (the fleet's lease runs out by itself)
+            raise
+        try:
+            yield Do(self.tokens.keep, self.tokens.keep_blocking, (got, token))
         finally:
-            got.abandon()  # interrupted (cancelled, a transport error): a waiter takes over
-        yield Do(self.tokens.keep, self.tokens.keep_blocking, (got, token))
+            got.abandon()  # nothing once kept; a flow closed before keeping hands the lead on
         return token
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from .._errors import AsyncAuthError
+from .._errors import AsyncAuthError, TokenResponseError
 from .bodies import BodyTooLargeError, BoundedDecoder
 
 
@@ -29,21 +29,57 @@ class ReplayRefusedError(AsyncAuthError):
     """A token request's body was about to be sent a second time (a redirect): refused."""
 
 
+class _Drain:
+    """Ends a refused body's stream cleanly when that costs little.
+
+    A body refused half-way (too large once decoded, corrupt) leaves the transport's async
+    generators suspended if its stream is abandoned, and trio warns about each of them when
+    they are collected. So after a refusal the rest of the raw body is read and dropped, at most
+    ``limit`` raw bytes of it (a compression bomb is small: nothing to read), and the refusal is
+    raised at its end; a raw body larger than that is abandoned at once.
+    """
+
+    __slots__ = ("_drained", "_error", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._drained = 0
+        self._error: TokenResponseError | None = None
+
+    def decode(self, decoder: BoundedDecoder, chunk: bytes) -> bytes:
+        if self._error is None:
+            try:
+                return decoder.feed(chunk)
+            except TokenResponseError as exc:
+                self._error = exc
+                return b""
+        self._drained += len(chunk)
+        if self._drained > self._limit:
+            raise self._error
+        return b""
+
+    def finish(self, decoder: BoundedDecoder) -> bytes:
+        if self._error is not None:
+            raise self._error
+        return decoder.finish()
+
+
 @functools.cache
 def _classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
     class BoundedStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(self, raw: Any, decoder: BoundedDecoder) -> None:
+        def __init__(self, raw: Any, decoder: BoundedDecoder, limit: int) -> None:
             self._raw, self._decoder = raw, decoder
+            self._drain = _Drain(limit)
 
         def __iter__(self) -> Iterator[bytes]:
             for chunk in self._raw:
-                yield self._decoder.feed(chunk)
-            yield self._decoder.finish()
+                yield self._drain.decode(self._decoder, chunk)
+            yield self._drain.finish(self._decoder)
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             async for chunk in self._raw:
-                yield self._decoder.feed(chunk)
-            yield self._decoder.finish()
+                yield self._drain.decode(self._decoder, chunk)
+            yield self._drain.finish(self._decoder)
 
         def close(self) -> None:
             self._raw.close()
@@ -78,7 +114,7 @@ def bound(http: ModuleType, response: httpx.Response, limit: int) -> None:
     decoder = BoundedDecoder(response.headers.get_list("content-encoding"), limit)
     if "content-encoding" in response.headers:
         del response.headers["content-encoding"]  # httpx must not decode a second time
-    response.stream = _classes(http)[0](response.stream, decoder)
+    response.stream = _classes(http)[0](response.stream, decoder, limit)
 
 
 def within(body: bytes, limit: int) -> bytes:

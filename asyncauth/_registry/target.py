@@ -71,8 +71,17 @@ def check_destination(target: Target, url: str, insecure: frozenset[str], *, car
     an https registry may have a plain-http realm at all is the challenge's business:
     ``build_token_request`` refuses it.)
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        host, parts = "", None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        # The flow checks only URLs httpx built; anything else is refused, never guessed at.
+        raise InsecureTransportError(
+            f"{target.registry}: refusing a token server address that is not an absolute "
+            "http(s) URL"
+        )
     kind = address_kind(host)
     shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     if kind is not AddressKind.PUBLIC and kind is not target.kind:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
+from .._secrets import secret
 from .token_issuer import PULL_ONLY, IssuerPolicy
 
 __all__ = ["SEEDED_REPOSITORY_COUNT", "PeerAccounts", "default_policy"]
@@ -35,12 +36,12 @@ class PeerAccounts:
 
     @classmethod
     def generate(cls) -> PeerAccounts:
-        """Fresh random passwords and identity tokens."""
+        """Fresh random passwords and identity tokens, registered with the secret scan."""
         return cls(
-            writer=("alice", f"pw-{secrets.token_urlsafe(12)}"),
-            reader=("bob", f"pw-{secrets.token_urlsafe(12)}"),
-            writer_identity_token=f"idt-{secrets.token_urlsafe(24)}",
-            reader_identity_token=f"idt-{secrets.token_urlsafe(24)}",
+            writer=("alice", secret(f"pw-{secrets.token_urlsafe(12)}", user="alice")),
+            reader=("bob", secret(f"pw-{secrets.token_urlsafe(12)}", user="bob")),
+            writer_identity_token=secret(f"idt-{secrets.token_urlsafe(24)}"),
+            reader_identity_token=secret(f"idt-{secrets.token_urlsafe(24)}"),
         )
 
     @property

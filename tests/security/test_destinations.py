@@ -1,0 +1,174 @@
+"""Where credentials may go: no cleartext to a remote realm (issue 11 #4), no pivot inward to a
+metadata, private or loopback address (#6), ``evil.localhost`` is not loopback (#10).
+
+Remote hosts are played by :class:`~tests.security.peers.FakeInternet` (a loopback proxy): a
+request that should never have been sent shows up in its records instead of leaving the machine.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncauth import Credential, InsecureTransportError
+
+from .._assertions import assert_hidden
+from .._secrets import secret
+from .._transport_choice import every_transport
+from .conftest import client_on
+from .peers import FakeInternet, Reply, Server, basic_forms, everything, redirect, token_registry
+
+USER = "alice"
+PASSWORD = secret("pw-DEST-secret-1", user=USER)
+IDENTITY_TOKEN = secret("idt-DEST-refresh-2")
+METADATA_SECRET = secret("aws-METADATA-secret-3")
+MANIFEST = "/v2/org/app/manifests/v1"
+CREDENTIALS = {
+    "basic": Credential(USER, PASSWORD),
+    "identity_token": Credential(identity_token=IDENTITY_TOKEN),
+}
+SECRETS = (*basic_forms(USER, PASSWORD), IDENTITY_TOKEN)
+
+
+@every_transport
+@pytest.mark.parametrize("kind", sorted(CREDENTIALS))
+@pytest.mark.parametrize("listed", [(), ("127.0.0.1",)], ids=["loopback", "insecure-listed"])
+async def test_no_credentials_in_cleartext_to_a_remote_realm(
+    transport: str,
+    kind: str,
+    listed: tuple[str, ...],
+    environ: pytest.MonkeyPatch,
+    registry: Server,
+    internet: FakeInternet,
+) -> None:
+    """#4: a plain-http registry that may have credentials (loopback, or listed as insecure)
+    names a plain-http realm elsewhere: that host is neither, so nothing goes there."""
+    registry.route("/v2/", token_registry("http://auth.example.com/token"))
+    insecure = [f"{h}:{registry.port}" for h in listed]
+    async with client_on(
+        environ, transport, CREDENTIALS[kind], internet=internet, insecure_registries=insecure
+    ) as http:
+        with pytest.raises(InsecureTransportError, match=r"auth\.example\.com") as caught:
+            await http.get(registry.url + MANIFEST)
+    assert "insecure_registries" in str(caught.value)
+    assert_hidden(str(caught.value), *SECRETS)
+    assert internet.seen_at("auth.example.com") == []
+
+
+@every_transport
+async def test_a_remote_realm_listed_as_insecure_gets_credentials(
+    transport: str, environ: pytest.MonkeyPatch, registry: Server, internet: FakeInternet
+) -> None:
+    registry.route("/v2/", token_registry("http://auth.example.com/token"))
+    internet.route("/token", Reply(200, body=b'{"token": "issued-TOKEN"}'), host="auth.example.com")
+    credential = CREDENTIALS["basic"]
+    insecure = ["auth.example.com"]
+    async with client_on(
+        environ, transport, credential, internet=internet, insecure_registries=insecure
+    ) as http:
+        response = await http.get(registry.url + MANIFEST)
+    assert response.status_code == 200
+    assert len(internet.seen_at("auth.example.com")) == 1
+
+
+INWARD = {
+    "metadata": ("http://169.254.169.254/latest/token", "link-local"),
+    "private": ("http://10.0.0.1/token", "private"),
+    "ula": ("http://[fd00:ec2::254]/token", "private"),
+    "unspecified": ("http://0.0.0.0:9/token", "unspecified"),
+}
+
+
+@every_transport
+@pytest.mark.parametrize("where", sorted(INWARD))
+async def test_a_loopback_registry_cannot_point_its_realm_at_another_kind_of_address(
+    transport: str,
+    where: str,
+    environ: pytest.MonkeyPatch,
+    registry: Server,
+    internet: FakeInternet,
+) -> None:
+    """#6: only a realm on the registry's own kind of address (here loopback) is accepted."""
+    realm, kind = INWARD[where]
+    registry.route("/v2/", token_registry(realm))
+    async with client_on(environ, transport, CREDENTIALS["basic"], internet=internet) as http:
+        with pytest.raises(InsecureTransportError, match=f"on a {kind} address") as caught:
+            await http.get(registry.url + MANIFEST)
+    assert "loopback" in str(caught.value)
+    assert [s.host for s in internet.seen if s.host != "route-check.invalid"] == []
+
+
+@every_transport
+@pytest.mark.parametrize("anonymous", [False, True], ids=["credentials", "anonymous"])
+async def test_a_public_registry_cannot_point_its_realm_inward(
+    transport: str,
+    anonymous: bool,
+    environ: pytest.MonkeyPatch,
+    realm: Server,
+    internet: FakeInternet,
+) -> None:
+    """#6: ``registry.example.com`` (public) names a loopback token server (this machine's
+    services) or the metadata address: refused, with or without credentials."""
+    internet.route("/v2/", token_registry(realm.url + "/token"), host="registry.example.com")
+    realm.route("/token", Reply(200, body=b'{"token": "issued-TOKEN"}'))
+    credential = Credential.anonymous() if anonymous else CREDENTIALS["basic"]
+    insecure = ["registry.example.com"]
+    async with client_on(
+        environ, transport, credential, internet=internet, insecure_registries=insecure
+    ) as http:
+        with pytest.raises(InsecureTransportError, match="on a loopback address") as caught:
+            await http.get("http://registry.example.com" + MANIFEST)
+    assert "public" in str(caught.value)
+    assert realm.seen == []
+
+
+@every_transport
+async def test_a_loopback_realm_on_another_port_serves_a_loopback_registry(
+    transport: str, environ: pytest.MonkeyPatch, registry: Server, realm: Server
+) -> None:
+    """Local development keeps working: registry and token server on two loopback ports."""
+    registry.route("/v2/", token_registry(realm.url + "/token"))
+    realm.route("/token", Reply(200, body=b'{"token": "issued-TOKEN"}'))
+    async with client_on(environ, transport, CREDENTIALS["basic"]) as http:
+        response = await http.get(registry.url + MANIFEST)
+    assert response.status_code == 200
+
+
+@every_transport
+async def test_a_token_request_redirected_to_the_metadata_address_is_refused(
+    transport: str,
+    environ: pytest.MonkeyPatch,
+    registry: Server,
+    realm: Server,
+    internet: FakeInternet,
+) -> None:
+    """#6, redirect hops: the token server redirects to the metadata address, whose answer
+    would go to the registry as a "token". Every hop is checked when the answer returns."""
+    metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/role"
+    registry.route("/v2/", token_registry(realm.url + "/token"))
+    realm.route("/token", redirect(metadata, 302))
+    internet.route(
+        "/latest/",
+        Reply(200, body=b'{"token": "%s"}' % METADATA_SECRET.encode()),
+        host="169.254.169.254",
+    )
+    async with client_on(environ, transport, CREDENTIALS["basic"], internet=internet) as http:
+        with pytest.raises(InsecureTransportError, match="link-local") as caught:
+            await http.get(registry.url + MANIFEST)
+    assert_hidden(str(caught.value), METADATA_SECRET, *SECRETS)
+    assert_hidden(everything(registry.seen), METADATA_SECRET, where="registry")
+    assert_hidden(everything(internet.seen), *SECRETS, where="metadata address")
+
+
+@every_transport
+async def test_evil_localhost_is_not_loopback(
+    transport: str, environ: pytest.MonkeyPatch, internet: FakeInternet
+) -> None:
+    """#10: a name under ``.localhost`` is a name like any other (it resolves where DNS says),
+    so plain http to it carries no credentials."""
+    internet.route(
+        "/v2/", Reply(401, [("WWW-Authenticate", 'Basic realm="r"')]), host="evil.localhost"
+    )
+    async with client_on(environ, transport, CREDENTIALS["basic"], internet=internet) as http:
+        with pytest.raises(InsecureTransportError, match="not loopback"):
+            await http.get("http://evil.localhost" + MANIFEST)
+    assert_hidden(everything(internet.seen), *SECRETS, where="evil.localhost")
