@@ -126,6 +126,15 @@ class TokenCache:
         token = self._tokens.peek(key)
         return None if token is MISSING else token  # type: ignore[return-value]
 
+    @property
+    def version(self) -> int:
+        """Changes whenever a token is kept, dropped or expires (see ``SingleFlightCache``)."""
+        return self._tokens.version
+
+    def deadline(self, key: TokenKey) -> float | None:
+        """When the token for ``key`` stops being fresh (``time.monotonic``), if there is one."""
+        return self._tokens.deadline(key)
+
     async def acquire(self, key: TokenKey, *, wait: float | None) -> Token | TokenLead:
         """A token, or the lead to fetch it; ``wait`` bounds waiting for another fetch."""
         got = await self._tokens.acquire(key, wait=wait)
