@@ -20,6 +20,7 @@ from ._chain import (
     Outcome,
     Resolution,
     Resolver,
+    Sharing,
     TraceEntry,
 )
 from ._cli import MANIFEST_MEDIA_TYPES
@@ -48,6 +49,7 @@ from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 from ._sources.github import GitHubResolver
 from ._sources.google import GoogleResolver
+from ._stores.redis import RedisTokenStore
 from ._version import __version__
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "InvalidReferenceError",
     "MemoryTokenStore",
     "Outcome",
+    "RedisTokenStore",
     "RegistryAuth",
     "Resolution",
     "Resolver",
@@ -83,6 +86,7 @@ __all__ = [
     "ResolverUnavailableError",
     "Resource",
     "ScopeError",
+    "Sharing",
     "TokenResponseError",
     "TokenStore",
     "TraceEntry",

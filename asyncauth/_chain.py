@@ -31,18 +31,23 @@ capability off.
 :class:`HeaderSource` (``async http_headers()``)
     headers to send with every registry request (the Docker config's ``HttpHeaders``); the
     handshake asks :meth:`Chain.http_headers`, never a source directly.
+:class:`Sharing` (``token_store``, with ``cache_key``)
+    a caching resolver whose answers a fleet shares through a :class:`~asyncauth.TokenStore`:
+    on a miss the chain asks the store first, and one process of the fleet resolves for all
+    (:mod:`asyncauth._stores.credentials`). ``None`` turns it off.
 """
 
 from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import logging
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 
@@ -50,6 +55,10 @@ from ._credentials import EXPIRY_MARGIN, Credential
 from ._errors import ConfigError, ResolverUnavailableError
 from ._resource import Resource
 from ._singleflight import SingleFlightCache
+from ._stores import credentials as fleet
+
+if TYPE_CHECKING:
+    from ._registry.store import TokenStore
 
 log = logging.getLogger("asyncauth.chain")
 
@@ -116,7 +125,15 @@ class HeaderSource(Protocol):
     async def http_headers(self) -> Mapping[str, str]: ...
 
 
-_CAPABILITIES = ("timeout", "cache_key", "cache_ttl", "claims", "explain", "disable_hint")
+@runtime_checkable
+class Sharing(Protocol):
+    """A caching resolver whose answers may be shared by a fleet (``None``: not shared)."""
+
+    token_store: TokenStore | None
+
+
+_CAPABILITIES = ("timeout", "cache_key", "cache_ttl", "claims", "explain", "disable_hint",
+                 "token_store")  # fmt: skip
 
 
 class Outcome(enum.StrEnum):
@@ -178,6 +195,7 @@ class _Member:
     claims: Callable[[Resource], bool] | None
     explain: Callable[[Resource], str | None] | None
     hint: str | None
+    store: TokenStore | None
 
     @classmethod
     def of(cls, resolver: Resolver) -> _Member:
@@ -185,6 +203,9 @@ class _Member:
             raise TypeError(f"{resolver!r} is not a resolver (needs .name and .resolve())")
         _refuse_near_misses(resolver)
         timeout = resolver.timeout if isinstance(resolver, Bounded) else None
+        store = resolver.token_store if isinstance(resolver, Sharing) else None
+        if store is not None and not isinstance(resolver, Caching):
+            raise TypeError(f"resolver {resolver.name!r} has a token_store but no cache_key")
         return cls(
             resolver,
             resolver.name,
@@ -194,6 +215,7 @@ class _Member:
             resolver.claims if isinstance(resolver, Claiming) else None,
             resolver.explain if isinstance(resolver, Explaining) else None,
             resolver.disable_hint if isinstance(resolver, Hinting) else None,
+            store,
         )
 
 
@@ -364,4 +386,9 @@ class Chain:
                 return min(ttl, credential.expires_at - EXPIRY_MARGIN - time.time())
             return ttl
 
-        return self._caches[index].get(key, lambda: member.resolver.resolve(resource), ttl_of)
+        compute: Callable[[], Awaitable[Credential | None]]
+        compute = functools.partial(member.resolver.resolve, resource)
+        if member.store is not None:
+            shared = (member.store, (member.name, key), compute, ttl_of, member.timeout)
+            compute = fleet.sharing(*shared)
+        return self._caches[index].get(key, compute, ttl_of)

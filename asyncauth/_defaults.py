@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping, Sequence
-from typing import Final, TypedDict, Unpack
+from typing import TYPE_CHECKING, Final, Literal, TypedDict, Unpack
 
 import httpx
 
@@ -38,6 +38,10 @@ from ._sources.cloud import (
 from ._sources.docker.resolver import DockerConfigResolver
 from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
+from ._stores.environ import chosen_store
+
+if TYPE_CHECKING:
+    from ._registry.store import TokenStore
 
 CLOUDS: Final[Mapping[str, CloudFactory]] = {
     "ecr": ecr.cloud_resolver,
@@ -95,6 +99,7 @@ def iaas_resolvers(
     azure_config: str | os.PathLike[str] | None = None,
     keychains: Sequence[str] | None = None,
     timeout: float | None = None,
+    token_store: TokenStore | Literal[False] | None = None,
 ) -> list[Resolver]:
     """The cloud resolvers a chain should run, in order; ``[]`` when IaaS is off.
 
@@ -103,7 +108,8 @@ def iaas_resolvers(
     SDKs read theirs from ``os.environ`` whatever is passed here. ``transport`` carries every HTTP
     request the resolvers make. ``keychains`` replaces ``IMGPKG_ACTIVE_KEYCHAINS``; ``timeout``
     replaces each cloud's default (10 s). ``azure_config`` is imgpkg's
-    ``--registry-azure-cr-config``.
+    ``--registry-azure-cr-config``. ``token_store`` shares ECR and ACR credentials with a fleet
+    (default: the store ``ASYNCAUTH_TOKEN_STORE`` in ``environ`` names, if any; ``False``: none).
     """
     environ = os.environ if environ is None else environ
     if keychains is None:
@@ -117,6 +123,7 @@ def iaas_resolvers(
         transport=transport,
         timeout=DEFAULT_CLOUD_TIMEOUT if timeout is None else timeout,
         config_files={} if azure_config is None else {"aks": azure_config},
+        token_store=chosen_store(token_store, environ),
     )
     return [CLOUDS[keychain](settings) for keychain in order]
 
@@ -134,6 +141,7 @@ class ChainOptions(TypedDict, total=False):
     transport: httpx.AsyncBaseTransport | None
     azure_config: str | os.PathLike[str] | None
     exclude_helpers: Collection[str]
+    token_store: TokenStore | Literal[False] | None
 
 
 def default_chain(
@@ -148,6 +156,7 @@ def default_chain(
     transport: httpx.AsyncBaseTransport | None = None,
     azure_config: str | os.PathLike[str] | None = None,
     exclude_helpers: Collection[str] = (),
+    token_store: TokenStore | Literal[False] | None = None,
 ) -> Chain:
     """The chain imgpkg would use: environment, IaaS, explicit options, Docker config.
 
@@ -157,14 +166,21 @@ def default_chain(
     ``IMGPKG_ACTIVE_KEYCHAINS`` picks which). ``transport`` carries every HTTP request the cloud
     resolvers make; ``azure_config`` is imgpkg's ``--registry-azure-cr-config`` (default
     ``IMGPKG_REGISTRY_AZURE_CR_CONFIG``). ``exclude_helpers`` names credential helpers the Docker
-    config source treats as absent (``docker-credential-asyncauth`` excludes itself). The cloud
+    config source treats as absent (``docker-credential-asyncauth`` excludes itself).
+    ``token_store`` shares cloud credentials with a fleet (see :func:`iaas_resolvers`). The cloud
     SDKs read their own variables (``AWS_*``, ``GOOGLE_*``, ``AZURE_*``) from ``os.environ``,
     not from ``environ``.
     Raises :class:`~asyncauth.ConfigError` when the environment is malformed.
     """
     resolvers: list[Resolver] = [EnvResolver(environ)]
     resolvers.extend(
-        iaas_resolvers(environ=environ, iaas=iaas, transport=transport, azure_config=azure_config)
+        iaas_resolvers(
+            environ=environ,
+            iaas=iaas,
+            transport=transport,
+            azure_config=azure_config,
+            token_store=token_store,
+        )
     )
     resolvers.append(
         FlagsResolver(username=username, password=password, token=token, anon=anon, environ=environ)

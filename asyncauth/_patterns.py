@@ -229,7 +229,10 @@ class RegistryPattern:
 
     def __str__(self) -> str:
         host = self.host if self.port is None else f"{self.host}:{self.port}"
-        return "/".join((host, *self.path))
+        # A path that starts with v1/v2 keeps the API prefix it was written with: parsing
+        # drops one leading /v1/ or /v2/, so the canonical form must carry one to drop.
+        prefix = ("v2",) if self.path[:1] in (("v1",), ("v2",)) else ()
+        return "/".join((host, *prefix, *self.path))
 
     def matches(self, resource: Resource) -> bool:
         """Whether a credential written for this pattern may be sent for ``resource``."""

@@ -124,6 +124,10 @@ class SingleFlightCache(Generic[V]):
         self._clock = clock
         self._lock = threading.Lock()
         self._values: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self.version = 0
+        """Bumped whenever a value is added, replaced or removed: a reader that remembered what
+        it found (the aiohttp middleware's routes) may use it without a lookup while the version
+        is the same and the value's :meth:`deadline` has not passed."""
         self._flights: dict[tuple[object, Hashable], _Flight] = {}
 
     def __len__(self) -> int:
@@ -142,15 +146,23 @@ class SingleFlightCache(Generic[V]):
             return MISSING
         if item[0] <= self._clock():
             del self._values[key]
+            self.version += 1
             return MISSING
         self._values.move_to_end(key)
         return item[1]
+
+    def deadline(self, key: Hashable) -> float | None:
+        """When ``key``'s value stops being fresh (on ``clock``), or ``None`` if there is none."""
+        with self._lock:
+            item = self._values.get(key)
+            return None if item is None else item[0]
 
     def put(self, key: Hashable, value: V, ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds (``<= 0``: do not), computed elsewhere."""
         if ttl <= 0:
             return
         with self._lock:
+            self.version += 1
             self._values[key] = (self._clock() + ttl, value)
             self._values.move_to_end(key)
             while len(self._values) > self._maxsize:
@@ -158,10 +170,12 @@ class SingleFlightCache(Generic[V]):
 
     def invalidate(self, key: Hashable) -> None:
         with self._lock:
+            self.version += 1
             self._values.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
+            self.version += 1
             self._values.clear()
 
     # --- single flight --------------------------------------------------------------------

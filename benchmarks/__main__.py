@@ -2,6 +2,7 @@
 
     python -m benchmarks            # the full run (< 10 minutes on 2 cores)
     python -m benchmarks --quick    # a smoke run (< 2 minutes)
+    python -m benchmarks --only fleet   # one part (pipeline, resolution, overhead, fleet)
     nox -s bench [-- --quick]       # the same, with the peers and matplotlib installed
 
 Every process it starts (token issuer, registry, workers, ab, py-spy, the resolution worker) is
@@ -23,13 +24,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import overhead, pipeline, profiling, report, resolution, targets
+from . import fleet, overhead, pipeline, profiling, report, resolution, targets
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
 DOCS_PLOT = HERE.parent / "docs" / "benchmarks.png"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+PARTS = ("pipeline", "resolution", "overhead", "fleet")
 
 
 def _settings(args: argparse.Namespace) -> pipeline.Settings:
@@ -131,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument(
         "--only",
-        choices=("pipeline", "resolution", "overhead", "soak"),
+        choices=(*PARTS, "soak"),
         action="append",
         help="run only these (repeatable); soak runs only when named (see benchmarks/soak.py)",
     )
@@ -181,6 +183,8 @@ def _write(args: argparse.Namespace, results: dict[str, Any], docs: bool) -> str
     plots = [args.out / "latest.png", *([DOCS_PLOT] if docs else [])]
     problem = report.plot(results, plots)
     markdown = report.markdown(results)
+    if "fleet" in results:
+        markdown += "\n\n" + fleet.markdown(results["fleet"])
     if problem:
         markdown += f"\n\n{problem}\n"
     (args.out / "latest.md").write_text(markdown + "\n")
@@ -191,7 +195,7 @@ def _write(args: argparse.Namespace, results: dict[str, Any], docs: bool) -> str
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    only = set(args.only or ("pipeline", "resolution", "overhead"))
+    only = set(args.only or PARTS)
     # SIGTERM (nox, CI, a timeout) must unwind through the finally blocks that stop processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -215,10 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     if "resolution" in only:
         print("resolution: default_chain, IaaS black-holed, single-flight", flush=True)
         results["resolution"] = resolution.run(quick=args.quick)
+    if "fleet" in only:
+        print("fleet: 8 processes, with and without a Redis token store", flush=True)
+        results["fleet"] = fleet.run(quick=args.quick, repositories=args.repositories)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["targets"] = targets.targets(results)
-    docs = not args.no_docs and not args.quick and args.out == RESULTS and len(only) == 3
+    docs = not args.no_docs and not args.quick and args.out == RESULTS and only == set(PARTS)
     print(_write(args, results, docs))
     print(f"\nwritten: {args.out}/latest.json, latest.md, latest.png ({results['seconds']:.0f} s)")
     return 0

@@ -302,3 +302,56 @@ def test_commands_report_the_untrusted_certificate(
         assert "certificate verify failed" in stderr
         assert "400" not in stderr
         assert "needs no authorisation" not in stderr
+
+
+class ForgetfulServer:
+    """Keeps a connection open after answering (no ``Connection: close``), then hangs up on the
+    next request without a word: what tinyproxy and some load balancers do to kept-alive
+    connections."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests = 0
+        self.methods: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(connection,), daemon=True).start()
+
+    def _one(self, connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)  # the first request on this connection is answered...
+            self.requests += 1
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            data = connection.recv(65536)  # ...the next one is read and dropped
+            if data:
+                self.methods.append(data.split(b" ", 1)[0].decode())
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@every_transport
+async def test_a_kept_alive_connection_the_peer_dropped_is_retried_once_for_a_get(
+    transport: str, environ: pytest.MonkeyPatch
+) -> None:
+    force_transport(environ, transport)
+    server = ForgetfulServer()
+    try:
+        async with create_client(timeout=5.0) as http:
+            assert http.transport_name == transport
+            for _ in range(3):
+                assert (await http.get(f"http://127.0.0.1:{server.port}/v2/")).text == "ok"
+            # A POST is not replayed on a fresh connection: its failure is the caller's.
+            if transport != "aiohttp":  # aiohttp retries on its own, and only idempotent ones
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await http.post(f"http://127.0.0.1:{server.port}/v2/", content=b"x")
+    finally:
+        server.close()
+    assert server.requests >= 3

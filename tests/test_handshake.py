@@ -1,12 +1,13 @@
-"""RegistryAuth against a real registry (CNCF distribution) and a strict token issuer.
+"""The handshake against a real registry (CNCF distribution) and a strict token issuer.
 
-Counts are exact: token requests are counted at the issuer, 401s with an httpx event hook.
+The tests that take ``driver`` run through every driver of the one flow (tests/_drivers.py):
+httpx's async and sync auth flows and the aiohttp middleware (asyncio only). Counts are exact:
+token requests are counted at the issuer, 401s by the client (tests/_drivers.py says how).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,12 @@ from asyncauth import (
 from asyncauth._registry.auth import RegistryAuth
 
 from ._assertions import assert_hidden
+from ._drivers import ACCEPT, open_client
 from ._fakes import Fixed
 from .peers.accounts import SEEDED_REPOSITORY_COUNT, PeerAccounts
 from .peers.images import OCIImage, PushedImage
 from .peers.registry import RegistryServer
 from .peers.token_issuer import TokenIssuer
-
-ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
 
 
 def auth_for(credential: Credential, **kwargs: Any) -> RegistryAuth:
@@ -67,26 +67,28 @@ def writer(accounts: PeerAccounts) -> Credential:
 
 
 async def test_pull_with_username_and_password(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
     peer_accounts: PeerAccounts,
 ) -> None:
-    counter = Counter()
     auth = auth_for(writer(peer_accounts))
-    async with client(auth, counter) as http:
+    async with open_client(driver, auth) as http:
         url = token_registry.url + token_registry_image.manifest_path
         for _ in range(3):
             response = await http.get(url, headers=ACCEPT)
-            assert response.status_code == 200
+            assert response.status == 200
             assert response.headers["Docker-Content-Digest"] == token_registry_image.digest
     assert token_issuer.count(method="GET", grant="basic", user=peer_accounts.writer[0]) == 1
     assert token_issuer.total == 1
     assert token_issuer.scope_counts() == {"repository:peers/app:pull": 1}
-    assert counter.unauthorized == 1  # the first request learnt the challenge; no more 401s
+    assert http.unauthorized == 1  # the first request learnt the challenge; no more 401s
+    assert http.statuses == [401, 200, 200, 200, 200]  # probe, token, the request, two warm
 
 
 async def test_push_scope(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     oci_image: OCIImage,
@@ -94,42 +96,47 @@ async def test_push_scope(
     peer_accounts: PeerAccounts,
 ) -> None:
     auth = auth_for(writer(peer_accounts))
-    async with client(auth) as http:
-        url = f"{token_registry.url}/v2/pushed/by-auth/manifests/v1"
+    repository = f"pushed/by-{driver}"
+    async with open_client(driver, auth) as http:
+        url = f"{token_registry.url}/v2/{repository}/manifests/v1"
         # Blobs first (a manifest PUT needs them): cross-repository mounts need pull on `from`.
         for digest in (oci_image.config_digest, oci_image.layer_digest):
-            response = await http.post(
-                f"{token_registry.url}/v2/pushed/by-auth/blobs/uploads/",
-                params={"mount": digest, "from": "peers/app"},
+            response = await http.request(
+                "POST",
+                f"{token_registry.url}/v2/{repository}/blobs/uploads/"
+                f"?mount={digest}&from=peers/app",
             )
-            assert response.status_code == 201, response.text
-        response = await http.put(
+            assert response.status == 201, response.body
+        response = await http.request(
+            "PUT",
             url,
             content=oci_image.manifest,
             headers={"Content-Type": oci_image.media_type},
         )
-        assert response.status_code == 201, response.text
-        assert (await http.get(url, headers=ACCEPT)).status_code == 200
+        assert response.status == 201, response.body
+        assert (await http.get(url, headers=ACCEPT)).status == 200
     counts = token_issuer.scope_counts()
-    assert counts["repository:pushed/by-auth:pull,push"] >= 1
+    assert counts[f"repository:{repository}:pull,push"] >= 1
     assert counts["repository:peers/app:pull"] >= 1
 
 
 async def test_identity_token_uses_oauth2_post(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
     peer_accounts: PeerAccounts,
 ) -> None:
     credential = Credential(identity_token=peer_accounts.writer_identity_token)
-    async with client(auth_for(credential)) as http:
+    async with open_client(driver, auth_for(credential)) as http:
         response = await http.get(token_registry.url + token_registry_image.manifest_path)
-        assert response.status_code == 200
+        assert response.status == 200
     assert token_issuer.count(method="POST", grant="refresh_token") == 1
     assert token_issuer.gets == 0
 
 
 async def test_identity_token_falls_back_to_get_on_404(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
@@ -141,14 +148,15 @@ async def test_identity_token_falls_back_to_get_on_404(
         users={**token_issuer.policy.users, "idt-user": peer_accounts.writer_identity_token},
     )
     credential = Credential(username="idt-user", identity_token=peer_accounts.writer_identity_token)
-    async with client(auth_for(credential)) as http:
+    async with open_client(driver, auth_for(credential)) as http:
         response = await http.get(token_registry.url + token_registry_image.manifest_path)
-        assert response.status_code == 200
+        assert response.status == 200
     assert token_issuer.count(method="POST", status=404) == 1
     assert token_issuer.count(method="GET", status=200) == 1
 
 
 async def test_refresh_token_is_kept_for_later_refreshes(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     seeded_repositories: list[PushedImage],
@@ -157,55 +165,59 @@ async def test_refresh_token_is_kept_for_later_refreshes(
 ) -> None:
     token_issuer.policy = dataclasses.replace(token_issuer.policy, issue_refresh_tokens=True)
     auth = auth_for(writer(peer_accounts), offline_token=True)
-    async with client(auth) as http:
-        assert (await http.get(token_registry.url + token_registry_image.manifest_path)).is_success
+    async with open_client(driver, auth) as http:
+        response = await http.get(token_registry.url + token_registry_image.manifest_path)
+        assert response.status == 200
         other = seeded_repositories[0]
-        assert (await http.get(token_registry.url + other.manifest_path)).is_success
+        assert (await http.get(token_registry.url + other.manifest_path)).status == 200
     first, second = token_issuer.requests()
     assert (first.method, first.grant, first.refresh_token_issued) == ("GET", "basic", True)
     assert (second.method, second.grant, second.user) == ("POST", "refresh_token", "alice")
 
 
 async def test_registry_token_is_sent_verbatim(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
 ) -> None:
     minted = token_issuer.mint("ci", ["repository:peers/app:pull"])
     token_issuer.reset()
-    async with client(auth_for(Credential(registry_token=minted))) as http:
+    async with open_client(driver, auth_for(Credential(registry_token=minted))) as http:
         response = await http.get(token_registry.url + token_registry_image.manifest_path)
-        assert response.status_code == 200
+        assert response.status == 200
     assert token_issuer.total == 0
 
 
 async def test_anonymous_pull_where_allowed(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
 ) -> None:
     token_issuer.policy = dataclasses.replace(token_issuer.policy, anonymous_pull=True)
-    async with client(auth_for(Credential.anonymous())) as http:
+    async with open_client(driver, auth_for(Credential.anonymous())) as http:
         response = await http.get(token_registry.url + token_registry_image.manifest_path)
-        assert response.status_code == 200
+        assert response.status == 200
     assert token_issuer.count(grant="anonymous") == 1
 
 
 async def test_anonymous_pull_where_not_allowed_returns_the_401(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
 ) -> None:
-    counter = Counter()
-    async with client(auth_for(Credential.anonymous()), counter) as http:
+    async with open_client(driver, auth_for(Credential.anonymous())) as http:
         response = await http.get(token_registry.url + token_registry_image.manifest_path)
-    assert response.status_code == 401
+    assert response.status == 401
     # The challenge, the anonymous try, one retry after insufficient_scope: then it stops.
-    assert counter.unauthorized <= 3
+    assert http.unauthorized <= 3
     assert token_issuer.total <= 2
 
 
 async def test_wrong_password_is_a_clear_error(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
@@ -213,7 +225,7 @@ async def test_wrong_password_is_a_clear_error(
 ) -> None:
     secret = "wrong-SECRET-password"
     auth = RegistryAuth(Chain([FlagsResolver(username="alice", password=secret, environ={})]))
-    async with client(auth) as http:
+    async with open_client(driver, auth) as http:
         with pytest.raises(AuthenticationError) as caught:
             await http.get(token_registry.url + token_registry_image.manifest_path)
     message = str(caught.value)
@@ -226,6 +238,7 @@ async def test_wrong_password_is_a_clear_error(
 
 
 async def test_expired_token_is_refreshed_exactly_once(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
@@ -237,61 +250,60 @@ async def test_expired_token_is_refreshed_exactly_once(
     token_issuer.policy = dataclasses.replace(
         token_issuer.policy, token_lifetime=-120, expires_in=300
     )
-    counter = Counter()
     auth = auth_for(writer(peer_accounts))
-    async with client(auth, counter) as http:
+    async with open_client(driver, auth) as http:
         response = await http.get(url)
-        assert response.status_code == 401  # retried once, then the 401 is the caller's
+        assert response.status == 401  # retried once, then the 401 is the caller's
         assert token_issuer.total == 2
         token_issuer.policy = dataclasses.replace(
             token_issuer.policy, token_lifetime=300, expires_in=None
         )
         token_issuer.reset()
-        counter.statuses.clear()
+        http.seen.clear()
         response = await http.get(url)
-        assert response.status_code == 200
+        assert response.status == 200
     assert token_issuer.total == 1  # exactly one refresh
-    assert counter.statuses == [401, 200, 200]  # stale token, token request, retried request
+    assert http.statuses == [401, 200, 200]  # stale token, token request, retried request
 
 
 async def test_insufficient_scope_retries_once_then_returns_401(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     oci_image: OCIImage,
     token_issuer: TokenIssuer,
     peer_accounts: PeerAccounts,
 ) -> None:
-    counter = Counter()
     reader = Credential(*peer_accounts.reader)  # pull only
-    async with client(auth_for(reader), counter) as http:
-        response = await http.put(
+    async with open_client(driver, auth_for(reader)) as http:
+        response = await http.request(
+            "PUT",
             f"{token_registry.url}/v2/peers/app/manifests/v2",
             content=oci_image.manifest,
             headers={"Content-Type": oci_image.media_type},
         )
-    assert response.status_code == 401
+    assert response.status == 401
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
     assert token_issuer.total == 2  # the first token, and one retry's
-    assert counter.unauthorized == 3  # challenge, first try, the retry: no loop
+    assert http.unauthorized == 3  # challenge, first try, the retry: no loop
 
 
 async def test_thousand_concurrent_gets_cost_one_token_per_repository(
+    driver: str,
     token_registry: RegistryServer,
     seeded_repositories: list[PushedImage],
     token_issuer: TokenIssuer,
     peer_accounts: PeerAccounts,
 ) -> None:
     assert len(seeded_repositories) == SEEDED_REPOSITORY_COUNT == 20
-    counter = Counter()
     auth = auth_for(writer(peer_accounts))
     statuses: list[int] = []
-    limits = httpx.Limits(max_connections=64)
-    async with client(auth, counter, limits=limits) as http:
+    async with open_client(driver, auth) as http:
 
         async def get(i: int) -> None:
             image = seeded_repositories[i % 20]
             response = await http.get(token_registry.url + image.manifest_path, headers=ACCEPT)
-            statuses.append(response.status_code)
+            statuses.append(response.status)
 
         async with anyio.create_task_group() as tg:
             for i in range(1000):
@@ -299,11 +311,12 @@ async def test_thousand_concurrent_gets_cost_one_token_per_repository(
     assert statuses == [200] * 1000
     assert token_issuer.total == 20
     assert set(token_issuer.scope_counts().values()) == {1}
-    assert counter.unauthorized <= 1
+    assert http.unauthorized <= 1
     assert auth.stats.challenges <= 1
 
 
 async def test_cancelled_token_leader_does_not_strand_the_others(
+    task_driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
@@ -311,8 +324,8 @@ async def test_cancelled_token_leader_does_not_strand_the_others(
 ) -> None:
     url = token_registry.url + token_registry_image.manifest_path
     auth = auth_for(writer(peer_accounts))
-    async with client(auth) as http:
-        assert (await http.get(token_registry.url + "/v2/")).is_success  # learn the challenge
+    async with open_client(task_driver, auth) as http:
+        assert (await http.get(token_registry.url + "/v2/")).status == 200  # learn the challenge
         token_issuer.policy = dataclasses.replace(token_issuer.policy, delay=0.5)
         before = auth.stats.token_requests
         statuses: list[int] = []
@@ -323,7 +336,7 @@ async def test_cancelled_token_leader_does_not_strand_the_others(
                 await http.get(url)
 
         async def follower() -> None:
-            statuses.append((await http.get(url)).status_code)
+            statuses.append((await http.get(url)).status)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(leader)
@@ -339,73 +352,62 @@ async def test_cancelled_token_leader_does_not_strand_the_others(
 
 
 async def test_streaming_body_is_sent_only_with_a_token(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     oci_image: OCIImage,
     token_issuer: TokenIssuer,
     peer_accounts: PeerAccounts,
 ) -> None:
-    counter = Counter()
-    sent = 0
-
-    async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
-        sent += 1
-        yield oci_image.manifest
-
-    async with client(auth_for(writer(peer_accounts)), counter) as http:
-        response = await http.put(
+    streamed: list[int] = []
+    async with open_client(driver, auth_for(writer(peer_accounts))) as http:
+        response = await http.request(
+            "PUT",
             f"{token_registry.url}/v2/peers/app/manifests/streamed",
-            content=body(),
+            content=oci_image.manifest,
+            streamed=streamed,
             headers={"Content-Type": oci_image.media_type},
         )
-    assert response.status_code == 201, response.text
-    assert sent == 1
-    assert counter.urls[0] == "GET /v2/"  # the ping learnt the challenge
-    assert counter.statuses == [401, 200, 201]
+    assert response.status == 201, response.body
+    assert streamed == [1]
+    assert http.seen[0] == (401, "GET /v2/")  # the ping learnt the challenge
+    assert http.statuses == [401, 200, 201]
 
 
 async def test_docker_config_headers_are_sent(
+    driver: str,
     token_registry: RegistryServer,
     token_registry_image: PushedImage,
     token_issuer: TokenIssuer,
     peer_accounts: PeerAccounts,
 ) -> None:
-    seen: list[str] = []
-
-    async def hook(request: httpx.Request) -> None:
-        seen.append(request.headers.get("User-Agent", ""))
-
     auth = auth_for(writer(peer_accounts), headers={"User-Agent": "Docker-Client/18.09.6 (x)"})
-    async with httpx.AsyncClient(
-        auth=auth, event_hooks={"request": [hook]}, headers=ACCEPT
-    ) as http:
-        assert (await http.get(token_registry.url + token_registry_image.manifest_path)).is_success
-    registry_requests = [ua for ua in seen if ua]
-    assert "Docker-Client/18.09.6 (x)" in registry_requests
+    async with open_client(driver, auth) as http:
+        response = await http.get(token_registry.url + token_registry_image.manifest_path)
+        assert response.status == 200
+    assert "Docker-Client/18.09.6 (x)" in http.agents
 
 
 async def test_basic_auth_registry(
+    driver: str,
     htpasswd_registry: RegistryServer,
     htpasswd_registry_image: PushedImage,
     peer_accounts: PeerAccounts,
 ) -> None:
     url = htpasswd_registry.url + htpasswd_registry_image.manifest_path
-    counter = Counter()
-    async with client(auth_for(writer(peer_accounts)), counter) as http:
-        assert (await http.get(url, headers=ACCEPT)).status_code == 200
-        assert (await http.get(url, headers=ACCEPT)).status_code == 200
-    assert counter.statuses == [401, 200, 200]  # Basic is sent up front once it is known
-    counter = Counter()
-    async with client(auth_for(Credential("alice", "wrong-PW-5")), counter) as http:
+    async with open_client(driver, auth_for(writer(peer_accounts))) as http:
+        assert (await http.get(url, headers=ACCEPT)).status == 200
+        assert (await http.get(url, headers=ACCEPT)).status == 200
+    assert http.statuses == [401, 200, 200]  # Basic is sent up front once it is known
+    async with open_client(driver, auth_for(Credential("alice", "wrong-PW-5"))) as http:
         # Issue 9: a Basic registry's refusal names the source whose credential it refused.
         with pytest.raises(
             AuthenticationError, match="basic credentials for user alice from fixed"
         ):
             await http.get(url)
-    assert counter.statuses == [401, 401]  # one authenticated try, no loop
-    async with client(auth_for(Credential.anonymous())) as http:
-        assert (await http.get(url)).status_code == 401
+    assert http.statuses == [401, 401]  # one authenticated try, no loop
+    async with open_client(driver, auth_for(Credential.anonymous())) as http:
+        assert (await http.get(url)).status == 401
 
 
 def test_sync_client(

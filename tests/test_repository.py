@@ -39,6 +39,7 @@ def test_library_never_imports_asyncio() -> None:
 # The public API: what ``asyncauth`` exports, pinned so that a change to it is a decision.
 PUBLIC_NAMES = {
     "Hinting",
+    "Sharing",
     "HeaderSource",
     "Explaining",
     "Claiming",
@@ -63,6 +64,7 @@ PUBLIC_NAMES = {
     "MANIFEST_MEDIA_TYPES",
     "MemoryTokenStore",
     "Outcome",
+    "RedisTokenStore",
     "RegistryAuth",
     "Resolution",
     "Resolver",

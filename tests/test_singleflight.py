@@ -141,3 +141,35 @@ async def test_bounded_least_recently_used_goes_first() -> None:
 def test_maxsize_must_be_positive() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         SingleFlightCache[int](maxsize=0)
+
+
+def test_version_changes_whenever_a_value_comes_or_goes() -> None:
+    """What the aiohttp middleware's routes rely on to skip lookups: no change goes unseen."""
+    now = [0.0]
+    cache = SingleFlightCache[str](maxsize=2, clock=lambda: now[0])
+    seen = [cache.version]
+
+    def changed() -> bool:
+        seen.append(cache.version)
+        return seen[-1] != seen[-2]
+
+    cache.put("a", "1", 10.0)
+    assert changed()
+    assert cache.deadline("a") == 10.0
+    assert cache.deadline("b") is None
+    cache.put("a", "2", 20.0)  # replaced
+    assert changed()
+    assert cache.deadline("a") == 20.0
+    assert cache.peek("a") == "2"
+    assert not changed()  # reading changes nothing
+    cache.put("b", "1", 5.0)
+    cache.put("c", "1", 5.0)  # evicts the least recently used
+    assert changed()
+    assert len(cache) == 2
+    now[0] = 6.0
+    cache.peek("b")  # expired: dropped
+    assert changed()
+    cache.invalidate("c")
+    assert changed()
+    cache.clear()
+    assert changed()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from types import ModuleType
+from typing import Literal
 
 import httpx
 
@@ -20,6 +21,7 @@ from .._chain import Chain
 from .._errors import AsyncAuthError
 from .._net import is_loopback
 from .._resource import DOCKER_HUB, Resource, normalise_registry
+from .._stores.environ import chosen_store
 from .call import Call
 from .drivers import drive_async, drive_sync
 from .flow import Handshake, Options, Stats
@@ -52,7 +54,7 @@ class RegistryAuthBase:
         token_cache_size: int = 4096,
         max_token_response: int = MAX_TOKEN_RESPONSE,
         offline_token: bool = False,
-        token_store: TokenStore | None = None,
+        token_store: TokenStore | Literal[False] | None = None,
     ) -> None:
         self._chain = chain
         self._headers_from_chain = headers is None
@@ -64,7 +66,7 @@ class RegistryAuthBase:
             offline_token=offline_token,
             headers=None if headers is None else dict(headers),
         )
-        self._tokens = TokenCache(maxsize=token_cache_size, shared=token_store)
+        self._tokens = TokenCache(maxsize=token_cache_size, shared=chosen_store(token_store))
         self._handshake = Handshake(self._http, lambda: self.chain, self._options, self._tokens)
 
     def __repr__(self) -> str:
@@ -79,7 +81,8 @@ class RegistryAuthBase:
         if self._chain is None:
             from .._defaults import default_chain
 
-            self._chain = default_chain()
+            store = self.token_store
+            self._chain = default_chain(token_store=False if store is None else store)
         return self._chain
 
     @property
@@ -196,7 +199,10 @@ class RegistryAuth(RegistryAuthBase, httpx.Auth):
     bounds how long a resolved credential is reused. ``offline_token=True`` asks token servers
     for a refresh token along with the first token fetched with a password; later tokens are
     then fetched with it (docker's behaviour). ``token_store`` shares tokens with other
-    processes (see :class:`~asyncauth.TokenStore`); tokens are always kept in process too.
+    processes (see :class:`~asyncauth.TokenStore`, :class:`~asyncauth.RedisTokenStore`); tokens
+    are always kept in process too. By default the store ``ASYNCAUTH_TOKEN_STORE`` and
+    ``ASYNCAUTH_TOKEN_STORE_KEY`` describe is used, if they are set (read now); ``False`` opts
+    out. The default chain shares cloud credentials through the same store.
 
     One instance is meant to be shared by all clients, tasks, event loops and threads of a
     program: its caches and single-flight tables are what make a thousand concurrent requests

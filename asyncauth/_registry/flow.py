@@ -51,7 +51,7 @@ log = logging.getLogger("asyncauth.registry")
 CHALLENGE_TTL = 3600.0
 """Seconds a learnt challenge is trusted before the registry is asked again."""
 _RETRY_ERRORS = frozenset({"invalid_token", "insufficient_scope"})
-_NOT_FORWARDED = frozenset({"authorization", "host", "content-length"})
+NOT_FORWARDED = frozenset({"authorization", "host", "content-length"})
 
 
 class _Open:
@@ -152,7 +152,7 @@ class Handshake:
         return target
 
     def _call(self, request: httpx.Request, headers: Mapping[str, str], target: Target) -> Call:
-        added = tuple(name for name in headers if name.lower() not in _NOT_FORWARDED)
+        added = tuple(name for name in headers if name.lower() not in NOT_FORWARDED)
         if added:
             for name in added:
                 request.headers[name] = headers[name]
@@ -180,7 +180,7 @@ class Handshake:
             return None
         call = self._call(request, headers, target)
         call.challenge, call.resolution = challenge, resolution
-        value = self._authorization(call, need.scopes)
+        value = self.authorization(target, challenge, resolution, need.scopes)
         if not isinstance(value, str):
             return None
         request.headers["Authorization"] = value
@@ -321,31 +321,33 @@ class Handshake:
             return again
         return None
 
-    def _authorization(self, call: Call, scopes: ScopeSet) -> str | bool | TokenKey:
-        """What can be said without I/O: the header value; ``False`` when there is nothing to
-        send; or the key of a token that has to be fetched first."""
-        assert call.challenge is not None
-        assert call.resolution is not None
-        credential, challenge = call.resolution.credential, call.challenge
+    def authorization(
+        self, target: Target, challenge: Challenge, resolution: Resolution, scopes: ScopeSet
+    ) -> str | bool | TokenKey:
+        """What can be said without I/O: the header value, ``False`` (nothing to send) or the key
+        of a token to fetch first (public: the aiohttp middleware's warm path has no Call)."""
+        credential = resolution.credential
         if credential.is_anonymous and challenge.is_basic:
             return False
-        if not credential.is_anonymous and not call.target.may_send_credentials:
+        if not credential.is_anonymous and not target.may_send_credentials:
             raise InsecureTransportError(
-                f"{call.target.registry}: refusing to send credentials from "
-                f"{call.resolution.source} over plain http to a host that is not loopback; use "
+                f"{target.registry}: refusing to send credentials from "
+                f"{resolution.source} over plain http to a host that is not loopback; use "
                 "https, or list the registry in insecure_registries= if you really mean it"
             )
         if credential.kind == "registry_token":
-            return self._fetch.bearer(credential, call.resolution, call.target)
+            return self._fetch.bearer(credential, resolution, target)
         if challenge.is_basic:
             return self._fetch.basic(credential) or False
-        key = token_cache_key(call.target.registry, challenge.service, scopes, credential)
+        key = token_cache_key(target.registry, challenge.service, scopes, credential)
         token = self.tokens.fresh(key)
         return key if token is None else token.authorization
 
     def _authorize(self, call: Call, scopes: ScopeSet) -> Generator[Effect, Any, bool]:
         """Set ``Authorization`` on the request; ``False`` when there is nothing to send."""
-        value = self._authorization(call, scopes)
+        assert call.challenge is not None
+        assert call.resolution is not None
+        value = self.authorization(call.target, call.challenge, call.resolution, scopes)
         if value is False:
             return False
         if isinstance(value, TokenKey):
@@ -363,12 +365,20 @@ class Handshake:
         log.debug("token for %s %s: fetching", call.need.resource, scopes)
         try:
             token = yield from self._fetch.token(call, scopes, self.tokens)
-        except AsyncAuthError as exc:
-            got.fail(exc)  # every waiter with this credential would be refused the same way
+        except Exception as exc:
+            if isinstance(exc, AsyncAuthError):
+                got.fail(exc)  # every waiter with this credential would be refused the same way
+            else:
+                got.abandon()  # a transport error: a waiter takes over
+            yield Do(self.tokens.release, self.tokens.release_blocking, (got,))
             raise
+        except BaseException:
+            got.abandon()  # cancelled: a waiter takes over (the fleet's lease runs out by itself)
+            raise
+        try:
+            yield Do(self.tokens.keep, self.tokens.keep_blocking, (got, token))
         finally:
-            got.abandon()  # interrupted (cancelled, a transport error): a waiter takes over
-        yield Do(self.tokens.keep, self.tokens.keep_blocking, (got, token))
+            got.abandon()  # nothing once kept; a flow closed before keeping hands the lead on
         return token
 
 

@@ -15,8 +15,15 @@ check. Its contract:
 * Values are serialised tokens: a store must keep them confidential (encrypt) where others can
   read its backend, and drop them after ``ttl`` seconds.
 * ``lease(name, ttl)`` is set-if-absent with expiry: ``True`` for the one caller that got it.
+  ``release(name)`` gives back a lease this store object took (and only such a lease: a backend
+  shared by processes must not delete a lease another process has taken since); it is called
+  after the token was stored, and after a failed fetch so that another process may try at once.
 * Every method must be bounded in time. A failure (exception) is treated as a miss: the caller
   fetches the token itself, so a broken store slows a fleet down but never fails a request.
+* Optionally, a ``lease_time`` attribute (seconds, default 10) says how long a lease lasts: the
+  longest a fleet waits for a process that died while fetching.
+
+:class:`~asyncauth.RedisTokenStore` is the backend for fleets of processes and machines.
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@
 * OAuth2 refresh tokens a token server handed out, per (registry, service, credential), used in
   place of the password for later fetches.
 * Optionally a :class:`~asyncauth._registry.store.TokenStore` shared with other processes: asked
-  only on a miss, after this process's own single-flight, so a warm request never touches it.
+  only on a miss, after this process's own single-flight, so a warm request never touches it
+  (its rules, leases and failures are :mod:`asyncauth._stores.shared`'s).
 
 The flow asks :meth:`TokenCache.fresh` (no I/O) and, on a miss, :meth:`TokenCache.acquire`: a
 token, or a :class:`TokenLead` whose holder fetches and ends it with :meth:`TokenCache.keep`,
-``fail`` or ``abandon``.
+``fail`` or ``abandon`` (and then :meth:`TokenCache.release`, which hands the fleet's lease on).
 """
 
 from __future__ import annotations
@@ -20,23 +21,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import anyio
-
 from .._credentials import EXPIRY_MARGIN, Credential
 from .._singleflight import MISSING, Lead, SingleFlightCache
+from .._stores.shared import SharedStore
+from .._stores.shared import shared as shared_store
 from . import background
 from .scope import ScopeSet
 from .store import TokenStore
 from .tokens import Token
 
 log = logging.getLogger("asyncauth.tokens")
-
-SHARED_LEASE = 10.0
-"""Seconds a process holds the fleet-wide lease while it fetches a token (it expires if the
-process dies); others wait at most this long for its token before asking themselves."""
-SHARED_TIMEOUT = 2.0
-"""Seconds one call to a shared store may take before it counts as a miss."""
-_POLL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +80,8 @@ class TokenLead:
     lead: Lead[Token]
     shared_name: str | None = None
     """The name under which a shared store will keep the token, when there is a store."""
+    held: bool = False
+    """Whether this process holds the fleet's lease on ``shared_name`` (and must give it back)."""
 
     @property
     def key(self) -> TokenKey:
@@ -123,19 +119,28 @@ class TokenCache:
         self._tokens = SingleFlightCache[Token](maxsize=maxsize)
         self._refresh = SingleFlightCache[str](maxsize=maxsize)
         self.shared = shared
-        self._store_failing = False
+        self._store: SharedStore | None = None if shared is None else shared_store(shared)
 
     def fresh(self, key: TokenKey) -> Token | None:
         """A token still good for :data:`EXPIRY_MARGIN` seconds, or ``None`` (no I/O)."""
         token = self._tokens.peek(key)
         return None if token is MISSING else token  # type: ignore[return-value]
 
+    @property
+    def version(self) -> int:
+        """Changes whenever a token is kept, dropped or expires (see ``SingleFlightCache``)."""
+        return self._tokens.version
+
+    def deadline(self, key: TokenKey) -> float | None:
+        """When the token for ``key`` stops being fresh (``time.monotonic``), if there is one."""
+        return self._tokens.deadline(key)
+
     async def acquire(self, key: TokenKey, *, wait: float | None) -> Token | TokenLead:
         """A token, or the lead to fetch it; ``wait`` bounds waiting for another fetch."""
         got = await self._tokens.acquire(key, wait=wait)
         if not isinstance(got, Lead):
             return got
-        if self.shared is None:
+        if self._store is None:
             return TokenLead(got)
         return await self._from_shared(got, wait)
 
@@ -144,7 +149,7 @@ class TokenCache:
         got = self._tokens.acquire_blocking(key, wait=wait)
         if not isinstance(got, Lead):
             return got
-        if self.shared is None:
+        if self._store is None:
             return TokenLead(got)
         return background.run(self._from_shared, got, wait)
 
@@ -152,15 +157,26 @@ class TokenCache:
         """Hand ``token`` to the waiters and keep it (here, and in the shared store)."""
         ttl = token.remaining(time.time(), EXPIRY_MARGIN)
         lead.lead.settle(token, ttl)
-        if self.shared is not None and lead.shared_name is not None:
-            await self._shared_call(self.shared.set, lead.shared_name, _encode(token), ttl)
-            await self._shared_call(self.shared.release, lead.shared_name)
+        if self._store is not None and lead.shared_name is not None:
+            await self._store.publish(lead.shared_name, _encode(token), ttl)
+            await self.release(lead)
 
     def keep_blocking(self, lead: TokenLead, token: Token) -> None:
-        if self.shared is None or lead.shared_name is None:
+        if self._store is None or lead.shared_name is None:
             lead.lead.settle(token, token.remaining(time.time(), EXPIRY_MARGIN))
         else:
             background.run(self.keep, lead, token)
+
+    async def release(self, lead: TokenLead) -> None:
+        """Give the fleet's lease back after a fetch that failed, so another process may try
+        at once instead of when the lease runs out."""
+        if self._store is not None and lead.shared_name is not None and lead.held:
+            lead.held = False
+            await self._store.release(lead.shared_name)
+
+    def release_blocking(self, lead: TokenLead) -> None:
+        if self._store is not None and lead.held:
+            background.run(self.release, lead)
 
     def forget(self, key: TokenKey) -> None:
         """Drop a token the registry refused (here only: other processes find out themselves)."""
@@ -184,55 +200,27 @@ class TokenCache:
         self._tokens.clear()
         self._refresh.clear()
 
-    # --- the shared store ---------------------------------------------------------------------
-
     async def _from_shared(self, lead: Lead[Token], wait: float | None) -> Token | TokenLead:
-        """Ask the shared store: its token, or a lease to fetch one for the whole fleet."""
-        assert self.shared is not None
-        name = self.shared.name(lead.key.material())  # type: ignore[attr-defined]
-        deadline = anyio.current_time() + (
-            SHARED_LEASE if wait is None else min(wait, SHARED_LEASE)
-        )
+        """Ask the shared store: its token, or the lead to fetch one (for the whole fleet when
+        the lease is ours)."""
+        assert self._store is not None
+        name = self._store.name(lead.key.material())  # type: ignore[attr-defined]
         try:
-            while True:
-                token = await self._shared_token(name)
-                if token is not None:
-                    lead.settle(token, token.remaining(time.time(), EXPIRY_MARGIN))
-                    return token
-                if await self._shared_call(self.shared.lease, name, SHARED_LEASE) is not False:
-                    return TokenLead(lead, name)  # ours (or the store failed: fetch anyway)
-                if anyio.current_time() >= deadline:
-                    return TokenLead(lead, name)  # the holder is slow or gone: fetch ourselves
-                await anyio.sleep(_POLL)
+            claim = await self._store.claim(name, _shared_token, wait=wait)
         except BaseException:
             lead.abandon()
             raise
-
-    async def _shared_token(self, name: str) -> Token | None:
-        assert self.shared is not None
-        value = await self._shared_call(self.shared.get, name)
-        if not isinstance(value, bytes):
-            return None
-        token = _decode(value)
-        if token is None:
-            log.warning("the shared token store returned a value that is not a token; ignored")
-        elif token.remaining(time.time(), EXPIRY_MARGIN) <= 0:
-            return None
+        if claim.value is None:
+            return TokenLead(lead, name, held=claim.held)
+        token = claim.value
+        lead.settle(token, token.remaining(time.time(), EXPIRY_MARGIN))
         return token
 
-    async def _shared_call(self, method: object, *args: object) -> object:
-        """One bounded call to the shared store; a failure is a miss, warned about once."""
-        try:
-            with anyio.fail_after(SHARED_TIMEOUT):
-                result = await method(*args)  # type: ignore[operator]
-        except Exception as exc:
-            if not self._store_failing:
-                log.warning(
-                    "shared token store failed (%s); fetching tokens directly", type(exc).__name__
-                )
-            self._store_failing = True
-            return None
-        if self._store_failing:
-            log.warning("shared token store answers again")
-        self._store_failing = False
-        return result
+
+def _shared_token(value: bytes) -> Token | None:
+    """A token from the shared store that is still good for the margin, else ``None``."""
+    token = _decode(value)
+    if token is None:
+        log.warning("the shared token store returned a value that is not a token; ignored")
+        return None
+    return token if token.remaining(time.time(), EXPIRY_MARGIN) > 0 else None

@@ -34,13 +34,13 @@ import json
 import os
 import re
 from collections.abc import Hashable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_thread
 import httpx
 
-from .._chain import Bounded, Caching, Claiming, Explaining, Hinting
+from .._chain import Bounded, Caching, Claiming, Explaining, Hinting, Sharing
 from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
 from .._grammar import LABEL
@@ -60,6 +60,9 @@ from .cloud import (
     expiry_epoch,
     retrying,
 )
+
+if TYPE_CHECKING:
+    from .._registry.store import TokenStore
 
 KEYCHAIN: Final = "aks"
 EXTRA: Final = "azure"
@@ -152,7 +155,7 @@ class _Recorder:
         await self.credential.close()
 
 
-class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting):
+class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
     """Credentials for Azure Container Registry from Azure AD.
 
     ``config`` (or ``IMGPKG_REGISTRY_AZURE_CR_CONFIG`` in ``environ``, default ``os.environ``) is
@@ -160,6 +163,7 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting):
     :class:`~asyncauth.ConfigError` naming it and the field. ``transport`` carries every request.
     ``retry`` says how a throttled exchange is retried; azure-identity's own pipelines are held
     to :data:`SDK_RETRIES` retries, and every pause they take to the same policy's bounds.
+    ``token_store`` shares the ACR refresh token with a fleet (one exchange per registry).
     """
 
     name = "azure"
@@ -173,6 +177,7 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_CLOUD_TIMEOUT,
         retry: RetryPolicy = DEFAULT_RETRY,
+        token_store: TokenStore | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
         if config is not None:
@@ -184,6 +189,7 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         self.transport = transport
         self.timeout = timeout
         self.retry = retry
+        self.token_store = token_store
 
     def __repr__(self) -> str:
         where = "environment" if self.config is None else f"config={self.config.path!r}"
@@ -373,4 +379,5 @@ def cloud_resolver(settings: CloudSettings) -> AzureResolver:
         environ=settings.environ,
         transport=settings.transport,
         timeout=settings.timeout,
+        token_store=settings.token_store,
     )

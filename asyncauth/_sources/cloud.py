@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .._chain import Resolver
+    from .._registry.store import TokenStore
     from .._resource import Resource
 
 DEFAULT_CLOUD_TIMEOUT: Final = 10.0
@@ -84,12 +85,14 @@ class CloudSettings:
 
     ``config_files`` maps a keychain name to a file the caller named for that cloud (imgpkg's
     ``--registry-azure-cr-config`` is ``{"aks": path}``); a cloud that takes no file ignores it.
+    ``token_store`` is the fleet's store, for the clouds whose credentials a fleet shares.
     """
 
     environ: Mapping[str, str]
     transport: httpx.AsyncBaseTransport | None = None
     timeout: float = DEFAULT_CLOUD_TIMEOUT
     config_files: Mapping[str, str | os.PathLike[str]] = field(default_factory=dict)
+    token_store: TokenStore | None = None
 
 
 CloudFactory = Callable[[CloudSettings], "Resolver"]

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import httpx
 
-from .._chain import Bounded, Caching, Claiming, Explaining, Hinting
+from .._chain import Bounded, Caching, Claiming, Explaining, Hinting, Sharing
 from .._credentials import Credential
 from .._errors import ResolverError, ResolverUnavailableError
 from .._resource import Resource
@@ -41,6 +41,8 @@ from . import cloud
 
 if TYPE_CHECKING:
     from types import ModuleType
+
+    from .._registry.store import TokenStore
 
 KEYCHAIN: Final = "ecr"
 EXTRA: Final = "aws"
@@ -155,13 +157,16 @@ def _throttled(what: str, exc: Any) -> cloud.Throttled | None:
     return cloud.Throttled(f"{what}: GetAuthorizationToken throttled", headers.get("retry-after"))
 
 
-class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
+class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
     """Credentials for Amazon ECR and ECR Public from the AWS credential chain.
 
     ``environ`` (default ``os.environ``) is read for ``AWS_SDK_LOAD_CONFIG`` only; botocore reads
     the rest from ``os.environ``. ``load_config`` overrides ``AWS_SDK_LOAD_CONFIG``.
     ``transport`` carries the ECR API call. ``timeout`` bounds a lookup, credential discovery
-    and retries included; ``retry`` says how throttled calls are retried.
+    and retries included; ``retry`` says how throttled calls are retried. ``token_store`` (a
+    :class:`~asyncauth.TokenStore` such as :class:`~asyncauth.RedisTokenStore`) shares the
+    authorization token with a fleet: one ``GetAuthorizationToken`` per account and region
+    for all its processes (every process sharing the store is one trust domain).
     """
 
     name = "ecr"
@@ -175,12 +180,14 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         timeout: float = cloud.DEFAULT_CLOUD_TIMEOUT,
         load_config: bool | None = None,
         retry: cloud.RetryPolicy = cloud.DEFAULT_RETRY,
+        token_store: TokenStore | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ
         self.load_config = load_config_enabled(environ) if load_config is None else load_config
         self.transport = transport
         self.timeout = timeout
         self.retry = retry
+        self.token_store = token_store
 
     def __repr__(self) -> str:
         return f"ECRResolver(load_config={self.load_config!r}, timeout={self.timeout!r})"
@@ -265,5 +272,8 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting):
 def cloud_resolver(settings: cloud.CloudSettings) -> ECRResolver:
     """The default chain's ECR resolver (registered in :mod:`asyncauth._defaults`)."""
     return ECRResolver(
-        environ=settings.environ, transport=settings.transport, timeout=settings.timeout
+        environ=settings.environ,
+        transport=settings.transport,
+        timeout=settings.timeout,
+        token_store=settings.token_store,
     )

@@ -21,6 +21,9 @@ import httpx
 from .._resource import split_host_port
 from .errors import named
 
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_NO_RESPONSE = "disconnected without sending a response"
+
 
 class InsecureHosts:
     """``host[:port]`` registries reached over https without certificate verification.
@@ -64,6 +67,19 @@ class _Routing:
     def _renamed(self, exc: httpx.TransportError, request: httpx.Request) -> BaseException:
         return named(exc, request, self.proxy)
 
+    @staticmethod
+    def _stale(exc: httpx.TransportError, request: httpx.Request, attempt: int) -> bool:
+        """A kept-alive connection the peer had closed (proxies such as tinyproxy close after
+        each request without saying so): an idempotent request with a replayable body is sent
+        once more, on a fresh connection, as urllib3, aiohttp and Go's net/http do."""
+        return (
+            attempt == 0
+            and isinstance(exc, httpx.RemoteProtocolError)
+            and _NO_RESPONSE in str(exc)
+            and request.method in _IDEMPOTENT
+            and isinstance(request.stream, httpx.ByteStream)
+        )
+
     def __repr__(self) -> str:
         via = "" if self.proxy is None else f" via {self.proxy.url}"
         return f"<{type(self).__name__} {type(self.verified).__name__}{via}>"
@@ -73,13 +89,17 @@ class Route(_Routing, httpx.AsyncBaseTransport):
     """The transports behind one proxy (or none): verifying, and non-verifying for ``insecure``."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await self._pick(request).handle_async_request(request)  # type: ignore[no-any-return]
-        except httpx.TransportError as exc:
-            renamed = self._renamed(exc, request)
-            if renamed is exc:
-                raise
-            raise renamed from exc
+        for attempt in (0, 1):
+            try:
+                return await self._pick(request).handle_async_request(request)  # type: ignore[no-any-return]
+            except httpx.TransportError as exc:
+                if self._stale(exc, request, attempt):
+                    continue
+                renamed = self._renamed(exc, request)
+                if renamed is exc:
+                    raise
+                raise renamed from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         try:
@@ -93,13 +113,17 @@ class SyncRoute(_Routing, httpx.BaseTransport):
     """:class:`Route` for ``httpx.Client``."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return self._pick(request).handle_request(request)  # type: ignore[no-any-return]
-        except httpx.TransportError as exc:
-            renamed = self._renamed(exc, request)
-            if renamed is exc:
-                raise
-            raise renamed from exc
+        for attempt in (0, 1):
+            try:
+                return self._pick(request).handle_request(request)  # type: ignore[no-any-return]
+            except httpx.TransportError as exc:
+                if self._stale(exc, request, attempt):
+                    continue
+                renamed = self._renamed(exc, request)
+                if renamed is exc:
+                    raise
+                raise renamed from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         try:

@@ -1,0 +1,202 @@
+"""A :class:`~asyncauth.TokenStore` as its users see it: bounded, fault-tolerant, leased.
+
+Everything in the library that asks a shared store (the token cache for access tokens, the chain
+for cloud credentials) goes through :func:`shared`, which gives one :class:`SharedStore` per store
+object. That is where the fleet's rules live, once:
+
+* **A failing store is a miss.** Every call is bounded by :data:`SHARED_TIMEOUT`; an exception or
+  a timeout makes the caller fetch for itself. The first failure warns (once per outage, however
+  many auths and chains share the store); for :data:`RETRY_AFTER_FAILURE` seconds after a
+  failure the store is not asked at all, so an outage costs requests nothing but the direct
+  fetch, and the first call after that pause probes it. Recovery is logged.
+* **Fleet-wide single flight.** :meth:`SharedStore.claim` answers a value some process stored,
+  or a lease: the one caller in the fleet that gets the lease fetches and publishes, the others
+  poll for its value. A lease expires (:data:`SHARED_LEASE`, or the store's ``lease_time``), so
+  a holder that dies holds nobody up for longer than that; a waiter whose patience runs out
+  fetches for itself. After taking a lease the value is looked up once more: a holder that
+  published and released between a waiter's two calls must not cause a second fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
+
+import anyio
+
+if TYPE_CHECKING:
+    from .._registry.store import TokenStore
+
+log = logging.getLogger("asyncauth.tokens")
+
+V = TypeVar("V")
+
+SHARED_LEASE: Final = 10.0
+"""Seconds a process holds the fleet-wide lease while it fetches (unless the store has its own
+``lease_time``); the lease expires by itself if the process dies."""
+SHARED_TIMEOUT: Final = 5.0
+"""Seconds one call to a shared store may take before it counts as a miss (a safety net: a store
+bounds its own calls, :class:`~asyncauth.RedisTokenStore` at 2 s per command)."""
+FIRST_CALL_TIMEOUT: Final = 15.0
+"""The bound of a process's first calls to a store, until one has answered: they may load the
+store's client library and connect (a busy machine starting many processes takes seconds)."""
+RETRY_AFTER_FAILURE: Final = 1.0
+"""Seconds a store that failed is left alone before one call probes it again."""
+_POLL: Final = 0.01
+_MAX_POLL: Final = 0.1
+
+
+class _Failed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED: Final = _Failed()
+"""What :meth:`SharedStore.call` answers when the store failed or is being left alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim(Generic[V]):
+    """What the fleet said about one name: its value, or the duty to fetch it.
+
+    ``held``: this process holds the fleet's lease, and must publish (or release) when done.
+    Without a value and without the lease the caller fetches anyway (the store failed, or the
+    holder took too long), and must not release a lease it does not hold.
+    """
+
+    value: V | None
+    held: bool = False
+
+
+class SharedStore:
+    """One store's calls, outage state and leases; get it with :func:`shared`."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+        lease_time = getattr(store, "lease_time", SHARED_LEASE)
+        if not isinstance(lease_time, int | float) or not 0 < lease_time < math.inf:
+            raise ValueError(f"{type(store).__name__}.lease_time must be a positive number")
+        self.lease_time = float(lease_time)
+        self._lock = threading.Lock()
+        self._down_until: float | None = None
+        self._answered = False
+
+    def __repr__(self) -> str:
+        return f"SharedStore({self.store!r})"
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last call failed (the store is in an outage)."""
+        return self._down_until is not None
+
+    def name(self, material: bytes) -> str:
+        return self.store.name(material)
+
+    async def call(self, method: str, *args: object) -> object:
+        """``store.<method>(*args)``, bounded; :data:`FAILED` when it failed or was skipped."""
+        down_until = self._down_until
+        if down_until is not None and time.monotonic() < down_until:
+            return FAILED
+        try:
+            with anyio.fail_after(SHARED_TIMEOUT if self._answered else FIRST_CALL_TIMEOUT):
+                result: object = await getattr(self.store, method)(*args)
+        except Exception as exc:
+            self._failed(exc)
+            return FAILED
+        self._answered = True
+        if self._down_until is not None:
+            self._recovered()
+        return result
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            first = self._down_until is None
+            self._down_until = time.monotonic() + RETRY_AFTER_FAILURE
+        if first:
+            log.warning(
+                "shared token store failed (%s); fetching tokens directly until it answers: %r",
+                type(exc).__name__,
+                self.store,
+            )
+
+    def _recovered(self) -> None:
+        with self._lock:
+            was_down, self._down_until = self._down_until is not None, None
+        if was_down:
+            log.warning("shared token store answers again: %r", self.store)
+
+    async def fetch(self, name: str, decode: Callable[[bytes], V | None]) -> V | None:
+        """The decoded value under ``name``, or ``None`` (absent, unusable, or a failure)."""
+        value = await self.call("get", name)
+        return decode(value) if isinstance(value, bytes) else None
+
+    async def claim(
+        self, name: str, decode: Callable[[bytes], V | None], *, wait: float | None
+    ) -> Claim[V]:
+        """A stored value, or the lease to fetch it for the fleet (see the module docs).
+
+        ``wait`` is the caller's own patience (seconds); half of it at most is spent here (store
+        calls included), so that a fetch of its own still fits in the rest.
+        """
+        limit = 1.5 * self.lease_time if wait is None else min(1.5 * self.lease_time, wait / 2)
+        with anyio.move_on_after(None if wait is None else wait / 2):
+            return await self._claim(name, decode, anyio.current_time() + limit)
+        log.debug("the shared store took too long to answer; fetching")
+        return Claim(None)
+
+    async def _claim(
+        self, name: str, decode: Callable[[bytes], V | None], deadline: float
+    ) -> Claim[V]:
+        pause = _POLL
+        while True:
+            value = await self.fetch(name, decode)
+            if value is not None:
+                return Claim(value)
+            got = await self.call("lease", name, self.lease_time)
+            if got is FAILED:
+                return Claim(None)  # the store is down: fetch directly
+            if got:
+                value = await self.fetch(name, decode)
+                if value is None:
+                    return Claim(None, held=True)
+                await self.release(name)
+                return Claim(value)
+            if anyio.current_time() >= deadline:
+                log.debug("the fleet's lease on a token outlasted our patience; fetching")
+                return Claim(None)
+            await anyio.sleep(pause)
+            pause = min(pause * 1.5, _MAX_POLL)
+
+    async def publish(self, name: str, value: bytes, ttl: float) -> None:
+        """Keep ``value`` for the fleet for ``ttl`` seconds (nothing when ``ttl <= 0``)."""
+        if ttl > 0:
+            await self.call("set", name, value, ttl)
+
+    async def release(self, name: str) -> None:
+        """Give the lease back; also when cancelled (bounded all the same)."""
+        with anyio.CancelScope(shield=True):
+            await self.call("release", name)
+
+
+_SHARED: weakref.WeakKeyDictionary[object, SharedStore] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(store: TokenStore) -> SharedStore:
+    """The one :class:`SharedStore` of ``store`` in this process (so one outage, one warning)."""
+    with _SHARED_LOCK:
+        try:
+            found = _SHARED.get(store)
+            if found is None:
+                found = _SHARED[store] = SharedStore(store)
+        except TypeError:  # a store that cannot be weakly referenced or hashed: its own state
+            return SharedStore(store)
+        return found
