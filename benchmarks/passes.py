@@ -49,6 +49,7 @@ class Pass:
     started: int = 0
     cut: bool = False  # threads only: the pass has ended; late answers are not counted
     last: float = 0.0  # perf_counter of the last completion
+    first: float | None = None  # seconds from the pass's start to its first completion
     elapsed: float = 0.0  # wall time from the first start to the last completion
     cpu: float = 0.0  # process_time over the same span
     answered: set[int] = field(default_factory=set)  # repositories (index) that answered 200
@@ -72,6 +73,7 @@ class Pass:
             "error_samples": self.error_samples,
             "window_closed": self.window_closed,
             "elapsed_s": self.elapsed,
+            "first_ms": None if self.first is None else self.first * 1000,
             "rps": self.ok / self.elapsed if self.elapsed > 0 else 0.0,
             "cpu_s": self.cpu,
             "cpu_us": self.cpu / completed * 1e6 if completed else None,
@@ -149,6 +151,8 @@ async def _pass(outcome: Outcome, job: Job, one: One) -> None:
                 current.error(f"{type(exc).__name__}: {exc}")
                 status, got = -1, None
             current.last = time.perf_counter()
+            if current.first is None:
+                current.first = current.last - origin
             latencies.append(current.last - started)
             _record(current, job, i, status, got)
 
@@ -206,6 +210,8 @@ def _pass_threads(outcome: Outcome, job: Job, one: OneSync) -> None:
                 if current.cut:
                     return  # given up (and its client perhaps closed under it): not counted
                 current.last = time.perf_counter()
+                if current.first is None:
+                    current.first = current.last - origin
                 current.latencies.append(current.last - started)
                 _record(current, job, i, status, got)
         current.window_closed = True
