@@ -50,6 +50,7 @@ class Pass:
     cut: bool = False  # threads only: the pass has ended; late answers are not counted
     last: float = 0.0  # perf_counter of the last completion
     first: float | None = None  # seconds from the pass's start to its first completion
+    everyone: float | None = None  # ... to the first answer of the last repository to answer
     elapsed: float = 0.0  # wall time from the first start to the last completion
     cpu: float = 0.0  # process_time over the same span
     answered: set[int] = field(default_factory=set)  # repositories (index) that answered 200
@@ -74,6 +75,7 @@ class Pass:
             "window_closed": self.window_closed,
             "elapsed_s": self.elapsed,
             "first_ms": None if self.first is None else self.first * 1000,
+            "everyone_ms": None if self.everyone is None else self.everyone * 1000,
             "rps": self.ok / self.elapsed if self.elapsed > 0 else 0.0,
             "cpu_s": self.cpu,
             "cpu_us": self.cpu / completed * 1e6 if completed else None,
@@ -115,10 +117,17 @@ class Outcome:
         current.statuses = self.statuses.copy()
 
 
-def _record(current: Pass, job: Job, i: int, status: int, got: str | None) -> None:
+def _record(current: Pass, job: Job, i: int, status: int, got: str | None, since: float) -> None:
+    """Count one answer; ``since``: seconds from the pass's start."""
+    if current.first is None:
+        current.first = since
     if status == 200 and got == job["digest"]:
         current.ok += 1
-        current.answered.add(i % len(job["repositories"]))
+        answered = current.answered
+        if len(answered) < len(job["repositories"]):
+            answered.add(i % len(job["repositories"]))
+            if len(answered) == len(job["repositories"]):
+                current.everyone = since
     elif status != -1:
         current.error(f"status {status}, digest {got}")
 
@@ -151,10 +160,8 @@ async def _pass(outcome: Outcome, job: Job, one: One) -> None:
                 current.error(f"{type(exc).__name__}: {exc}")
                 status, got = -1, None
             current.last = time.perf_counter()
-            if current.first is None:
-                current.first = current.last - origin
             latencies.append(current.last - started)
-            _record(current, job, i, status, got)
+            _record(current, job, i, status, got, current.last - origin)
 
     async def window() -> None:
         await anyio.sleep(job["seconds"])
@@ -210,10 +217,8 @@ def _pass_threads(outcome: Outcome, job: Job, one: OneSync) -> None:
                 if current.cut:
                     return  # given up (and its client perhaps closed under it): not counted
                 current.last = time.perf_counter()
-                if current.first is None:
-                    current.first = current.last - origin
                 current.latencies.append(current.last - started)
-                _record(current, job, i, status, got)
+                _record(current, job, i, status, got, current.last - origin)
         current.window_closed = True
 
     cpu = time.process_time()

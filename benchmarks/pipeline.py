@@ -222,6 +222,7 @@ def _pass_summary(ms: list[Measurement], index: int) -> dict[str, Any]:
         "cpu_us": _median(cpu),
         "cpu_us_spread": _spread(cpu),
         "first_ms": _median([p.get("first_ms") for p in passes]),
+        "everyone_ms": _median([p.get("everyone_ms") for p in passes]),
         "p50_ms": _median([p.get("p50_ms") for p in passes]),
         "p99_ms": _median([p.get("p99_ms") for p in passes]),
         "requests": _median([p.get("requests") for p in passes]),

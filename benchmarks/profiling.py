@@ -36,6 +36,7 @@ LONGER = 2
 MOST = 4
 """Profiles per run at most (each is one more job of its client)."""
 TOP = 12
+_BOOKKEEPING = "Outcome._begin (benchmarks/passes.py"
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -70,6 +71,8 @@ def summarise(raw: str) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
+        if _BOOKKEEPING in stack:
+            continue  # the collection before a pass: not the client's work
         frames = [_FRAME.match(f) for f in stack.split(";")]
         parsed = [(m["function"], m["file"]) for m in frames if m is not None]
         if not parsed:

@@ -54,9 +54,14 @@ def _value(pipeline: dict[str, Any], series: str, field: str) -> str:
 
 
 def _first(pipeline: dict[str, Any], series: str) -> str:
+    """When the cold pass's first request, and the first request of every repository, were
+    answered: the cold start."""
     found = row(pipeline, series)
-    first = None if found is None else found["cold"].get("first_ms")
-    return "-" if first is None else f"{first:,.0f} ms"
+    cold = {} if found is None else found["cold"]
+    first, everyone = cold.get("first_ms"), cold.get("everyone_ms")
+    if first is None:
+        return "-"
+    return f"{first:,.0f}" + ("" if everyone is None else f"/{everyone:,.0f}") + " ms"
 
 
 def _rps_text(pipeline: dict[str, Any], raw: list[dict[str, Any]], ours: str, ref: str) -> str:
@@ -65,7 +70,7 @@ def _rps_text(pipeline: dict[str, Any], raw: list[dict[str, Any]], ours: str, re
     cold, warm = paired(raw, ours, ref, "rps"), paired(raw, ours, ref, "warm_rps")
     return (
         f"{_r(cold)}: {_value(pipeline, ours, 'rps')} vs {_value(pipeline, ref, 'rps')}; "
-        f"warm pass {_r(warm)}; first answer after {_first(pipeline, ours)} vs "
+        f"warm pass {_r(warm)}; first answer/all R answered after {_first(pipeline, ours)} vs "
         f"{_first(pipeline, ref)}"
     )
 
@@ -151,7 +156,9 @@ def _auth_over_floor(pipeline: dict[str, Any], raw: list[dict[str, Any]]) -> dic
             cpu = paired(raw, auth, floor, "cpu_us")
             warm = paired(raw, auth, floor, "warm_rps")
             parts.append(
-                f"{transport}/{backend} {_r(rps)} (warm pass: req/s {_r(warm)}, CPU {_r(cpu)})"
+                f"{transport}/{backend} {_r(rps)} (warm pass: req/s {_r(warm)}, CPU {_r(cpu)}; "
+                f"first answer/all R answered {_first(pipeline, auth)} vs "
+                f"{_first(pipeline, floor)})"
             )
             value = rps["median"] if rps else 0.0
             if value < 0.95:
