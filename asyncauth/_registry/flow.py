@@ -358,7 +358,10 @@ class Handshake:
 
     def _token(self, call: Call, key: TokenKey, scopes: ScopeSet) -> Generator[Effect, Any, Token]:
         wait = budget(call.request)
-        got = yield Do(_acquire, _acquire_blocking, (self.tokens, key, wait, call.target))
+        try:
+            got = yield Do(self.tokens.acquire, self.tokens.acquire_blocking, (key, wait))
+        except TimeoutError:  # another request's fetch outlasted this request's own budget
+            raise refusals.waited(call.target, wait) from None
         if not isinstance(got, TokenLead):
             log.debug("token for %s %s: fetched by another request", call.need.resource, scopes)
             return got  # type: ignore[no-any-return]
@@ -380,21 +383,3 @@ class Handshake:
         finally:
             got.abandon()  # nothing once kept; a flow closed before keeping hands the lead on
         return token
-
-
-async def _acquire(
-    tokens: TokenCache, key: Any, wait: float | None, target: Target
-) -> Token | TokenLead:
-    try:
-        return await tokens.acquire(key, wait=wait)
-    except TimeoutError:
-        raise refusals.waited(target, wait) from None
-
-
-def _acquire_blocking(
-    tokens: TokenCache, key: Any, wait: float | None, target: Target
-) -> Token | TokenLead:
-    try:
-        return tokens.acquire_blocking(key, wait=wait)
-    except TimeoutError:
-        raise refusals.waited(target, wait) from None

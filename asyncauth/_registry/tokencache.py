@@ -135,7 +135,7 @@ class TokenCache:
         """When the token for ``key`` stops being fresh (``time.monotonic``), if there is one."""
         return self._tokens.deadline(key)
 
-    async def acquire(self, key: TokenKey, *, wait: float | None) -> Token | TokenLead:
+    async def acquire(self, key: TokenKey, wait: float | None) -> Token | TokenLead:
         """A token, or the lead to fetch it; ``wait`` bounds waiting for another fetch."""
         got = await self._tokens.acquire(key, wait=wait)
         if not isinstance(got, Lead):
@@ -144,7 +144,7 @@ class TokenCache:
             return TokenLead(got)
         return await self._from_shared(got, wait)
 
-    def acquire_blocking(self, key: TokenKey, *, wait: float | None) -> Token | TokenLead:
+    def acquire_blocking(self, key: TokenKey, wait: float | None) -> Token | TokenLead:
         """:meth:`acquire` for threads (a shared store is asked on the background loop)."""
         got = self._tokens.acquire_blocking(key, wait=wait)
         if not isinstance(got, Lead):

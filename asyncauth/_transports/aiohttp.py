@@ -103,6 +103,10 @@ class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
     for an https one.
     """
 
+    retries_dropped_connections = True
+    """aiohttp sends an idempotent request once more when a kept-alive connection was dropped,
+    so a :class:`~asyncauth._transports.routes.Route` must not do it a second time."""
+
     def _headers(self, request: httpx.Request) -> tuple[list[tuple[str, str]], dict[str, str]]:
         """The request's headers and, for a proxy, the ``CONNECT``'s."""
         headers = [

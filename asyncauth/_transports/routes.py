@@ -67,17 +67,20 @@ class _Routing:
     def _renamed(self, exc: httpx.TransportError, request: httpx.Request) -> BaseException:
         return named(exc, request, self.proxy)
 
-    @staticmethod
-    def _stale(exc: httpx.TransportError, request: httpx.Request, attempt: int) -> bool:
+    def _stale(self, exc: httpx.TransportError, request: httpx.Request, attempt: int) -> bool:
         """A kept-alive connection the peer had closed (proxies such as tinyproxy close after
         each request without saying so): an idempotent request with a replayable body is sent
-        once more, on a fresh connection, as urllib3, aiohttp and Go's net/http do."""
+        once more, on a fresh connection, as urllib3, aiohttp and Go's net/http do. Not on a
+        transport that does so itself (aiohttp's), which would make it twice."""
+        dropped = isinstance(exc, httpx.ReadError) or (
+            isinstance(exc, httpx.RemoteProtocolError) and _NO_RESPONSE in str(exc)
+        )
         return (
             attempt == 0
-            and isinstance(exc, httpx.RemoteProtocolError)
-            and _NO_RESPONSE in str(exc)
+            and dropped
             and request.method in _IDEMPOTENT
             and isinstance(request.stream, httpx.ByteStream)
+            and not getattr(self._pick(request), "retries_dropped_connections", False)
         )
 
     def __repr__(self) -> str:
