@@ -40,6 +40,7 @@ from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from .bodies import BoundedDecoder
+from .drivers import END, resume
 from .effects import Flow, Send
 from .flow import NOT_FORWARDED, Handshake
 from .streams import ReplayRefusedError
@@ -254,11 +255,7 @@ async def drive(flow: Flow, exchange: Exchange) -> None:
     value: Any = None
     error: Exception | None = None
     try:
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration:
-                return
+        while (effect := resume(flow, value, error)) is not END:
             error = None
             try:
                 if isinstance(effect, Send):

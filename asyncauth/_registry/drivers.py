@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Generator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -31,6 +31,19 @@ class Pending:
     awaitable: Awaitable[Any]
 
 
+_T = TypeVar("_T")
+END: Any = object()
+
+
+def resume(generator: Generator[_T, Any, None], value: Any, error: Exception | None) -> _T:
+    """The generator's next item, sending ``value`` or throwing ``error`` in where it stopped;
+    :data:`END` once it has finished. What every driver does between two effects."""
+    try:
+        return generator.send(value) if error is None else generator.throw(error)
+    except StopIteration:
+        return END  # type: ignore[no-any-return]
+
+
 def steps(
     flow: Flow, http: ModuleType, *, blocking: bool
 ) -> Generator[httpx.Request | Pending, Any, None]:
@@ -38,11 +51,7 @@ def steps(
     value: Any = None
     error: Exception | None = None
     try:
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration:
-                return
+        while (effect := resume(flow, value, error)) is not END:
             error = None
             try:
                 if isinstance(effect, Send):
@@ -69,11 +78,7 @@ async def drive_async(
     value: Any = None
     error: Exception | None = None
     try:
-        while True:
-            try:
-                item = loop.send(value) if error is None else loop.throw(error)
-            except StopIteration:
-                return
+        while (item := resume(loop, value, error)) is not END:
             error = None
             if isinstance(item, Pending):
                 try:

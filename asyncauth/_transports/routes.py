@@ -64,8 +64,17 @@ class _Routing:
             return self.unverified
         return self.verified
 
-    def _renamed(self, exc: httpx.TransportError, request: httpx.Request) -> BaseException:
-        return named(exc, request, self.proxy)
+    def _retry_or_raise(
+        self, exc: httpx.TransportError, request: httpx.Request, attempt: int
+    ) -> None:
+        """Return when the request may go once more (:meth:`_stale`); else raise ``exc``,
+        renamed to say which host (and proxy) failed."""
+        if self._stale(exc, request, attempt):
+            return
+        renamed = named(exc, request, self.proxy)
+        if renamed is exc:
+            raise exc
+        raise renamed from exc
 
     def _stale(self, exc: httpx.TransportError, request: httpx.Request, attempt: int) -> bool:
         """A kept-alive connection the peer had closed (proxies such as tinyproxy close after
@@ -96,12 +105,7 @@ class Route(_Routing, httpx.AsyncBaseTransport):
             try:
                 return await self._pick(request).handle_async_request(request)  # type: ignore[no-any-return]
             except httpx.TransportError as exc:
-                if self._stale(exc, request, attempt):
-                    continue
-                renamed = self._renamed(exc, request)
-                if renamed is exc:
-                    raise
-                raise renamed from exc
+                self._retry_or_raise(exc, request, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
@@ -120,12 +124,7 @@ class SyncRoute(_Routing, httpx.BaseTransport):
             try:
                 return self._pick(request).handle_request(request)  # type: ignore[no-any-return]
             except httpx.TransportError as exc:
-                if self._stale(exc, request, attempt):
-                    continue
-                renamed = self._renamed(exc, request)
-                if renamed is exc:
-                    raise
-                raise renamed from exc
+                self._retry_or_raise(exc, request, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
