@@ -1,7 +1,7 @@
 """distribution over https with a certificate from a private CA and Basic auth (Harbor-like).
 
-Shared by the test modules that need it (each starts its own, module-scoped): the private CA
-cases of ``create_client``, its proxy tunnel (``CONNECT``) and its certificate errors.
+One for the whole session (the ``tls_registry`` fixture, a plugin of ``tests/conftest.py``): the
+private CA cases of ``create_client``, its proxy tunnel (``CONNECT``) and its certificate errors.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .peers.accounts import PeerAccounts
 from .peers.images import OCIImage, PushedImage, push_image_http
 from .peers.registry import Htpasswd, RegistryServer
-from .peers.tls import PrivateCA
+from .peers.tls import PrivateCA, make_private_ca
 
 
 @contextmanager
@@ -37,3 +38,22 @@ def tls_registry_with(
         ) as seeder:
             pushed = push_image_http(seeder, image, "harbor/app")
         yield registry, pushed
+
+
+@pytest.fixture(scope="session")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
+    return make_private_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def tls_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    private_ca: PrivateCA,
+    peer_accounts: PeerAccounts,
+    oci_image: OCIImage,
+) -> Iterator[tuple[RegistryServer, PushedImage]]:
+    """distribution over https with a certificate from a private CA, Basic auth (Harbor-like)."""
+    with tls_registry_with(
+        tmp_path_factory.mktemp("tls-registry"), private_ca, peer_accounts, oci_image
+    ) as running:
+        yield running

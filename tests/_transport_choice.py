@@ -42,3 +42,10 @@ def clear_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The test's environment, without any proxy variable it did not set itself."""
+    clear_proxy_environment(monkeypatch)
+    return monkeypatch

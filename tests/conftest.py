@@ -72,11 +72,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("anyio_backend", backends)
 
 
-# Real peers (registry, token issuer, images) as session fixtures; the secret scan over every
-# test (tests/_secret_scan.py); pytester, to prove that scan.
+# Real peers (registry, token issuer, images, the TLS registry) as session fixtures; `environ`
+# without proxy variables; the secret scan over every test (tests/_secret_scan.py); pytester,
+# to prove that scan.
 pytest_plugins = [
     "tests.peers.fixtures",
     "tests.peers.cloud_fixtures",
+    "tests._tls_registry",
+    "tests._transport_choice",
     "tests._secret_scan",
     "pytester",
 ]

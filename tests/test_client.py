@@ -9,7 +9,7 @@ import os
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,33 +24,13 @@ from asyncauth import (
 )
 
 from ._assertions import assert_hidden
-from ._tls_registry import tls_registry_with
 from .peers.accounts import PeerAccounts
 from .peers.images import OCIImage, PushedImage
 from .peers.registry import RegistryServer
-from .peers.tls import PrivateCA, make_private_ca
+from .peers.tls import PrivateCA
 from .peers.token_issuer import TokenIssuer
 
 ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-
-
-@pytest.fixture(scope="module")
-def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
-    return make_private_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def tls_registry(
-    tmp_path_factory: pytest.TempPathFactory,
-    private_ca: PrivateCA,
-    peer_accounts: PeerAccounts,
-    oci_image: OCIImage,
-) -> Iterator[tuple[RegistryServer, PushedImage]]:
-    """distribution over https with a certificate from a private CA, Basic auth (Harbor-like)."""
-    with tls_registry_with(
-        tmp_path_factory.mktemp("tls-registry"), private_ca, peer_accounts, oci_image
-    ) as running:
-        yield running
 
 
 def flags(accounts: PeerAccounts) -> Chain:

@@ -22,39 +22,14 @@ import pytest
 from asyncauth import Resource, create_client, create_sync_client
 from asyncauth._client import registry_base_url
 
-from ._tls_registry import tls_registry_with
-from ._transport_choice import clear_proxy_environment, every_transport, force_transport
+from ._transport_choice import every_transport, force_transport
 from .peers._tools import free_port
 from .peers.accounts import PeerAccounts
-from .peers.images import OCIImage, PushedImage
+from .peers.images import PushedImage
 from .peers.registry import RegistryServer
-from .peers.tls import PrivateCA, make_private_ca
+from .peers.tls import PrivateCA
 
 UNRESOLVABLE = "registry.invalid:5000"
-
-
-@pytest.fixture(scope="module")
-def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
-    return make_private_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def tls_registry(
-    tmp_path_factory: pytest.TempPathFactory,
-    private_ca: PrivateCA,
-    peer_accounts: PeerAccounts,
-    oci_image: OCIImage,
-) -> Iterator[tuple[RegistryServer, PushedImage]]:
-    with tls_registry_with(
-        tmp_path_factory.mktemp("tls-registry"), private_ca, peer_accounts, oci_image
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    clear_proxy_environment(monkeypatch)
-    return monkeypatch
 
 
 def assert_connect_error(error: BaseException, where: str) -> None:

@@ -17,13 +17,12 @@ from asyncauth import AuthenticationError, Chain, FlagsResolver, create_client, 
 from asyncauth._transports.routes import Route
 
 from ._assertions import assert_hidden
-from ._tls_registry import tls_registry_with
-from ._transport_choice import clear_proxy_environment, every_transport, force_transport
+from ._transport_choice import every_transport, force_transport
 from .peers.accounts import PeerAccounts
-from .peers.images import OCIImage, PushedImage
+from .peers.images import PushedImage
 from .peers.proxy import ForwardProxy
 from .peers.registry import RegistryServer
-from .peers.tls import PrivateCA, make_private_ca
+from .peers.tls import PrivateCA
 from .peers.token_issuer import TokenIssuer
 
 ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
@@ -41,31 +40,6 @@ def guarded_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardP
     """tinyproxy that demands ``PROXY_USER``'s credentials."""
     with ForwardProxy(tmp_path_factory.mktemp("tinyproxy-auth"), basic_auth=PROXY_USER) as proxy:
         yield proxy
-
-
-@pytest.fixture(scope="module")
-def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
-    return make_private_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def tls_registry(
-    tmp_path_factory: pytest.TempPathFactory,
-    private_ca: PrivateCA,
-    peer_accounts: PeerAccounts,
-    oci_image: OCIImage,
-) -> Iterator[tuple[RegistryServer, PushedImage]]:
-    with tls_registry_with(
-        tmp_path_factory.mktemp("tls-registry"), private_ca, peer_accounts, oci_image
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """The test's environment, without any proxy variable it did not set itself."""
-    clear_proxy_environment(monkeypatch)
-    return monkeypatch
 
 
 def flags(credential: tuple[str, str]) -> Chain:

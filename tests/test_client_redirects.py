@@ -18,7 +18,7 @@ import pytest
 
 from asyncauth import Chain, FlagsResolver, create_client, create_sync_client
 
-from ._transport_choice import clear_proxy_environment, every_transport, force_transport
+from ._transport_choice import every_transport, force_transport
 from .peers.accounts import PeerAccounts
 from .peers.blob_store import BlobStore, StoreRequest
 from .peers.images import OCIImage, push_image_http
@@ -53,12 +53,6 @@ def redirecting(
                 f"{registry.url}/v2/redirect/app/blobs/{oci_image.layer_digest}",
                 oci_image.blobs[oci_image.layer_digest],
             )
-
-
-@pytest.fixture
-def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    clear_proxy_environment(monkeypatch)
-    return monkeypatch
 
 
 def reader(accounts: PeerAccounts) -> Chain:

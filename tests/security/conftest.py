@@ -11,15 +11,8 @@ import pytest
 from asyncauth import Chain, Credential, RegistryAuth, create_client
 
 from .._fakes import Fixed
-from .._transport_choice import clear_proxy_environment, force_transport
+from .._transport_choice import force_transport
 from .peers import FakeInternet, Server
-
-
-@pytest.fixture
-def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """The test's environment, without any proxy variable it did not set itself."""
-    clear_proxy_environment(monkeypatch)
-    return monkeypatch
 
 
 @pytest.fixture
