@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ._tools import PeerError, PeerUnavailableError, free_port, require_tool
+from ._tools import PeerError, PeerUnavailableError, free_port, require_tool, stop_process
 from .clouds import MotoProxy, isolate_cloud_env
 
 __all__ = ["cloud_env", "moto_proxy", "moto_server"]
@@ -80,9 +80,4 @@ def moto_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProxy]:
                 time.sleep(0.1)
         yield MotoProxy(f"http://127.0.0.1:{port}", ca_file)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

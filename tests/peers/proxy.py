@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from ._tools import PeerError, free_port, require_tool, tail
+from ._tools import PeerError, free_port, require_tool, stop_process, tail
 
 __all__ = ["ForwardProxy"]
 
@@ -183,15 +183,7 @@ class ForwardProxy:
 
     def _reap(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "stopped"

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from ._tools import PeerError, free_port, require_tool, tail
+from ._tools import PeerError, free_port, require_tool, stop_process, tail
 from .tls import PrivateCA
 
 __all__ = ["RedisCluster", "RedisServer"]
@@ -146,15 +146,7 @@ class RedisServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
 
 class RedisCluster:

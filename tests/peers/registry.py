@@ -39,7 +39,7 @@ from typing import Any, Literal, Self
 
 import httpx
 
-from ._tools import PeerError, PeerUnavailableError, free_port, require_tool, tail
+from ._tools import PeerError, PeerUnavailableError, free_port, require_tool, stop_process, tail
 
 __all__ = ["Htpasswd", "RegistryServer", "TokenAuth", "write_htpasswd"]
 
@@ -244,15 +244,7 @@ class RegistryServer:
 
     def _reap(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
 
     def _spawn(self, binary: str) -> None:
         argv = [binary, "serve", str(self.config_path)]
