@@ -23,7 +23,6 @@ from ._chain import (
     Sharing,
     TraceEntry,
 )
-from ._cli import MANIFEST_MEDIA_TYPES
 from ._client import create_client, create_sync_client, ssl_context
 from ._credentials import Credential
 from ._defaults import ChainOptions, default_chain, iaas_resolvers, resolve
@@ -39,6 +38,7 @@ from ._errors import (
     ScopeError,
     TokenResponseError,
 )
+from ._media_types import MANIFEST_MEDIA_TYPES
 from ._registry.auth import RegistryAuth
 from ._registry.store import MemoryTokenStore, TokenStore
 from ._resource import Resource

@@ -33,6 +33,7 @@ from ._client import create_client, registry_base_url
 from ._credentials import Credential
 from ._defaults import default_chain
 from ._errors import AsyncAuthError, ConfigError, InvalidReferenceError
+from ._media_types import MANIFEST_MEDIA_TYPES
 from ._redact import redact
 from ._registry.auth import RegistryAuth
 from ._resource import Resource
@@ -41,17 +42,6 @@ JSON_SCHEMA = 1
 """The version of every ``--json`` document: it goes up when a field is removed or changes
 meaning, not when one is added, so scripts can check it instead of guessing."""
 
-MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-"""The manifest media types registries serve today, for an ``Accept`` header.
-
-A registry answers only in a type the client accepts, so leaving one out makes images look
-missing (distribution answers 404 for an OCI index the client did not accept). The OCI artifact
-manifest is left out on purpose: the image spec 1.1 withdrew it."""
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE

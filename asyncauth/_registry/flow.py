@@ -37,7 +37,7 @@ from .._errors import AsyncAuthError, InsecureTransportError
 from .._resource import Resource
 from .._singleflight import Lead, SingleFlightCache
 from . import background, hops, refusals
-from .call import Call, budget, need_of
+from .call import Call, Need, budget, need_of
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
 from .effects import Do, Effect, Flow, Send
 from .fetch import TokenFetch
@@ -151,14 +151,21 @@ class Handshake:
                 self._targets[key] = target
         return target
 
-    def _call(self, request: httpx.Request, headers: Mapping[str, str], target: Target) -> Call:
+    def _call(
+        self,
+        request: httpx.Request,
+        headers: Mapping[str, str],
+        target: Target,
+        need: Need | None = None,
+    ) -> Call:
         added = tuple(name for name in headers if name.lower() not in NOT_FORWARDED)
         if added:
             for name in added:
                 request.headers[name] = headers[name]
             hops.mark(request, target.origin, added)  # for the registry's origin only
-        url = request.url
-        need = need_of(target.registry, request.method, url.path, url.query)
+        if need is None:
+            url = request.url
+            need = need_of(target.registry, request.method, url.path, url.query)
         return Call(request, target, need, isinstance(request.stream, self.http.ByteStream))
 
     def warm(self, request: httpx.Request) -> Call | None:
@@ -178,7 +185,7 @@ class Handshake:
         resolution = self.resolutions.peek(need.resource)
         if not isinstance(resolution, Resolution):
             return None
-        call = self._call(request, headers, target)
+        call = self._call(request, headers, target, need)
         call.challenge, call.resolution = challenge, resolution
         value = self.authorization(target, challenge, resolution, need.scopes)
         if not isinstance(value, str):
