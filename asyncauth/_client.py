@@ -21,8 +21,7 @@ from ._chain import Chain
 from ._errors import ConfigError
 from ._net import is_loopback
 from ._registry.auth import RegistryAuth
-from ._registry.hops import strip_added_headers as strip_sync
-from ._registry.hops import strip_added_headers_async as strip_async
+from ._registry.hops import guard_hop, guard_hop_async
 from ._resource import DOCKER_HUB, Resource, normalise_registry
 from ._transports.errors import certificate_error
 from ._transports.kinds import (
@@ -275,7 +274,7 @@ def create_client(
     arguments go to ``httpx.AsyncClient``.
     """
     insecure = _settings(
-        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs, strip_async
+        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs, guard_hop_async
     )
     own = _on_own_transport(RegistryClient, insecure, httpx_kwargs)
     if own is not None:
@@ -321,7 +320,7 @@ def create_sync_client(
     """:func:`create_client` for synchronous code: an ``httpx.Client`` on httpx's transport,
     with the same proxies, insecure registries and connection error messages."""
     insecure = _settings(
-        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs, strip_sync
+        chain, auth, ca_cert_paths, verify, insecure_registries, httpx_kwargs, guard_hop
     )
     own = _on_own_transport(SyncRegistryClient, insecure, httpx_kwargs)
     if own is not None:

@@ -4,15 +4,19 @@ A pipeline copying 1,000 images asks for the same credential (and the same token
 once; without this, that is 1,000 helper processes, metadata requests or token requests. The chain,
 the credential helpers and the handshake all keep what they compute here.
 
-Who may ask, and how they wait:
+Tasks (asyncio or trio) ``await acquire(key)``; there is no blocking twin: sync callers run
+their lookups on one background event loop (:mod:`asyncauth._registry.background`). In-flight
+computations are kept *per event loop*: a task only ever waits on an event of its own loop, so one
+store can serve several loops (an ``httpx.AsyncClient`` in one thread, the background loop in
+another). Values are shared by everybody, read from any thread (the warm path peeks without a
+loop); a lock guards the tables and is never held while waiting.
 
-* **Tasks** (asyncio or trio) ``await acquire(key)``. In-flight computations are kept *per event
-  loop*: a task only ever waits on an event of its own loop, so one store can serve several
-  loops (an ``httpx.AsyncClient`` in one thread, a sync client's background loop in another).
-* **Threads** (sync httpx clients) call :meth:`SingleFlightCache.acquire_blocking`, which waits on
-  a ``threading.Event``; threads share one in-flight table of their own.
+A forked child starts with no computation in flight and fresh locks (``os.register_at_fork``):
+the parent's in-flight entries belong to event loops that do not exist in the child, and a lock
+another thread held at the fork would never be released there.
 
-Values are shared by everybody; a lock guards the tables and is never held while waiting.
+A failure is shared with every waiter as a copy of its own (one exception object raised in many
+tasks would gather all their tracebacks).
 
 The asker that finds nothing *leads*: it gets a :class:`Lead` and must end it with exactly one of
 :meth:`Lead.settle` (waiters get the value), :meth:`Lead.fail` (waiters raise the error; nothing
@@ -23,8 +27,11 @@ and one of them takes over). :meth:`SingleFlightCache.get` does all of that arou
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, Final, Generic, TypeVar
@@ -45,15 +52,12 @@ class _Missing:
 MISSING: Final = _Missing()
 """What :meth:`SingleFlightCache.peek` answers for a key without a fresh value."""
 
-_THREADS: Final = "threads"
-"""The in-flight table of blocking (thread) askers, beside one per event loop."""
-
 
 class _Flight:
     __slots__ = ("abandoned", "error", "event", "value")
 
-    def __init__(self, event: Any) -> None:
-        self.event: Any = event  # anyio.Event for tasks, threading.Event for threads
+    def __init__(self) -> None:
+        self.event = anyio.Event()
         self.value: Any = MISSING
         self.error: Exception | None = None
         self.abandoned = False
@@ -129,6 +133,11 @@ class SingleFlightCache(Generic[V]):
         it found (the aiohttp middleware's routes) may use it without a lookup while the version
         is the same and the value's :meth:`deadline` has not passed."""
         self._flights: dict[tuple[object, Hashable], _Flight] = {}
+        _CACHES.add(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._flights = {}
 
     def __len__(self) -> int:
         return len(self._values)
@@ -162,7 +171,14 @@ class SingleFlightCache(Generic[V]):
         if ttl <= 0:
             return
         with self._lock:
-            self.version += 1
+            item = self._values.get(key)
+            if item is not None and (item[1] is value or item[1] == value):
+                # The same again (a challenge learnt anew): a later deadline for the value
+                # readers already hold, and no new version, so nothing they built on it is
+                # thrown away (the warm path rechecks deadlines when they pass).
+                value = item[1]
+            else:
+                self.version += 1
             self._values[key] = (self._clock() + ttl, value)
             self._values.move_to_end(key)
             while len(self._values) > self._maxsize:
@@ -180,7 +196,7 @@ class SingleFlightCache(Generic[V]):
 
     # --- single flight --------------------------------------------------------------------
 
-    def _claim(self, context: object, key: Hashable, make_event: Callable[[], Any]) -> Any:
+    def _claim(self, context: object, key: Hashable) -> Any:
         """The value, a :class:`Lead`, or the :class:`_Flight` to wait for (under the lock)."""
         slot = (context, key)
         with self._lock:
@@ -190,7 +206,7 @@ class SingleFlightCache(Generic[V]):
             flight = self._flights.get(slot)
             if flight is not None:
                 return flight
-            flight = self._flights[slot] = _Flight(make_event())
+            flight = self._flights[slot] = _Flight()
         return Lead(self, slot, flight)
 
     async def acquire(self, key: Hashable, *, wait: float | None = None) -> V | Lead[V]:
@@ -202,7 +218,7 @@ class SingleFlightCache(Generic[V]):
         context = anyio.lowlevel.current_token()
         deadline = None if wait is None else anyio.current_time() + wait
         while True:
-            got = self._claim(context, key, anyio.Event)
+            got = self._claim(context, key)
             if not isinstance(got, _Flight):
                 return got  # type: ignore[no-any-return]
             remaining = None if deadline is None else deadline - anyio.current_time()
@@ -213,23 +229,10 @@ class SingleFlightCache(Generic[V]):
             if not got.abandoned:
                 return self._outcome(got)
 
-    def acquire_blocking(self, key: Hashable, *, wait: float | None = None) -> V | Lead[V]:
-        """:meth:`acquire` for threads: blocks on a ``threading.Event``."""
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            got = self._claim(_THREADS, key, threading.Event)
-            if not isinstance(got, _Flight):
-                return got  # type: ignore[no-any-return]
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not got.event.wait(remaining):
-                raise TimeoutError(f"waited {wait:g} s for a computation made by another caller")
-            if not got.abandoned:
-                return self._outcome(got)
-
     @staticmethod
     def _outcome(flight: _Flight) -> V:
         if flight.error is not None:
-            raise flight.error
+            raise _copy(flight.error)
         return flight.value  # type: ignore[no-any-return]
 
     async def get(
@@ -251,14 +254,23 @@ class SingleFlightCache(Generic[V]):
         got.settle(value, ttl_of(value))
         return value
 
-    def get_blocking(
-        self, key: Hashable, compute: Callable[[], V], ttl_of: Callable[[V], float]
-    ) -> V:
-        """:meth:`get` for threads, with a blocking ``compute``."""
-        got = self.acquire_blocking(key)
-        if not isinstance(got, Lead):
-            return got
-        with got.computing():
-            value = compute()
-        got.settle(value, ttl_of(value))
-        return value
+
+def _copy(error: Exception) -> Exception:
+    """A fresh copy of ``error`` for one waiter (the original if it cannot be copied)."""
+    try:
+        fresh = copy.copy(error)
+    except Exception:  # an exception type that cannot be rebuilt from its args
+        return error
+    fresh.__cause__, fresh.__traceback__ = error.__cause__, None
+    return fresh
+
+
+_CACHES: weakref.WeakSet[SingleFlightCache[Any]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_CACHES):
+        cache._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,32 +20,28 @@ Importing this module requires aiohttp (``pip install 'asyncauth[aiohttp]'``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import aiohttp
-import httpx
-from yarl import URL
 
-from ._chain import Chain, Resolution
+from ._chain import Chain
 from ._registry.aiohttp_driver import (
     REDIRECTS,
+    TIMEOUTS,
     Exchange,
-    drive,
-    forwarded,
     is_hop,
-    mirror,
     note_redirect,
     pass_through,
     replayable,
-    view,
+    reply,
+    run,
+    total_timeout,
 )
-from ._registry.aiohttp_warm import MAX_ROUTES, Route, RouteKey, route_for
 from ._registry.auth import RegistryAuth, RegistryAuthBase
-from ._registry.call import Call, need_of
-from ._registry.challenge import Challenge
-from ._registry.flow import Stats
+from ._registry.flow import after, handshake
+from ._registry.handshake import Errand, Route, Stats
+from ._registry.messages import Call, need_of
 from ._registry.store import TokenStore
-from ._registry.target import Target
 
 if TYPE_CHECKING:
     from aiohttp.client_middlewares import ClientHandlerType
@@ -103,9 +99,6 @@ class RegistryAuthMiddleware:
             )
         self._auth = auth if auth is not None else RegistryAuth(chain, **options)
         self._handshake = self._auth._handshake
-        self._http = self._auth._http
-        self._targets: dict[tuple[str, str], Target] = {}
-        self._routes: dict[RouteKey, Route] = {}
 
     def __repr__(self) -> str:
         return f"RegistryAuthMiddleware(auth={self._auth!r})"
@@ -127,93 +120,66 @@ class RegistryAuthMiddleware:
     async def __call__(
         self, request: aiohttp.ClientRequest, handler: ClientHandlerType
     ) -> aiohttp.ClientResponse:
+        """Authorise ``request`` (from its route's decision when it has one) and send it."""
         if is_hop(request):
             return await pass_through(request, handler)
+        shaking = self._handshake
         url = request.url
         key = (url.scheme, url.raw_authority, request.method, url.raw_path, url.raw_query_string)
-        route = self._routes.get(key)
-        if route is None or (value := route.authorization(self._handshake)) is None:
-            route = self._route(key, request)
+        route = shaking.routes.get(key)
+        if route is None or (value := route.authorization(shaking)) is None:
+            target = shaking.target(key[:2], str(url))
+            route = shaking.route(key, target, request.method, url.path, url.raw_query_string)
             if route is None:
                 return await self._cold(request, handler)
             value = route.value
-        headers = self._handshake.headers
-        if headers:
-            for name, header in forwarded(headers):
-                request.headers[name] = header
-        request.headers["Authorization"] = value
+        headers = request.headers
+        for name, header in shaking.extra or ():
+            headers[name] = header
+        if value:
+            headers["Authorization"] = value
         response = await handler(request)
         status = response.status
         if status == 401:
-            call = Call(mirror(self._http, request), route.target, route.need, replayable(request))
-            call.challenge, call.resolution = route.challenge, route.resolution
-            return await self._after(request, handler, call, response)
+            return await self._after(request, handler, route, response)
         if status in REDIRECTS:
             note_redirect(request, response)
         return response
 
-    def _route(self, key: RouteKey, request: aiohttp.ClientRequest) -> Route | None:
-        """A route's decision from the handshake's caches, remembered for its next requests;
-        ``None`` when the flow must run (something to learn, resolve or fetch)."""
-        handshake = self._handshake
-        if handshake.headers is None:
-            return None
-        url = request.url
-        target = self._targets.get(key[:2]) or self._target(url)
-        challenge = handshake.challenges.peek(target.origin)
-        if not isinstance(challenge, Challenge):
-            return None
-        query = url.raw_query_string.encode("ascii", "replace")
-        need = need_of(target.registry, request.method, url.path, query)
-        resolution = handshake.resolutions.peek(need.resource)
-        if not isinstance(resolution, Resolution):
-            return None
-        route = route_for(handshake, target, need, challenge, resolution)
-        if route is not None:
-            if len(self._routes) >= MAX_ROUTES:
-                self._routes.clear()
-            self._routes[key] = route
-        return route
-
-    def _target(self, url: URL) -> Target:
-        """The registry at ``url``'s origin, computed as the httpx drivers do (same cache keys)."""
-        target = self._handshake.target(httpx.URL(f"{url.scheme}://{url.raw_authority}/"))
-        if len(self._targets) < 1024:
-            self._targets[(url.scheme, url.raw_authority)] = target
-        return target
+    def _exchange(self, request: aiohttp.ClientRequest, handler: ClientHandlerType) -> Exchange:
+        errand = Errand.within(total_timeout(request.session.timeout), TIMEOUTS)
+        return Exchange(request, handler, errand, self._handshake.settings.insecure)
 
     async def _cold(
         self, request: aiohttp.ClientRequest, handler: ClientHandlerType
     ) -> aiohttp.ClientResponse:
-        """Everything the warm path cannot do: the whole flow, through the driver."""
-        mirrored = mirror(self._http, request)
-        exchange = Exchange(self._http, request, handler, mirrored, self._handshake)
-        return await self._run(exchange, self._handshake.flow(mirrored))
+        """Everything the warm path cannot do: the whole flow."""
+        shaking = self._handshake
+        url = request.url
+        target = shaking.target((url.scheme, url.raw_authority), str(url))
+        need = need_of(target.registry, request.method, url.path, url.raw_query_string)
+        call = Call(request.method, str(url), target, need, replayable(request))
+        return await run(
+            shaking, handshake(call, shaking.settings), self._exchange(request, handler)
+        )
 
     async def _after(
         self,
         request: aiohttp.ClientRequest,
         handler: ClientHandlerType,
-        call: Call,
+        route: Route,
         response: aiohttp.ClientResponse,
     ) -> aiohttp.ClientResponse:
-        """A 401 to a request sent from the caches: retry once, or say why it was refused."""
-        exchange = Exchange(self._http, request, handler, call.request, self._handshake)
+        """A 401 to a request sent from its route: retry once, or say why it was refused."""
+        shaking = self._handshake
+        call = route.call(request.method, str(request.url), replayable(request))
+        flow = after(
+            call,
+            reply(response),
+            shaking.settings,
+            shaking.extra or (),
+            authorized=bool(route.value),
+        )
+        exchange = self._exchange(request, handler)
         exchange.response = response
-        return await self._run(exchange, self._handshake.after(call, view(self._http, response)))
-
-    async def _run(self, exchange: Exchange, flow: Any) -> aiohttp.ClientResponse:
-        try:
-            await drive(flow, exchange)
-        except httpx.TimeoutException as exc:  # a wait for another request's token
-            exchange.release()
-            raise aiohttp.ServerTimeoutError(str(exc)) from None
-        except BaseException:
-            exchange.release()
-            raise
-        response = exchange.response
-        if response is None:  # pragma: no cover - every path of the flow sends the request
-            raise RuntimeError("the handshake ended without sending the request")
-        if response.status in REDIRECTS:
-            note_redirect(exchange.request, response)
-        return response
+        return await run(shaking, flow, exchange)

@@ -347,26 +347,25 @@ async def test_a_remembered_route_ends_with_its_token() -> None:
     """The warm path's version check skips lookups, not expiry: once the token stops being
     fresh the route asks again (and the request goes to the flow for a new token)."""
     from asyncauth._credentials import EXPIRY_MARGIN
-    from asyncauth._registry.aiohttp_warm import route_for
-    from asyncauth._registry.call import need_of
     from asyncauth._registry.challenge import Challenge
-    from asyncauth._registry.flow import CHALLENGE_TTL
+    from asyncauth._registry.handshake import CHALLENGE_TTL, Errand, Route
+    from asyncauth._registry.messages import Resolve, need_of
     from asyncauth._registry.tokencache import TokenLead, token_cache_key
     from asyncauth._registry.tokens import Token
 
     middleware = RegistryAuthMiddleware(Chain([Fixed(Credential("bob", PASSWORD))]))
     handshake = middleware._handshake
-    target = handshake.target(httpx.URL("https://registry.example.com/"))
+    target = handshake.target("registry", "https://registry.example.com/")
     challenge = Challenge("bearer", {"realm": "https://auth.example.com/t", "service": "s"})
     handshake.challenges.put(target.origin, challenge, CHALLENGE_TTL)
-    need = need_of(target.registry, "GET", "/v2/org/app/manifests/v1", b"")
-    resolution = await handshake.resolve(need.resource)
+    need = need_of(target.registry, "GET", "/v2/org/app/manifests/v1", "")
+    resolution = await handshake.perform(Resolve(need.resource), Errand(None))
     key = token_cache_key(target.registry, "s", need.scopes, resolution.credential)
     lead = await handshake.tokens.acquire(key, wait=1.0)
     assert isinstance(lead, TokenLead)
     now = time.time()
     await handshake.tokens.keep(lead, Token("short-TOKEN", now + EXPIRY_MARGIN + 0.3, now))
-    route = route_for(handshake, target, need, challenge, resolution)
+    route = Route.build(handshake, target, need, challenge)
     assert route is not None
     assert route.authorization(handshake) == "Bearer short-TOKEN"
     await anyio.sleep(0.4)

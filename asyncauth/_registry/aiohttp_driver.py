@@ -1,18 +1,19 @@
-"""The third driver: the handshake's flow carried out inside an aiohttp client middleware.
+"""The handshake's driver for aiohttp: the flow carried out inside a client middleware.
 
-The flow (:mod:`~asyncauth._registry.flow`) speaks httpx's request and response types. Only the
-cold path (learning a challenge, resolving a credential, fetching a token) and a 401 need it, so
-this driver does not teach the flow aiohttp: it shows the flow an httpx *mirror* of the aiohttp
-request, carries the headers the flow sets on the mirror over to the real request when the flow
-sends it, and shows the flow each aiohttp answer as an httpx response with no body. The warm path
-(:mod:`asyncauth.aiohttp`) touches none of this.
+The flow (:mod:`~asyncauth._registry.flow`) speaks no HTTP library; this driver builds aiohttp's
+requests from what it yields and shows it aiohttp's answers as
+:class:`~asyncauth._registry.messages.Reply` values. The warm path (:mod:`asyncauth.aiohttp`)
+needs none of it: only learning a challenge, resolving a credential, fetching a token or a 401.
 
-* The request itself goes through ``handler``: the rest of the session's middleware chain and
-  its connection.
+* The request itself (:class:`Transmit`) goes through ``handler``: the rest of the session's
+  middleware chain and its connection.
 * The ``GET /v2/`` ping and token requests go through the session that sent the request
-  (connector, proxy, cookie jar, trace configs, timeout) with ``middlewares=()``: not through
-  this middleware again (it would wait for itself) nor the caller's others, as httpx's auth flow
-  yields its token requests past the auth.
+  (connector, proxy, cookie jar, trace configs) but not through its middlewares (this one would
+  wait for itself; httpx's auth flow likewise yields its token requests past the auth). Each
+  is bounded by what is left of the request's time (``ClientTimeout(total=...)``).
+* Every hop of a token request — the first and each redirect — passes a per-request middleware
+  that checks its destination before it is sent
+  (:func:`~asyncauth._registry.target.check_destination`).
 * Token responses are read undecoded (``auto_decompress=False``) through the
   :class:`~asyncauth._registry.bodies.BoundedDecoder`: the size limit counts decoded bytes.
 * A token request's body (a refresh token) is a one-shot payload: aiohttp replays a 307/308's
@@ -20,33 +21,32 @@ sends it, and shows the flow each aiohttp answer as an httpx response with no bo
 
 Redirects. aiohttp follows them *outside* the middleware chain: each hop is a new request that
 passes through every middleware again. A hop to another origin must be passed through untouched
-(issue 11 #1: its 401 teaches nothing and gets nothing), so a registry answer that redirects
-elsewhere leaves a mark in the task's context, keyed by the redirect loop's timer, which every
-hop of one ``session.request`` call shares (the one private aiohttp attribute read here,
+(its 401 teaches nothing and gets nothing), so a registry answer that redirects elsewhere leaves
+a mark in the task's context, keyed by the redirect loop's timer, which every hop of one
+``session.request`` call shares (the one private aiohttp attribute read here,
 ``ClientRequest._timer``; without it the mark falls back to the next hop's origin).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
 from contextvars import ContextVar
-from types import ModuleType
 from typing import Any, Final
 
 import aiohttp
-import httpx
 from aiohttp.client_middlewares import ClientHandlerType
 from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from .bodies import BoundedDecoder
-from .drivers import END, resume
-from .effects import Flow, Send
-from .flow import NOT_FORWARDED, Handshake
+from .handshake import Errand, Handshake, Interrupted, TimedOut
+from .messages import Fetch, Ping, Reply, Sending, Transmit
 from .streams import ReplayRefusedError
+from .target import Target, check_destination
 
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
+TIMEOUTS: Final = (aiohttp.ServerTimeoutError, TimeoutError)
 
 _next_hop: ContextVar[tuple[object, tuple[str, str | None, int | None]] | None] = ContextVar(
     "asyncauth_aiohttp_next_hop", default=None
@@ -102,52 +102,29 @@ async def pass_through(
     return response
 
 
-def forwarded(headers: Mapping[str, str] | None) -> Iterator[tuple[str, str]]:
-    """The chain's extra headers (Docker config ``HttpHeaders``) that a registry request carries."""
-    for name, value in (headers or {}).items():
-        if name.lower() not in NOT_FORWARDED:
-            yield name, value
-
-
 def replayable(request: aiohttp.ClientRequest) -> bool:
     """A body that can be sent twice (the first try may be the probe that learns the challenge)."""
     return isinstance(request.body, bytes | BytesPayload)
 
 
-def _timeout(timeout: aiohttp.ClientTimeout) -> dict[str, float | None]:
-    """The session's timeout as httpx's ``timeout`` extension, so that a wait for another task's
-    token is bounded as this request's own token request would be (``budget`` sums the parts)."""
+def total_timeout(timeout: aiohttp.ClientTimeout) -> float | None:
+    """The session's timeout as one bound for a request's whole handshake."""
     if timeout.total is not None:
-        return {"connect": timeout.total, "read": 0.0, "write": 0.0, "pool": 0.0}
-    connect = timeout.sock_connect if timeout.sock_connect is not None else timeout.connect
-    return {"connect": connect, "read": timeout.sock_read, "write": 0.0, "pool": 0.0}
+        return float(timeout.total)
+    given = [t for t in (timeout.connect, timeout.sock_connect, timeout.sock_read) if t]
+    return float(max(given)) if given else None
 
 
-def mirror(http: ModuleType, request: aiohttp.ClientRequest) -> httpx.Request:
-    """The request as the flow reads it (method, URL, headers, body kind, timeout)."""
-    extensions = {"timeout": _timeout(request.session.timeout)}
-    headers = list(request.headers.items())
-    if replayable(request):
-        made: httpx.Request = http.Request(
-            request.method, str(request.url), headers=headers, extensions=extensions
-        )
-    else:
-        stream = http.AsyncByteStream()  # never read: it only says "cannot be sent twice"
-        made = http.Request(
-            request.method, str(request.url), headers=headers, stream=stream, extensions=extensions
-        )
-    return made
-
-
-def view(http: ModuleType, response: aiohttp.ClientResponse) -> httpx.Response:
-    """An aiohttp answer as the flow reads it: status, headers, URL and redirect history."""
-    request = http.Request(response.method, str(response.url))
-    shown: httpx.Response = http.Response(
-        response.status, headers=response.raw_headers, request=request
+def reply(response: aiohttp.ClientResponse, body: bytes | None = None) -> Reply:
+    """An aiohttp answer as the flow reads it."""
+    return Reply(
+        response.status,
+        str(response.url),
+        tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.raw_headers),
+        tuple(str(hop.url) for hop in response.history),
+        body,
+        time.time(),
     )
-    if response.history:
-        shown.history = [view(http, hop) for hop in response.history]
-    return shown
 
 
 class OneShotPayload(BytesPayload):
@@ -172,97 +149,128 @@ def _replay_refused() -> ReplayRefusedError:
     )
 
 
+def _guard(target: Target, insecure: frozenset[str]) -> Any:
+    """A per-request middleware: every hop of a token request is checked before it is sent."""
+
+    async def guard(
+        request: aiohttp.ClientRequest, handler: ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        check_destination(target, str(request.url), insecure, carries=False)
+        return await handler(request)
+
+    return guard
+
+
 class Exchange:
-    """Carries out the flow's :class:`Send` effects for one request on its aiohttp session."""
+    """Sends what one request's flow yields, on the request's own aiohttp session."""
 
     def __init__(
         self,
-        http: ModuleType,
         request: aiohttp.ClientRequest,
         handler: ClientHandlerType,
-        mirrored: httpx.Request,
-        handshake: Handshake,
+        errand: Errand,
+        insecure: frozenset[str],
     ) -> None:
-        self.http = http
         self.request = request
         self.handler = handler
-        self.mirrored = mirrored
-        self.handshake = handshake
+        self.errand = errand
+        self.insecure = insecure
         self.response: aiohttp.ClientResponse | None = None
         """The latest answer to the request itself: what the middleware returns."""
 
-    async def send(self, effect: Send) -> Any:
-        if effect.request is self.mirrored:
-            return await self._send_request()
-        if effect.read_limit is None:
-            return await self._ping(effect.request)
-        return await self._token(effect.request, effect.read_limit)
+    async def send(self, effect: Sending) -> Reply:
+        if isinstance(effect, Transmit):
+            return await self._transmit(effect)
+        if isinstance(effect, Ping):
+            return await self._ping(effect)
+        return await self._token(effect)
 
-    async def _send_request(self) -> httpx.Response:
+    async def _transmit(self, effect: Transmit) -> Reply:
         headers = self.request.headers
-        for name, value in forwarded(self.handshake.headers):
+        for name, value in effect.headers:
             headers[name] = value
-        authorization = self.mirrored.headers.get("Authorization")
-        if authorization is not None:
-            headers["Authorization"] = authorization
         self.release()
         self.response = await self.handler(self.request)
-        return view(self.http, self.response)
+        return reply(self.response)
 
     def release(self) -> None:
         if self.response is not None:
             self.response.release()
             self.response = None
 
-    def _options(self, outgoing: httpx.Request) -> dict[str, Any]:
-        headers = [(k, v) for k, v in outgoing.headers.multi_items() if k.lower() not in _FRAMING]
+    def _options(self, middlewares: tuple[Any, ...] = ()) -> dict[str, Any]:
         ssl = self.request.ssl
         return {
-            "headers": headers,
-            "middlewares": (),
+            "middlewares": middlewares,
             "ssl": True if isinstance(ssl, aiohttp.Fingerprint) else ssl,
+            "timeout": aiohttp.ClientTimeout(total=self.errand.remaining()),
         }
 
-    async def _ping(self, outgoing: httpx.Request) -> httpx.Response:
-        url = URL(str(outgoing.url), encoded=True)
+    async def _ping(self, effect: Ping) -> Reply:
+        agent = [(k, v) for k, v in self.request.headers.items() if k.lower() == "user-agent"]
         session = self.request.session
-        async with session.request(outgoing.method, url, **self._options(outgoing)) as response:
-            return view(self.http, response)
+        async with session.request(
+            "GET", URL(effect.url, encoded=True), headers=agent, **self._options()
+        ) as response:
+            return reply(response)
 
-    async def _token(self, outgoing: httpx.Request, limit: int) -> tuple[httpx.Response, bytes]:
-        url = URL(str(outgoing.url), encoded=True)
-        body = outgoing.content
-        payload = OneShotPayload(body) if body else None
+    async def _token(self, effect: Fetch) -> Reply:
+        described = effect.request
+        headers = [(k, v) for k, v in described.headers if k.lower() not in _FRAMING]
+        payload = OneShotPayload(described.body) if described.body else None
+        options = self._options((_guard(effect.target, self.insecure),))
         session = self.request.session
-        options = self._options(outgoing)
         try:
             async with session.request(
-                outgoing.method, url, data=payload, auto_decompress=False, **options
+                described.method,
+                URL(described.url, encoded=True),
+                data=payload,
+                headers=headers,
+                auto_decompress=False,
+                **options,
             ) as response:
-                decoder = BoundedDecoder(response.headers.getall("Content-Encoding", ()), limit)
+                decoder = BoundedDecoder(
+                    response.headers.getall("Content-Encoding", ()), effect.limit
+                )
                 parts = [decoder.feed(chunk) async for chunk in response.content.iter_any()]
                 parts.append(decoder.finish())
-                return view(self.http, response), b"".join(parts)
+                return reply(response, b"".join(parts))
         except aiohttp.ClientPayloadError as exc:
             if payload is not None and payload.consumed:
                 raise _replay_refused() from exc
             raise
 
 
-async def drive(flow: Flow, exchange: Exchange) -> None:
-    """Run ``flow`` to its end: requests through ``exchange``, other effects awaited here; an
-    effect's error is thrown into the flow where it asked (as :func:`drivers.steps` does)."""
-    value: Any = None
+async def run(handshake: Handshake, flow: Any, exchange: Exchange) -> aiohttp.ClientResponse:
+    """Run ``flow`` to its end, its requests sent through ``exchange``; the last answer to the
+    request itself. Handshake failures that are timeouts or transport errors arrive as
+    aiohttp's (``ServerTimeoutError``, ``ClientConnectionError``)."""
+    steps = handshake.steps(flow, exchange.errand)
+    value: Reply | None = None
     error: Exception | None = None
     try:
-        while (effect := resume(flow, value, error)) is not END:
-            error = None
+        while True:
             try:
-                if isinstance(effect, Send):
-                    value = await exchange.send(effect)
-                else:
-                    value = await effect.run(*effect.args)
+                effect = await (steps.asend(value) if error is None else steps.athrow(error))
+            except StopAsyncIteration:
+                break
+            except TimedOut as exc:
+                raise aiohttp.ServerTimeoutError(str(exc)) from None
+            except Interrupted as exc:
+                raise aiohttp.ClientConnectionError(str(exc)) from None
+            value, error = None, None
+            try:
+                value = await exchange.send(effect)
             except Exception as exc:
                 error = exc
+    except BaseException:
+        exchange.release()
+        raise
     finally:
-        flow.close()
+        await steps.aclose()
+    response = exchange.response
+    if response is None:  # pragma: no cover - every path of the flow sends the request
+        raise RuntimeError("the handshake ended without sending the request")
+    if response.status in REDIRECTS:
+        note_redirect(exchange.request, response)
+    return response

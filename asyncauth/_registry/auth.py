@@ -1,20 +1,32 @@
-"""``RegistryAuth``: the registry token handshake as an ``httpx.Auth``.
+"""``RegistryAuth``: the registry token handshake as an ``httpx.Auth`` (and an ``httpx2.Auth``).
 
-The handshake itself is :mod:`~asyncauth._registry.flow` (decisions) and
-:mod:`~asyncauth._registry.drivers` (I/O); tokens live in
-:mod:`~asyncauth._registry.tokencache`. This module plugs them into httpx: ``async_auth_flow``
-for ``httpx.AsyncClient``, ``sync_auth_flow`` for ``httpx.Client``, both over the same state, so
-one instance can serve every client, task, event loop and thread of a program. Token requests
-are yielded to httpx like any other request, so they go through the caller's client: its
-transport, proxies, TLS settings and event hooks.
+The flow (:mod:`~asyncauth._registry.flow`) decides and the handshake's state
+(:mod:`~asyncauth._registry.handshake`) keeps what was learnt; this module is the driver for the
+httpx family: it builds that library's requests from the flow's (:class:`Transmit`,
+:class:`Ping`, :class:`Fetch`), shows the flow each response as a
+:class:`~asyncauth._registry.messages.Reply`, and raises that library's exceptions.
+
+* ``async_auth_flow`` (``httpx.AsyncClient``) runs the flow's effects in the caller's task.
+* ``sync_auth_flow`` (``httpx.Client``) runs them on the one background event loop
+  (:mod:`~asyncauth._registry.background`) and sends the requests from the caller's thread:
+  there is no blocking copy of any step.
+* Requests to a known registry take the warm path (:class:`~asyncauth._registry.handshake.Route`):
+  no flow at all unless the registry answers 401.
+
+Token requests and pings are yielded to httpx like any other request, so they go through the
+caller's client: its transport, proxies, TLS settings and event hooks. Each carries the
+request's *remaining* time as its timeout, and its body is read within it: a request's timeout
+bounds the whole handshake (see docs/handshake.md, "Every wait has a bound").
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from types import ModuleType
-from typing import Literal
+from typing import Any, Final, Literal
 
+import anyio
 import httpx
 
 from .._chain import Chain
@@ -22,15 +34,29 @@ from .._errors import AsyncAuthError
 from .._net import is_loopback
 from .._resource import DOCKER_HUB, Resource, normalise_registry
 from .._stores.environ import chosen_store
-from .call import Call
-from .drivers import drive_async, drive_sync
-from .flow import Handshake, Options, Stats
+from . import background, hops
+from .flow import Settings, after, handshake
+from .handshake import Errand, Handshake, Interrupted, Route, Stats, TimedOut
+from .messages import Call, Fetch, Ping, Reply, Sending, Transmit, need_of
 from .store import TokenStore
+from .streams import bound, token_request, within
 from .tokencache import TokenCache
 from .tokens import DEFAULT_CLIENT_ID
 
 MAX_TOKEN_RESPONSE = 1 << 20
 """Decoded bytes a token response may have; a token server that sends more is not one."""
+DESTINATION: Final = hops.DESTINATION
+
+
+def total_timeout(request: Any) -> float | None:
+    """A request's whole time: the longest of its client's timeouts (connect, read, write,
+    pool). httpx bounds each phase (and each read) on its own; the handshake bounds the whole."""
+    timeout = request.extensions.get("timeout")
+    if not isinstance(timeout, Mapping):
+        return None
+    parts = [timeout.get(k) for k in ("connect", "read", "write", "pool")]
+    given = [float(p) for p in parts if p is not None]
+    return max(given) if given else None
 
 
 class RegistryAuthBase:
@@ -57,21 +83,25 @@ class RegistryAuthBase:
         token_store: TokenStore | Literal[False] | None = None,
     ) -> None:
         self._chain = chain
-        self._headers_from_chain = headers is None
-        self._options = Options(
+        settings = Settings(
             insecure=frozenset(normalise_registry(r) for r in insecure_registries),
             client_id=client_id,
-            credential_ttl=credential_ttl,
             max_token_response=max_token_response,
             offline_token=offline_token,
-            headers=None if headers is None else dict(headers),
         )
         self._tokens = TokenCache(maxsize=token_cache_size, shared=chosen_store(token_store))
-        self._handshake = Handshake(self._http, lambda: self.chain, self._options, self._tokens)
+        self._handshake = Handshake(
+            lambda: self.chain,
+            settings,
+            self._tokens,
+            credential_ttl=credential_ttl,
+            headers=None if headers is None else dict(headers),
+        )
+        self._timeouts = (self._http.TimeoutException,)
 
     def __repr__(self) -> str:
         chain = self._chain if self._chain is not None else "default_chain()"
-        insecure = sorted(self._options.insecure)
+        insecure = sorted(self._handshake.settings.insecure)
         return f"RegistryAuth(chain={chain!r}, insecure_registries={insecure!r})"
 
     @property
@@ -88,56 +118,214 @@ class RegistryAuthBase:
     @property
     def stats(self) -> Stats:
         """Counters: token requests, challenges learnt, retries, credential resolutions."""
-        return self._options.stats
+        return self._handshake.stats
 
     @property
     def token_store(self) -> TokenStore | None:
+        """The store tokens are shared through with other processes, if any."""
         return self._tokens.shared
 
     def clear(self) -> None:
         """Forget learnt challenges, tokens and credentials (e.g. after a ``docker login``)."""
-        handshake = self._handshake
-        handshake.challenges.clear()
-        handshake.resolutions.clear()
-        if self._headers_from_chain:
-            handshake.headers = None
-        self._tokens.clear()
+        self._handshake.clear()
+
+    # -- httpx's entry points ---------------------------------------------------------------
 
     def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        call = self._handshake.warm(request)
-        if call is None:
-            return drive_async(self._handshake.flow(request), self._http)
-        return self._warm_async(call)
+        route = self._warm(request)
+        if route is None:
+            call = self._call(request)
+            return self._cold_async(request, handshake(call, self._settings), call.target.origin)
+        return self._warm_async(request, route)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        call = self._handshake.warm(request)
-        if call is None:
-            return drive_sync(self._handshake.flow(request), self._http)
-        return self._warm_sync(call)
+        route = self._warm(request)
+        if route is None:
+            call = self._call(request)
+            return self._cold_sync(request, handshake(call, self._settings), call.target.origin)
+        return self._warm_sync(request, route)
 
-    # The warm path: the request is authorised already (Handshake.warm), so it is sent with no
-    # flow or driver in between; only a 401 brings the flow in, to retry or explain.
+    @property
+    def _settings(self) -> Settings:
+        return self._handshake.settings
 
-    async def _warm_async(self, call: Call) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        response = yield call.request
-        if response.status_code != 401:
-            return
-        rest = drive_async(self._handshake.after(call, response), self._http)
-        try:
-            outgoing = await rest.__anext__()
-            while True:
-                outgoing = await rest.asend((yield outgoing))
-        except StopAsyncIteration:
-            return
-        finally:
-            await rest.aclose()
+    # -- the warm path ----------------------------------------------------------------------
 
-    def _warm_sync(self, call: Call) -> Generator[httpx.Request, httpx.Response]:
-        response = yield call.request
+    def _warm(self, request: httpx.Request) -> Route | None:
+        """Authorise ``request`` from its route's decision, without I/O; ``None`` if the flow
+        must run. A few comparisons once a registry is known."""
+        shaking = self._handshake
+        url = request.url
+        key = (url.scheme, url.netloc, request.method, url.raw_path)
+        route = shaking.routes.get(key)
+        if route is None or (value := route.authorization(shaking)) is None:
+            target = shaking.target(key[:2], str(url))
+            route = shaking.route(key, target, request.method, url.path, _query(url))
+            if route is None:
+                return None
+            value = route.value
+        self._set(request, route.target.origin, shaking.extra or (), value)
+        return route
+
+    @staticmethod
+    def _set(
+        request: httpx.Request, origin: str, extra: tuple[tuple[str, str], ...], value: str
+    ) -> None:
+        if extra:
+            for name, header in extra:
+                request.headers[name] = header
+            hops.mark(request, origin, tuple(name for name, _ in extra))
+        if value:
+            request.headers["Authorization"] = value
+
+    async def _warm_async(
+        self, request: httpx.Request, route: Route
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        response = yield request
         if response.status_code == 401:
-            yield from drive_sync(self._handshake.after(call, response), self._http)
+            flow = self._after(request, route, response)
+            rest = self._cold_async(request, flow, route.target.origin)
+            try:
+                outgoing = await rest.__anext__()
+                while True:
+                    outgoing = await rest.asend((yield outgoing))
+            except StopAsyncIteration:
+                return
+            finally:
+                await rest.aclose()
+
+    def _warm_sync(
+        self, request: httpx.Request, route: Route
+    ) -> Generator[httpx.Request, httpx.Response]:
+        response = yield request
+        if response.status_code == 401:
+            flow = self._after(request, route, response)
+            yield from self._cold_sync(request, flow, route.target.origin)
+
+    def _after(self, request: httpx.Request, route: Route, response: httpx.Response) -> Any:
+        call = route.call(request.method, str(request.url), _replayable(self._http, request))
+        extra = self._handshake.extra or ()
+        return after(call, _reply(response), self._settings, extra, authorized=bool(route.value))
+
+    # -- the cold path: the flow, through the handshake's steps ------------------------------
+
+    def _call(self, request: httpx.Request) -> Call:
+        url = request.url
+        target = self._handshake.target((url.scheme, url.netloc), str(url))
+        replayable = _replayable(self._http, request)
+        need = need_of(target.registry, request.method, url.path, _query(url))
+        return Call(request.method, str(url), target, need, replayable)
+
+    def _errand(self, request: httpx.Request) -> Errand:
+        return Errand.within(total_timeout(request), self._timeouts)
+
+    async def _cold_async(
+        self, request: httpx.Request, flow: Any, origin: str
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        errand = self._errand(request)
+        steps = self._handshake.steps(flow, errand)
+        reply: Reply | None = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    effect = await (steps.asend(reply) if error is None else steps.athrow(error))
+                except StopAsyncIteration:
+                    return
+                except (TimedOut, Interrupted) as exc:
+                    raise self._native_error(exc, request) from None
+                reply, error = None, None
+                response = yield self._outgoing(effect, request, errand, origin)
+                try:
+                    reply = await self._reply_async(effect, response, errand)
+                except Exception as exc:
+                    error = exc
+        finally:
+            await steps.aclose()
+
+    def _cold_sync(
+        self, request: httpx.Request, flow: Any, origin: str
+    ) -> Generator[httpx.Request, httpx.Response]:
+        errand = self._errand(request)
+        steps = self._handshake.steps(flow, errand)
+        reply: Reply | None = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    effect = background.run(_step, steps, reply, error)
+                except (TimedOut, Interrupted) as exc:
+                    raise self._native_error(exc, request) from None
+                if effect is None:
+                    return
+                reply, error = None, None
+                response = yield self._outgoing(effect, request, errand, origin)
+                try:
+                    reply = self._reply_sync(effect, response, errand)
+                except Exception as exc:
+                    error = exc
+        finally:
+            background.run(steps.aclose)
+
+    def _native_error(self, exc: Exception, request: httpx.Request) -> Exception:
+        """A library-neutral failure of the handshake as this library's exception."""
+        http = self._http
+        cls = http.ReadTimeout if isinstance(exc, TimedOut) else http.TransportError
+        error: Exception = cls(str(exc), request=request)
+        return error
+
+    # -- the flow's requests as httpx's, httpx's responses as the flow's --------------------
+
+    def _outgoing(
+        self, effect: Sending, request: httpx.Request, errand: Errand, origin: str
+    ) -> httpx.Request:
+        """The httpx request for ``effect``: the caller's own with headers set, or a new one
+        that takes what is left of the caller's time."""
+        if isinstance(effect, Transmit):
+            added = []
+            for name, value in effect.headers:
+                request.headers[name] = value
+                if name != "Authorization":
+                    added.append(name)
+            if added:
+                hops.mark(request, origin, tuple(added))  # for the registry's origin only
+            return request
+        timeout = _remaining_timeout(request, errand)
+        if isinstance(effect, Ping):
+            agent = [(k, v) for k, v in request.headers.items() if k.lower() == "user-agent"]
+            ping: httpx.Request = self._http.Request(
+                "GET", effect.url, headers=agent, extensions={"timeout": timeout}
+            )
+            return ping
+        extensions = {"timeout": timeout, DESTINATION: (effect.target, self._settings.insecure)}
+        return token_request(self._http, effect.request, extensions)
+
+    async def _reply_async(
+        self, effect: Sending, response: httpx.Response, errand: Errand
+    ) -> Reply:
+        if not isinstance(effect, Fetch):
+            return _reply(response)
+        bound(self._http, response, effect.limit, errand.deadline)
+        with anyio.move_on_after(errand.remaining()) as scope:
+            await response.aread()
+        if scope.cancelled_caught:
+            await response.aclose()
+            raise self._http.ReadTimeout(
+                f"the token server {response.url.host} did not finish its answer within the "
+                "request's timeout",
+                request=response.request,
+            )
+        return _reply(response, within(response.content, effect.limit))
+
+    def _reply_sync(self, effect: Sending, response: httpx.Response, errand: Errand) -> Reply:
+        if not isinstance(effect, Fetch):
+            return _reply(response)
+        bound(self._http, response, effect.limit, errand.deadline)
+        return _reply(response, within(response.read(), effect.limit))
+
+    # -- other entry points -----------------------------------------------------------------
 
     async def bearer_token(
         self,
@@ -160,19 +348,27 @@ class RegistryAuthBase:
         base = base_url or self.registry_url(resource)
         url = httpx.URL(f"{base}/v2/{resource.repository}/manifests/x")
         request = client.build_request("PUT" if push else "GET", url)
-        drive = drive_async(self._handshake.flow(request, only_authorize=True), self._http)
+        errand = self._errand(request)
+        call = self._call(request)
+        flow = handshake(call, self._settings, only_authorize=True)
+        steps = self._handshake.steps(flow, errand)
+        reply: Reply | None = None
         try:
-            outgoing = await drive.__anext__()
             while True:
+                try:
+                    effect = await steps.asend(reply)
+                except StopAsyncIteration:
+                    return errand.authorization or ""
+                except (TimedOut, Interrupted) as exc:
+                    raise self._native_error(exc, request) from None
+                outgoing = self._outgoing(effect, request, errand, call.target.origin)
                 response = await client.send(outgoing, auth=None, stream=True)
                 try:
-                    outgoing = await drive.asend(response)
+                    reply = await self._reply_async(effect, response, errand)
                 finally:
                     await response.aclose()
-        except StopAsyncIteration:
-            return str(request.headers.get("Authorization", ""))
         finally:
-            await drive.aclose()
+            await steps.aclose()
 
     def registry_url(self, resource: Resource) -> str:
         """``https://host[:port]`` — or ``http://`` for loopback and insecure registries.
@@ -181,9 +377,49 @@ class RegistryAuthBase:
         """
         if resource.registry == DOCKER_HUB:
             return "https://registry-1.docker.io"
-        if is_loopback(resource.host) or resource.registry in self._options.insecure:
+        if is_loopback(resource.host) or resource.registry in self._settings.insecure:
             return f"http://{resource.registry}"
         return f"https://{resource.registry}"
+
+
+def _query(url: httpx.URL) -> str:
+    return url.query.decode("ascii", "replace")
+
+
+def _replayable(http: ModuleType, request: httpx.Request) -> bool:
+    return isinstance(request.stream, http.ByteStream)
+
+
+def _reply(response: httpx.Response, body: bytes | None = None) -> Reply:
+    """``response`` as the flow reads it (``history``: the URLs a redirect led through)."""
+    return Reply(
+        response.status_code,
+        str(response.url),
+        tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers.raw),
+        tuple(str(hop.request.url) for hop in response.history),
+        body,
+        time.time(),
+    )
+
+
+def _remaining_timeout(request: httpx.Request, errand: Errand) -> dict[str, float | None]:
+    """The request's timeout for a request of its handshake: each phase at most what is left."""
+    given = request.extensions.get("timeout")
+    given = given if isinstance(given, Mapping) else {}
+    left = errand.remaining()
+    phases: dict[str, float | None] = {}
+    for phase in ("connect", "read", "write", "pool"):
+        value = given.get(phase)
+        phases[phase] = left if value is None else (value if left is None else min(value, left))
+    return phases
+
+
+async def _step(steps: AsyncGenerator[Sending, Any], reply: Any, error: Exception | None) -> Any:
+    """One step of ``steps`` on the background loop; ``None`` once they have ended."""
+    try:
+        return await (steps.asend(reply) if error is None else steps.athrow(error))
+    except StopAsyncIteration:
+        return None
 
 
 class RegistryAuth(RegistryAuthBase, httpx.Auth):
@@ -203,6 +439,11 @@ class RegistryAuth(RegistryAuthBase, httpx.Auth):
     are always kept in process too. By default the store ``ASYNCAUTH_TOKEN_STORE`` and
     ``ASYNCAUTH_TOKEN_STORE_KEY`` describe is used, if they are set (read now); ``False`` opts
     out. The default chain shares cloud credentials through the same store.
+
+    Each request's timeout bounds its whole handshake: the longest of its client's timeouts
+    (connect, read, write, pool), from when the handshake starts; waiting for a token another
+    request is fetching, a token server's ``Retry-After`` and the token request itself count
+    against it (``httpx.ReadTimeout`` when it runs out).
 
     One instance is meant to be shared by all clients, tasks, event loops and threads of a
     program: its caches and single-flight tables are what make a thousand concurrent requests

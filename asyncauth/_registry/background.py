@@ -1,14 +1,19 @@
 """One event loop in a background thread, where sync callers run the async parts of a lookup.
 
-The chain, the Docker config source and the cloud SDKs are async. A sync ``httpx.Client`` used to
-run each lookup with ``anyio.run``, a new event loop per lookup: a thread then waited on
-single-flight events that belonged to another loop (and never fired there), and every lookup
-paid for a loop's start-up. Instead, sync callers hand their coroutines to one long-lived loop
-and block until it answers: every thread's lookups share that loop's single-flight entries,
-and the loop starts once per process.
+Every effect of the handshake is async (there are no blocking twins). A sync ``httpx.Client``
+therefore runs its flow's effects here and blocks until they are done: every thread's lookups
+share this loop's single-flight entries, and the loop starts once per process.
 
-The loop belongs to this module: it starts on first use, is stopped at interpreter exit, and is
-started afresh in a child process after ``fork`` (a thread does not survive one).
+The loop belongs to this module:
+
+* it starts on first use and is stopped at interpreter exit, its leftover work cancelled (a
+  credential helper still running must not keep the process alive);
+* a caller interrupted while it waits (Ctrl-C: ``KeyboardInterrupt`` in the main thread; or
+  httpx closing the flow) cancels its work on the loop, so a running credential helper is
+  ended at once rather than when its timeout runs out;
+* a forked child forgets the parent's loop (``os.register_at_fork``): its thread does not exist
+  there, and whatever it was doing — even a lookup in flight at the fork — is not the child's.
+  The child's first call starts a loop of its own.
 """
 
 from __future__ import annotations
@@ -27,32 +32,52 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _portal: BlockingPortal | None = None
 _context: AbstractContextManager[BlockingPortal] | None = None
-_pid: int | None = None
+_registered = False
 
 
 def _stop() -> None:
+    """At exit: cancel what still runs on the loop, then stop it."""
     global _portal, _context
     with _lock:
         context, _portal, _context = _context, None, None
-    if context is not None and _pid == os.getpid():
-        context.__exit__(None, None, None)
+    if context is not None:
+        # Leaving it as if with an error is what makes anyio cancel the remaining tasks.
+        stopping = SystemExit()
+        context.__exit__(SystemExit, stopping, None)
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's loop thread is gone; drop it without touching it."""
+    global _lock, _portal, _context
+    _lock = threading.Lock()
+    _portal = _context = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _current() -> BlockingPortal:
-    global _portal, _context, _pid
+    global _portal, _context, _registered
     with _lock:
-        if _portal is None or _pid != os.getpid():
+        if _portal is None:
             _context = start_blocking_portal(name="asyncauth-sync")
             _portal = _context.__enter__()
-            if _pid is None:
+            if not _registered:
                 atexit.register(_stop)
-            _pid = os.getpid()
+                _registered = True
         return _portal
 
 
 def run(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``await func(*args)`` on the background loop; blocks this thread until it is done.
 
-    Must not be called from the background loop itself (it would wait for itself).
+    If this thread is interrupted while it waits (``KeyboardInterrupt``, ``GeneratorExit``), the
+    work is cancelled on the loop too. Must not be called from the background loop itself (it
+    would wait for itself).
     """
-    return _current().call(func, *args)
+    future = _current().start_task_soon(func, *args)
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()  # no-op when the work itself raised; cancels it when we were interrupted
+        raise

@@ -2,28 +2,21 @@
 
 A failing credential source is never silently anonymous: when a registry refuses a request and
 sources failed on the way to the credential that was sent (or to none), the error names each
-of them and why. A Basic registry's refusal names the source whose credential it refused.
+of them and why. A Basic registry's refusal names the source whose credential it refused; a
+token server's, the scope, the kind of credential and its source.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import httpx
+from urllib.parse import urlsplit
 
 from .._chain import Resolution
+from .._credentials import Credential
 from .._errors import AuthenticationError
+from .challenge import Challenge
+from .messages import Call
+from .scope import ScopeSet
 from .target import Target
-
-if TYPE_CHECKING:
-    from .call import Call
-
-
-def waited(target: Target, wait: float | None) -> httpx.TimeoutException:
-    return httpx.ReadTimeout(
-        f"{target.registry}: no token within {wait or 0:g} s (waited for a token request "
-        "another request was making; it did not finish in this request's own timeout)"
-    )
 
 
 def _failures_text(resolution: Resolution) -> str:
@@ -59,3 +52,21 @@ def explain_refusal(call: Call, *, sent: bool) -> None:
             f"{where}: it refused {credential.kind} credentials for user "
             f"{credential.username or '(none)'} from {resolution.source or 'no source'}"
         )
+
+
+def token_refused(
+    target: Target,
+    challenge: Challenge,
+    scopes: ScopeSet,
+    credential: Credential,
+    resolution: Resolution,
+    status: int,
+) -> AuthenticationError:
+    """The error for a token server's refusal (or failure) to hand out a token."""
+    realm_host = urlsplit(challenge.realm or "").netloc.rpartition("@")[2]
+    source = resolution.source or "no source (anonymous)"
+    hint = "the credentials were refused" if status in (401, 403) else "the token server failed"
+    return AuthenticationError(
+        f"{target.registry}: token server {realm_host} answered {status} for scope "
+        f"{scopes or '(none)'} with {credential.kind} credentials from {source}: {hint}"
+    )

@@ -7,15 +7,21 @@ per module and serves both the sync and the async driver.
 * :func:`bound` swaps a token response's stream for one that inflates and counts through a
   :class:`~asyncauth._registry.bodies.BoundedDecoder`: the body is read the normal way
   (``aread``/``read``, so httpx keeps it for the response history) and cannot grow past the limit.
-* :func:`one_shot` is a request body that can be sent once. httpx re-sends a 307/308's body
-  by itself when it follows a redirect; a refresh token in a POST form must not be replayed to
-  whatever host the redirect names, so the second iteration fails instead.
+  It also ends the read when the request's deadline has passed between two chunks (what a
+  sync client can do: its reads block).
+* :func:`token_request` builds a token request; a POST's body (a refresh token, or a password)
+  can be sent once. httpx re-sends a 307/308's body by itself when it follows a redirect, and a
+  transport that reads a request's body into memory (``request.read()``, as
+  ``httpx.MockTransport`` does) would make it replayable: the request is of a class whose
+  ``read`` keeps the one-shot stream, so a second hop's send fails instead of carrying the
+  secret to whatever host the redirect names.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -23,6 +29,7 @@ import httpx
 
 from .._errors import AsyncAuthError, TokenResponseError
 from .bodies import BodyTooLargeError, BoundedDecoder
+from .tokens import TokenRequest
 
 
 class ReplayRefusedError(AsyncAuthError):
@@ -65,19 +72,30 @@ class _Drain:
 
 
 @functools.cache
-def _classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
+def _classes(http: ModuleType) -> tuple[type[Any], type[Any], type[Any]]:
     class BoundedStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(self, raw: Any, decoder: BoundedDecoder, limit: int) -> None:
+        def __init__(
+            self, raw: Any, decoder: BoundedDecoder, limit: int, deadline: float | None
+        ) -> None:
             self._raw, self._decoder = raw, decoder
             self._drain = _Drain(limit)
+            self._deadline = deadline
+
+        def _in_time(self) -> None:
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                raise http.ReadTimeout(
+                    "the token server did not finish its answer within the request's timeout"
+                )
 
         def __iter__(self) -> Iterator[bytes]:
             for chunk in self._raw:
+                self._in_time()
                 yield self._drain.decode(self._decoder, chunk)
             yield self._drain.finish(self._decoder)
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             async for chunk in self._raw:
+                self._in_time()
                 yield self._drain.decode(self._decoder, chunk)
             yield self._drain.finish(self._decoder)
 
@@ -106,15 +124,52 @@ def _classes(http: ModuleType) -> tuple[type[Any], type[Any]]:
         async def __aiter__(self) -> AsyncIterator[bytes]:
             yield self._take()
 
-    return BoundedStream, OneShotStream
+    class OneShotRequest(http.Request):  # type: ignore[name-defined,misc]
+        """A request whose body is read (by a transport, a hook) without becoming replayable."""
+
+        def read(self) -> bytes:
+            if not hasattr(self, "_content"):
+                self._content = b"".join(self.stream)
+            return self._content
+
+        async def aread(self) -> bytes:
+            if not hasattr(self, "_content"):
+                self._content = b"".join([part async for part in self.stream])
+            return self._content
+
+    return BoundedStream, OneShotStream, OneShotRequest
 
 
-def bound(http: ModuleType, response: httpx.Response, limit: int) -> None:
-    """Make ``response`` decode its own body, at most ``limit`` decoded bytes of it."""
+def bound(http: ModuleType, response: httpx.Response, limit: int, deadline: float | None) -> None:
+    """Make ``response`` decode its own body, at most ``limit`` decoded bytes of it, and stop
+    reading it once ``deadline`` (``time.monotonic()``) has passed."""
     decoder = BoundedDecoder(response.headers.get_list("content-encoding"), limit)
     if "content-encoding" in response.headers:
         del response.headers["content-encoding"]  # httpx must not decode a second time
-    response.stream = _classes(http)[0](response.stream, decoder, limit)
+    response.stream = _classes(http)[0](response.stream, decoder, limit, deadline)
+
+
+def token_request(
+    http: ModuleType, description: TokenRequest, extensions: Mapping[str, Any]
+) -> httpx.Request:
+    """The httpx request for ``description``; a body is sent at most once (see above)."""
+    headers = list(description.headers)
+    if description.body is None:
+        made: httpx.Request = http.Request(
+            description.method, description.url, headers=headers, extensions=dict(extensions)
+        )
+        return made
+    _, one_shot, request_class = _classes(http)
+    posted: httpx.Request = request_class(
+        description.method,
+        description.url,
+        headers=headers,
+        content=description.body,  # sets Host and Content-Length
+        extensions=dict(extensions),
+    )
+    posted.stream = one_shot(description.body)
+    del posted._content  # the body is the one-shot stream's, and read from it once
+    return posted
 
 
 def within(body: bytes, limit: int) -> bytes:
@@ -123,8 +178,3 @@ def within(body: bytes, limit: int) -> bytes:
     if len(body) > limit:
         raise BodyTooLargeError(f"token response is larger than {limit} bytes")
     return body
-
-
-def one_shot(http: ModuleType, body: bytes) -> Any:
-    """A request body stream that refuses to be sent twice."""
-    return _classes(http)[1](body)

@@ -101,3 +101,33 @@ def check_destination(target: Target, url: str, insecure: frozenset[str], *, car
             f"{target.registry}: refusing to send credentials over plain http to the token "
             f"server {shown}: it is neither loopback nor listed in insecure_registries"
         )
+
+
+def origin_of_text(url: str) -> str:
+    """:func:`origin_of` for a URL as text (what drivers hand the flow): ``scheme://host:port``."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{_hostport(parts.hostname or '', None)}:{port or default}"
+
+
+def target_of(url: str, insecure: frozenset[str]) -> Target:
+    """The :class:`Target` of a request's URL as text (see :meth:`Target.of`)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    hostport = _hostport(host, port)
+    try:
+        registry = normalise_registry(hostport)
+    except AsyncAuthError:
+        registry = hostport.lower()
+    plain = parts.scheme.lower() != "https"
+    allowed = not plain or is_loopback(host) or registry in insecure
+    return Target(origin_of_text(url), registry, host, plain, allowed, address_kind(host))

@@ -2,7 +2,7 @@
 
 * Access tokens, per :class:`TokenKey` (registry, service, scopes,
   credential), kept until :data:`~asyncauth._credentials.EXPIRY_MARGIN` before they expire, and
-  fetched once however many requests (tasks, event loops, threads) miss at the same time.
+  fetched once however many requests (tasks, event loops) miss at the same time.
 * OAuth2 refresh tokens a token server handed out, per (registry, service, credential), used in
   place of the password for later fetches.
 * Optionally a :class:`~asyncauth._registry.store.TokenStore` shared with other processes: asked
@@ -25,7 +25,6 @@ from .._credentials import EXPIRY_MARGIN, Credential
 from .._singleflight import MISSING, Lead, SingleFlightCache
 from .._stores.shared import SharedStore
 from .._stores.shared import shared as shared_store
-from . import background
 from .scope import ScopeSet
 from .store import TokenStore
 from .tokens import Token
@@ -113,7 +112,8 @@ def _decode(value: bytes) -> Token | None:
 
 
 class TokenCache:
-    """Access and refresh tokens of one ``RegistryAuth``; thread- and event-loop-safe."""
+    """Access and refresh tokens of one ``RegistryAuth``; safe to share between threads and
+    event loops."""
 
     def __init__(self, *, maxsize: int = 4096, shared: TokenStore | None = None) -> None:
         self._tokens = SingleFlightCache[Token](maxsize=maxsize)
@@ -144,15 +144,6 @@ class TokenCache:
             return TokenLead(got)
         return await self._from_shared(got, wait)
 
-    def acquire_blocking(self, key: TokenKey, wait: float | None) -> Token | TokenLead:
-        """:meth:`acquire` for threads (a shared store is asked on the background loop)."""
-        got = self._tokens.acquire_blocking(key, wait=wait)
-        if not isinstance(got, Lead):
-            return got
-        if self._store is None:
-            return TokenLead(got)
-        return background.run(self._from_shared, got, wait)
-
     async def keep(self, lead: TokenLead, token: Token) -> None:
         """Hand ``token`` to the waiters and keep it (here, and in the shared store)."""
         ttl = token.remaining(time.time(), EXPIRY_MARGIN)
@@ -161,22 +152,12 @@ class TokenCache:
             await self._store.publish(lead.shared_name, _encode(token), ttl)
             await self.release(lead)
 
-    def keep_blocking(self, lead: TokenLead, token: Token) -> None:
-        if self._store is None or lead.shared_name is None:
-            lead.lead.settle(token, token.remaining(time.time(), EXPIRY_MARGIN))
-        else:
-            background.run(self.keep, lead, token)
-
     async def release(self, lead: TokenLead) -> None:
         """Give the fleet's lease back after a fetch that failed, so another process may try
         at once instead of when the lease runs out."""
         if self._store is not None and lead.shared_name is not None and lead.held:
             lead.held = False
             await self._store.release(lead.shared_name)
-
-    def release_blocking(self, lead: TokenLead) -> None:
-        if self._store is not None and lead.held:
-            background.run(self.release, lead)
 
     def forget(self, key: TokenKey) -> None:
         """Drop a token the registry refused (here only: other processes find out themselves)."""

@@ -29,8 +29,13 @@ RESPONSE_EXTENSIONS: Final = ("http_version", "reason_phrase", "network_stream")
 
 
 def module_of(message: object) -> ModuleType:
-    """``httpx`` or ``httpx2``: the package whose ``Request``/``Response`` ``message`` is."""
-    return sys.modules[type(message).__module__.partition(".")[0]]
+    """``httpx`` or ``httpx2``: the package whose ``Request``/``Response`` ``message`` is (or
+    subclasses: asyncauth's own token requests do)."""
+    for cls in type(message).__mro__:
+        root = cls.__module__.partition(".")[0]
+        if root in ("httpx", "httpx2"):
+            return sys.modules[root]
+    raise TypeError(f"not an httpx or httpx2 message: {type(message).__name__}")
 
 
 def error_into(exc: Exception, into: ModuleType, request: Any) -> Exception:

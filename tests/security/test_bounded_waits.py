@@ -53,7 +53,7 @@ async def test_a_task_waiting_for_another_tasks_token_waits_its_own_budget(
     transport: str, environ: pytest.MonkeyPatch, registry: Server, realm: Server
 ) -> None:
     """The leader's token request may take its own (long) timeout; a follower with a short one
-    gives up after its budget (connect + write + read + pool = 4 x 0.25 s) and sends nothing."""
+    gives up when its own timeout (0.25 s, the whole request's) runs out and sends nothing."""
     hanging_realm(registry, realm)
     credential = Credential(USER, PASSWORD)
     async with (
@@ -64,11 +64,11 @@ async def test_a_task_waiting_for_another_tasks_token_waits_its_own_budget(
         with anyio.fail_after(GUARD):
             assert await anyio.to_thread.run_sync(realm.arrived.wait, GUARD)
             started = time.monotonic()
-            with pytest.raises(httpx.ReadTimeout, match="no token within 1 s"):
+            with pytest.raises(httpx.ReadTimeout, match="no token within 0.25 s"):
                 await http.get(registry.url + MANIFEST, timeout=0.25)
         waited = time.monotonic() - started
         tasks.cancel_scope.cancel()
-    assert 0.9 < waited < 10
+    assert 0.2 < waited < 10
     assert len(realm.seen) == 1  # the follower waited for the leader's request, sent none
 
 
