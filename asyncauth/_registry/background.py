@@ -46,10 +46,17 @@ def _stop() -> None:
         context.__exit__(SystemExit, stopping, None)
 
 
+_orphans: list[object] = []
+"""The parent's portal and its context in a forked child, kept forever: dropping the context
+would close it, and closing it waits for a loop thread that does not exist in the child."""
+
+
 def _forget_after_fork() -> None:
-    """In a forked child: the parent's loop thread is gone; drop it without touching it."""
+    """In a forked child: the parent's loop thread is gone; set it aside without touching it."""
     global _lock, _portal, _context
     _lock = threading.Lock()
+    if _context is not None:
+        _orphans.append((_portal, _context))
     _portal = _context = None
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from asyncauth import AsyncAuthError, AuthenticationError, Credential, Resource
