@@ -64,7 +64,7 @@ async def test_a_task_waiting_for_another_tasks_token_waits_its_own_budget(
         with anyio.fail_after(GUARD):
             assert await anyio.to_thread.run_sync(realm.arrived.wait, GUARD)
             started = time.monotonic()
-            with pytest.raises(httpx.ReadTimeout, match="no token within 0.25 s"):
+            with pytest.raises(httpx.ReadTimeout, match=r"no token within 0\.25 s"):
                 await http.get(registry.url + MANIFEST, timeout=0.25)
         waited = time.monotonic() - started
         tasks.cancel_scope.cancel()
