@@ -40,7 +40,6 @@ from ._errors import (
 )
 from ._media_types import MANIFEST_MEDIA_TYPES
 from ._registry.auth import RegistryAuth
-from ._registry.store import MemoryTokenStore, TokenStore
 from ._resource import Resource
 from ._sources.azure import AzureResolver
 from ._sources.docker.resolver import DockerConfigResolver
@@ -49,6 +48,8 @@ from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 from ._sources.github import GitHubResolver
 from ._sources.google import GoogleResolver
+from ._stores.memory import MemoryTokenStore
+from ._stores.protocol import TokenStore
 from ._stores.redis import RedisTokenStore
 from ._version import __version__
 

@@ -58,7 +58,7 @@ from ._singleflight import SingleFlightCache
 from ._stores import credentials as fleet
 
 if TYPE_CHECKING:
-    from ._registry.store import TokenStore
+    from ._stores.protocol import TokenStore
 
 log = logging.getLogger("asyncauth.chain")
 

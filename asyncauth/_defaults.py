@@ -41,7 +41,7 @@ from ._sources.flags import FlagsResolver
 from ._stores.environ import chosen_store
 
 if TYPE_CHECKING:
-    from ._registry.store import TokenStore
+    from ._stores.protocol import TokenStore
 
 CLOUDS: Final[Mapping[str, CloudFactory]] = {
     "ecr": ecr.cloud_resolver,

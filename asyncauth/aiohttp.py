@@ -44,8 +44,8 @@ from ._registry.auth import RegistryAuth, RegistryAuthBase
 from ._registry.call import Call, need_of
 from ._registry.challenge import Challenge
 from ._registry.flow import Stats
-from ._registry.store import TokenStore
 from ._registry.target import Target
+from ._stores.protocol import TokenStore
 
 if TYPE_CHECKING:
     from aiohttp.client_middlewares import ClientHandlerType

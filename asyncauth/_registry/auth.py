@@ -22,10 +22,10 @@ from .._errors import AsyncAuthError
 from .._net import is_loopback
 from .._resource import DOCKER_HUB, Resource, normalise_registry
 from .._stores.environ import chosen_store
+from .._stores.protocol import TokenStore
 from .call import Call
 from .drivers import drive_async, drive_sync
 from .flow import Handshake, Options, Stats
-from .store import TokenStore
 from .tokencache import TokenCache
 from .tokens import DEFAULT_CLIENT_ID
 

@@ -62,7 +62,7 @@ from .cloud import (
 )
 
 if TYPE_CHECKING:
-    from .._registry.store import TokenStore
+    from .._stores.protocol import TokenStore
 
 KEYCHAIN: Final = "aks"
 EXTRA: Final = "azure"

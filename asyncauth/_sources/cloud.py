@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     import httpx
 
     from .._chain import Resolver
-    from .._registry.store import TokenStore
     from .._resource import Resource
+    from .._stores.protocol import TokenStore
 
 DEFAULT_CLOUD_TIMEOUT: Final = 10.0
 """Seconds a cloud resolver may take by default: ample on a cloud (answers take milliseconds),

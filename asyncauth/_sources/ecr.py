@@ -42,7 +42,7 @@ from . import cloud
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from .._registry.store import TokenStore
+    from .._stores.protocol import TokenStore
 
 KEYCHAIN: Final = "ecr"
 EXTRA: Final = "aws"
