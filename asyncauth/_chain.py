@@ -40,7 +40,6 @@ capability off.
 from __future__ import annotations
 
 import difflib
-import enum
 import functools
 import logging
 import time
@@ -53,6 +52,7 @@ import anyio
 
 from ._credentials import EXPIRY_MARGIN, Credential
 from ._errors import ConfigError, ResolverUnavailableError
+from ._resolution import Outcome, Resolution, TraceEntry
 from ._resource import Resource
 from ._singleflight import SingleFlightCache
 from ._stores import credentials as fleet
@@ -134,53 +134,6 @@ class Sharing(Protocol):
 
 _CAPABILITIES = ("timeout", "cache_key", "cache_ttl", "claims", "explain", "disable_hint",
                  "token_store")  # fmt: skip
-
-
-class Outcome(enum.StrEnum):
-    """What one resolver did during one resolution."""
-
-    MATCHED = "matched"
-    NO_MATCH = "no match"
-    SKIPPED = "skipped"
-    TIMED_OUT = "timed out"
-    UNAVAILABLE = "unavailable"
-    ERROR = "error"
-
-
-FAILED = frozenset({Outcome.TIMED_OUT, Outcome.UNAVAILABLE, Outcome.ERROR})
-"""Outcomes that mean a source could not give its answer (as opposed to having none)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
-    """One resolver's part in a resolution; ``duration`` is in seconds."""
-
-    resolver: str
-    outcome: Outcome
-    duration: float
-    detail: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """The chain's answer: the credential, which source gave it, and how every source fared.
-
-    When no source matched, ``credential`` is anonymous and ``source`` is ``None``.
-    """
-
-    resource: Resource
-    credential: Credential
-    source: str | None
-    trace: tuple[TraceEntry, ...]
-
-    @property
-    def failures(self) -> tuple[TraceEntry, ...]:
-        """Sources that failed (timed out, unavailable, error) before the answer was reached.
-
-        Their credentials might have been the right ones: when the registry then refuses the
-        request, these are what the user needs to see.
-        """
-        return tuple(entry for entry in self.trace if entry.outcome in FAILED)
 
 
 @dataclass(frozen=True, slots=True)

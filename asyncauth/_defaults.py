@@ -25,7 +25,7 @@ import httpx
 from ._chain import Chain, Resolver
 from ._credentials import Credential
 from ._errors import ConfigError
-from ._registry.refusals import refuse_failed_anonymous
+from ._resolution import refuse_failed_anonymous
 from ._resource import Resource
 from ._sources import azure, ecr, github, google
 from ._sources.cloud import (

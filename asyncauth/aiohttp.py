@@ -26,7 +26,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from ._chain import Chain, Resolution
+from ._chain import Chain
 from ._registry.aiohttp_driver import (
     REDIRECTS,
     Exchange,
@@ -45,6 +45,7 @@ from ._registry.call import Call, need_of
 from ._registry.challenge import Challenge
 from ._registry.flow import Stats
 from ._registry.target import Target
+from ._resolution import Resolution
 from ._stores.protocol import TokenStore
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .._chain import Resolution
+from .._resolution import Resolution
 from .call import Need
 from .challenge import Challenge
 from .flow import Handshake

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .._chain import Resolution
+from .._resolution import Resolution
 from .._resource import Resource
 from .challenge import Challenge
 from .scope import ScopeSet, infer_scopes, repository_from_path

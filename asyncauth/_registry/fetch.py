@@ -44,7 +44,7 @@ from .tokens import (
 )
 
 if TYPE_CHECKING:
-    from .._chain import Resolution
+    from .._resolution import Resolution
     from .call import Call
     from .effects import Effect
     from .flow import Options

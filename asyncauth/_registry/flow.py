@@ -31,9 +31,10 @@ from typing import Any, Final
 
 import httpx
 
-from .._chain import Chain, Resolution
+from .._chain import Chain
 from .._credentials import EXPIRY_MARGIN
 from .._errors import AsyncAuthError, InsecureTransportError
+from .._resolution import Resolution
 from .._resource import Resource
 from .._singleflight import Lead, SingleFlightCache
 from . import background, hops, refusals

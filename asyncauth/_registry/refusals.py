@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .._chain import Resolution
 from .._errors import AuthenticationError
+from .._resolution import failures_text as _failures_text
+from .._resolution import refuse_failed_anonymous as refuse_failed_anonymous
 from .target import Target
 
 if TYPE_CHECKING:
@@ -24,22 +25,6 @@ def waited(target: Target, wait: float | None) -> httpx.TimeoutException:
         f"{target.registry}: no token within {wait or 0:g} s (waited for a token request "
         "another request was making; it did not finish in this request's own timeout)"
     )
-
-
-def _failures_text(resolution: Resolution) -> str:
-    return "; ".join(
-        f"{entry.resolver} {entry.outcome}" + (f" ({entry.detail})" if entry.detail else "")
-        for entry in resolution.failures
-    )
-
-
-def refuse_failed_anonymous(resolution: Resolution) -> None:
-    """An anonymous answer that only stands because sources failed is not a silent success."""
-    if resolution.credential.is_anonymous and resolution.failures:
-        raise AuthenticationError(
-            f"{resolution.resource}: no credential, because these sources failed: "
-            f"{_failures_text(resolution)}"
-        )
 
 
 def explain_refusal(call: Call, *, sent: bool) -> None:
