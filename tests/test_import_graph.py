@@ -101,9 +101,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_function_level_imports_and_skips_type_checking_blocks() -> None:
     graph = import_graph()
     # ecr imports the AWS fence inside a function, and only there.
-    assert "asyncauth._transports.aws" in graph["asyncauth._sources.ecr"]
+    assert "asyncauth._sources.sdk.aws" in graph["asyncauth._sources.ecr"]
     # google names HttpxGoogleRequest under TYPE_CHECKING and imports the fence in a function.
-    assert "asyncauth._transports.google" in graph["asyncauth._sources.google"]
+    assert "asyncauth._sources.sdk.google" in graph["asyncauth._sources.google"]
     assert "asyncauth._defaults" in graph["asyncauth"]
 
 

@@ -44,8 +44,8 @@ from .._chain import Bounded, Caching, Claiming, Explaining, Hinting, Sharing
 from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
 from .._grammar import LABEL
+from .._http import client_for, request_limited
 from .._resource import Resource
-from .._transports import client_for, request_limited
 from .._variables import AZURE_CR_CONFIG
 from .azure_config import CLOUDS, AzureCloud, AzureConfig, load_azure_config
 from .cloud import (
@@ -103,7 +103,7 @@ def _import_azure() -> tuple[Any, Any, Any, Any]:
         import azure.identity
         import azure.identity.aio
 
-        from .._transports import azure as transport
+        from .sdk import azure as transport
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"ACR needs azure-identity ({exc.name or 'azure-identity'} is not installed): "

@@ -8,7 +8,7 @@ shortly before then, and never caches one that has already expired. ECR throttle
 ``GetAuthorizationToken`` at about one call per second: a throttled call is retried under
 :data:`~asyncauth._sources.cloud.DEFAULT_RETRY`.
 
-It runs on aiobotocore's httpx backend (through :mod:`asyncauth._transports.aws`, the one module
+It runs on aiobotocore's httpx backend (through :mod:`asyncauth._sources.sdk.aws`, the one module
 that touches aiobotocore's internals), so the credential providers (environment, shared files,
 SSO, web identity, container, IMDSv2) run under trio too. The ECR API call goes through the
 caller's ``transport``; the credential providers use aiobotocore's own client.
@@ -127,7 +127,7 @@ def _import_aws() -> ModuleType:
         # The SDK first: its fence may be imported already while the SDK is now unavailable.
         import aiobotocore.session  # type: ignore[import-untyped]  # noqa: F401
 
-        from .._transports import aws
+        from .sdk import aws
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"ECR needs aiobotocore with httpx ({exc.name or 'aiobotocore'} is not installed): "
