@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Generator
@@ -27,6 +26,8 @@ import httpx
 
 from .._credentials import Credential
 from .._errors import AuthenticationError, TokenResponseError
+from .._http.retry import MAX_ATTEMPTS, retry_delay
+from .._http.retry import RETRY_STATUSES as _RETRY_STATUSES
 from .bodies import ACCEPT_ENCODING
 from .challenge import Challenge
 from .effects import Do, Send
@@ -51,27 +52,6 @@ if TYPE_CHECKING:
     from .tokencache import TokenCache
 
 log = logging.getLogger("asyncauth.registry")
-
-MAX_ATTEMPTS = 3
-"""Tries of one token request when the server answers 429 or 503."""
-RETRY_AFTER_CAP = 5.0
-"""The longest ``Retry-After`` honoured, in seconds; longer ones wait this long."""
-_RETRY_STATUSES = frozenset({429, 503})
-
-
-def retry_delay(headers: httpx.Headers, attempt: int, *, now: float | None = None) -> float:
-    """Seconds to wait before try ``attempt + 1``: ``Retry-After`` (seconds or an HTTP date),
-    capped at :data:`RETRY_AFTER_CAP`, else an exponential back-off from half a second."""
-    value = str(headers.get("retry-after", "")).strip()
-    backoff = min(0.5 * 2.0**attempt, RETRY_AFTER_CAP)
-    if value.isascii() and value.isdigit():
-        return min(float(value), RETRY_AFTER_CAP)
-    try:
-        moment = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return backoff
-    wait = float(moment) - (time.time() if now is None else now)
-    return min(max(wait, 0.0), RETRY_AFTER_CAP)
 
 
 class TokenFetch:

@@ -45,15 +45,13 @@ from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
 from .._grammar import LABEL
 from .._http import client_for, request_limited
+from .._http.retry import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from .._resource import Resource
 from .._variables import AZURE_CR_CONFIG
 from .azure_config import CLOUDS, AzureCloud, AzureConfig, load_azure_config
 from .cloud import (
     DEFAULT_CLOUD_TIMEOUT,
-    DEFAULT_RETRY,
-    RETRY_STATUSES,
     CloudSettings,
-    RetryPolicy,
     Throttled,
     claimable_host,
     disable_hint,

@@ -6,7 +6,7 @@ other partitions) the resolver calls ECR's ``GetAuthorizationToken`` in the host
 and expires (12 hours on AWS); the credential carries ``expires_at`` so the chain caches it until
 shortly before then, and never caches one that has already expired. ECR throttles
 ``GetAuthorizationToken`` at about one call per second: a throttled call is retried under
-:data:`~asyncauth._sources.cloud.DEFAULT_RETRY`.
+:data:`~asyncauth._http.retry.DEFAULT_RETRY`.
 
 It runs on aiobotocore's httpx backend (through :mod:`asyncauth._sources.sdk.aws`, the one module
 that touches aiobotocore's internals), so the credential providers (environment, shared files,
@@ -36,6 +36,7 @@ import httpx
 from .._chain import Bounded, Caching, Claiming, Explaining, Hinting, Sharing
 from .._credentials import Credential
 from .._errors import ResolverError, ResolverUnavailableError
+from .._http.retry import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from .._resource import Resource
 from . import cloud
 
@@ -151,7 +152,7 @@ def _throttled(what: str, exc: Any) -> cloud.Throttled | None:
     error = response.get("Error") or {}
     metadata = response.get("ResponseMetadata") or {}
     status = metadata.get("HTTPStatusCode")
-    if error.get("Code") not in THROTTLING_CODES and status not in cloud.RETRY_STATUSES:
+    if error.get("Code") not in THROTTLING_CODES and status not in RETRY_STATUSES:
         return None
     headers = metadata.get("HTTPHeaders") or {}
     return cloud.Throttled(f"{what}: GetAuthorizationToken throttled", headers.get("retry-after"))
@@ -179,7 +180,7 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = cloud.DEFAULT_CLOUD_TIMEOUT,
         load_config: bool | None = None,
-        retry: cloud.RetryPolicy = cloud.DEFAULT_RETRY,
+        retry: RetryPolicy = DEFAULT_RETRY,
         token_store: TokenStore | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ

@@ -166,7 +166,7 @@ def test_retry_delay_reads_seconds_and_dates_and_caps_both() -> None:
     from datetime import UTC, datetime
     from email.utils import format_datetime
 
-    from asyncauth._registry.fetch import RETRY_AFTER_CAP, retry_delay
+    from asyncauth._http.retry import RETRY_AFTER_CAP, retry_delay
 
     now = 1_700_000_000.0
     date = format_datetime(datetime.fromtimestamp(now + 2, UTC), usegmt=True)
@@ -175,5 +175,21 @@ def test_retry_delay_reads_seconds_and_dates_and_caps_both() -> None:
     assert retry_delay(httpx.Headers({"Retry-After": date}), 0, now=now) == pytest.approx(2)
     assert retry_delay(httpx.Headers({"Retry-After": far}), 0, now=now) == RETRY_AFTER_CAP == 5
     assert retry_delay(httpx.Headers({"Retry-After": "99999999999"}), 0) == 5
-    assert retry_delay(httpx.Headers({"Retry-After": "soon"}), 0) == 0.5  # back-off
-    assert retry_delay(httpx.Headers({}), 10) == 5
+    assert 0.25 <= retry_delay(httpx.Headers({"Retry-After": "soon"}), 0) <= 0.5  # back-off
+    assert 1 <= retry_delay(httpx.Headers({}), 10) <= 2  # the back-off's own ceiling
+
+
+def test_token_servers_and_clouds_follow_one_retry_policy() -> None:
+    """One policy, one cap: the token fetch and the clouds import the same numbers, and
+    azure-core's pauses are capped at the same ``Retry-After`` cap."""
+    from asyncauth._http import retry
+    from asyncauth._registry import fetch
+    from asyncauth._sources import azure, cloud, ecr
+    from asyncauth._sources.sdk import azure as azure_fence
+
+    assert fetch.MAX_ATTEMPTS == retry.DEFAULT_RETRY.attempts == retry.MAX_ATTEMPTS
+    assert fetch.retry_delay is retry.retry_delay
+    assert cloud.retrying.__defaults__ == (retry.DEFAULT_RETRY,)
+    assert ecr.ECRResolver().retry is azure.AzureResolver().retry is retry.DEFAULT_RETRY
+    assert retry.DEFAULT_RETRY.max_retry_after == azure_fence.DEFAULT_MAX_SLEEP
+    assert retry.DEFAULT_RETRY.max_retry_after == retry.RETRY_AFTER_CAP

@@ -47,11 +47,12 @@ from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
 from azure.core.utils import case_insensitive_dict
 
 from ..._http import request_limited
+from ..._http.retry import RETRY_AFTER_CAP
 
 VERIFIED: Final = {"azure-core": ("1.31.0", "1.42"), "azure-identity": ("1.26.0", "1.28")}
 """Distribution -> [lowest verified, first unverified minor): the touch points above hold here."""
-DEFAULT_MAX_SLEEP: Final = 3.0
-"""Seconds one azure-core pause (backoff or ``Retry-After``) may last at most."""
+DEFAULT_MAX_SLEEP: Final = RETRY_AFTER_CAP
+"""Seconds one azure-core pause (backoff or ``Retry-After``) may last at most: the one cap."""
 
 # httpx has already decoded the body, so these no longer describe what is handed over.
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
