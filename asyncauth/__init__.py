@@ -17,11 +17,8 @@ from ._chain import (
     Explaining,
     HeaderSource,
     Hinting,
-    Outcome,
-    Resolution,
     Resolver,
     Sharing,
-    TraceEntry,
 )
 from ._client import create_client, create_sync_client, ssl_context
 from ._credentials import Credential
@@ -40,7 +37,7 @@ from ._errors import (
 )
 from ._media_types import MANIFEST_MEDIA_TYPES
 from ._registry.auth import RegistryAuth
-from ._registry.store import MemoryTokenStore, TokenStore
+from ._resolution import Outcome, Resolution, TraceEntry
 from ._resource import Resource
 from ._sources.azure import AzureResolver
 from ._sources.docker.resolver import DockerConfigResolver
@@ -49,6 +46,8 @@ from ._sources.env import EnvResolver
 from ._sources.flags import FlagsResolver
 from ._sources.github import GitHubResolver
 from ._sources.google import GoogleResolver
+from ._stores.memory import MemoryTokenStore
+from ._stores.protocol import TokenStore
 from ._stores.redis import RedisTokenStore
 from ._version import __version__
 

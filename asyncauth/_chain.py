@@ -17,10 +17,12 @@ capability off.
 
 :class:`Bounded` (``timeout``)
     seconds it may take (default :data:`DEFAULT_RESOLVER_TIMEOUT`).
-:class:`Caching` (``cache_key(resource)``, optional ``cache_ttl``)
+:class:`Caching` (``cache_key(resource)`` and ``cache_ttl``)
     for resolvers that do I/O: every resource with the same key gets the same answer (``None``:
     do not cache this one). Concurrent lookups of one key share one call, and answers are kept
-    until the credential's ``expires_at`` or for ``cache_ttl`` seconds.
+    until the credential's ``expires_at`` or for ``cache_ttl`` seconds. A subclass of
+    :class:`Caching` inherits ``cache_ttl`` (:data:`DEFAULT_CACHE_TTL`); a resolver that has a
+    ``cache_key`` without subclassing declares ``cache_ttl`` itself, or the chain refuses it.
 :class:`Claiming` (``claims(resource)``)
     a pure, cheap predicate: ``False`` means "not my host", and the resolver is not even
     started (the trace says ``no match``). The cloud resolvers use it.
@@ -40,25 +42,23 @@ capability off.
 from __future__ import annotations
 
 import difflib
-import enum
 import functools
 import logging
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import anyio
 
 from ._credentials import EXPIRY_MARGIN, Credential
 from ._errors import ConfigError, ResolverUnavailableError
+from ._resolution import Outcome, Resolution, TraceEntry
 from ._resource import Resource
 from ._singleflight import SingleFlightCache
 from ._stores import credentials as fleet
-
-if TYPE_CHECKING:
-    from ._registry.store import TokenStore
+from ._stores.protocol import TokenStore, lease_time_of
 
 log = logging.getLogger("asyncauth.chain")
 
@@ -87,6 +87,9 @@ class Bounded(Protocol):
 @runtime_checkable
 class Caching(Protocol):
     """A resolver whose answers the chain keeps (per key) and computes once for all askers."""
+
+    cache_ttl: float = DEFAULT_CACHE_TTL
+    """Seconds an answer without ``expires_at`` stays fresh."""
 
     @abstractmethod
     def cache_key(self, resource: Resource) -> Hashable | None:
@@ -136,53 +139,6 @@ _CAPABILITIES = ("timeout", "cache_key", "cache_ttl", "claims", "explain", "disa
                  "token_store")  # fmt: skip
 
 
-class Outcome(enum.StrEnum):
-    """What one resolver did during one resolution."""
-
-    MATCHED = "matched"
-    NO_MATCH = "no match"
-    SKIPPED = "skipped"
-    TIMED_OUT = "timed out"
-    UNAVAILABLE = "unavailable"
-    ERROR = "error"
-
-
-FAILED = frozenset({Outcome.TIMED_OUT, Outcome.UNAVAILABLE, Outcome.ERROR})
-"""Outcomes that mean a source could not give its answer (as opposed to having none)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
-    """One resolver's part in a resolution; ``duration`` is in seconds."""
-
-    resolver: str
-    outcome: Outcome
-    duration: float
-    detail: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """The chain's answer: the credential, which source gave it, and how every source fared.
-
-    When no source matched, ``credential`` is anonymous and ``source`` is ``None``.
-    """
-
-    resource: Resource
-    credential: Credential
-    source: str | None
-    trace: tuple[TraceEntry, ...]
-
-    @property
-    def failures(self) -> tuple[TraceEntry, ...]:
-        """Sources that failed (timed out, unavailable, error) before the answer was reached.
-
-        Their credentials might have been the right ones: when the registry then refuses the
-        request, these are what the user needs to see.
-        """
-        return tuple(entry for entry in self.trace if entry.outcome in FAILED)
-
-
 @dataclass(frozen=True, slots=True)
 class _Member:
     """A resolver with its capabilities looked up once, when the chain is built."""
@@ -204,19 +160,36 @@ class _Member:
         _refuse_near_misses(resolver)
         timeout = resolver.timeout if isinstance(resolver, Bounded) else None
         store = resolver.token_store if isinstance(resolver, Sharing) else None
-        if store is not None and not isinstance(resolver, Caching):
-            raise TypeError(f"resolver {resolver.name!r} has a token_store but no cache_key")
+        caching = _caching(resolver)
+        if store is not None:
+            if caching is None:
+                raise TypeError(f"resolver {resolver.name!r} has a token_store but no cache_key")
+            lease_time_of(store)
         return cls(
             resolver,
             resolver.name,
             float(timeout or DEFAULT_RESOLVER_TIMEOUT),
-            resolver.cache_key if isinstance(resolver, Caching) else None,
-            float(getattr(resolver, "cache_ttl", DEFAULT_CACHE_TTL)),
+            None if caching is None else caching.cache_key,
+            DEFAULT_CACHE_TTL if caching is None else float(caching.cache_ttl),
             resolver.claims if isinstance(resolver, Claiming) else None,
             resolver.explain if isinstance(resolver, Explaining) else None,
             resolver.disable_hint if isinstance(resolver, Hinting) else None,
             store,
         )
+
+
+def _caching(resolver: Resolver) -> Caching | None:
+    """The resolver as a :class:`Caching` one, ``None`` if it has no ``cache_key``; one with a
+    ``cache_key`` but no ``cache_ttl`` is refused (its answers' lifetime would be a guess)."""
+    if isinstance(resolver, Caching):
+        return resolver
+    if hasattr(resolver, "cache_key"):
+        raise TypeError(
+            f"resolver {resolver.name!r} has a cache_key but no cache_ttl: a caching resolver "
+            f"says how long its answers stay fresh, in seconds (the usual is "
+            f"{DEFAULT_CACHE_TTL:g}), or subclasses asyncauth.Caching"
+        )
+    return None
 
 
 def _refuse_near_misses(resolver: object) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import httpx
 
-from ._chain import Chain, Resolution
+from ._chain import Chain
 from ._cli_args import UsageError, build_parser, wants_json
 from ._client import create_client, registry_base_url
 from ._credentials import Credential
@@ -36,6 +36,7 @@ from ._errors import AsyncAuthError, ConfigError, InvalidReferenceError
 from ._media_types import MANIFEST_MEDIA_TYPES
 from ._redact import redact
 from ._registry.auth import RegistryAuth
+from ._resolution import Resolution
 from ._resource import Resource
 
 JSON_SCHEMA = 1

@@ -44,7 +44,11 @@ MOVED: dict[str, str] = {
     "asyncauth.sources.google": "asyncauth._sources.google",
     "asyncauth.sources.helpers": "asyncauth._sources.docker.helperprotocol",
     "asyncauth.sources.iaas": "asyncauth._defaults",
-    "asyncauth.transports": "asyncauth._transports",
+    "asyncauth.transports": "asyncauth._http",
+    "asyncauth.transports.aws": "asyncauth._sources.sdk.aws",
+    "asyncauth.transports.azure": "asyncauth._sources.sdk.azure",
+    "asyncauth.transports.google": "asyncauth._sources.sdk.google",
+    "asyncauth.transports.httpx2": "asyncauth._client.httpx2_transport",
 }
 """Old public module -> the private module that holds what it had."""
 

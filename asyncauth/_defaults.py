@@ -25,7 +25,7 @@ import httpx
 from ._chain import Chain, Resolver
 from ._credentials import Credential
 from ._errors import ConfigError
-from ._registry.refusals import refuse_failed_anonymous
+from ._resolution import refuse_failed_anonymous
 from ._resource import Resource
 from ._sources import azure, ecr, github, google
 from ._sources.cloud import (
@@ -41,7 +41,7 @@ from ._sources.flags import FlagsResolver
 from ._stores.environ import chosen_store
 
 if TYPE_CHECKING:
-    from ._registry.store import TokenStore
+    from ._stores.protocol import TokenStore
 
 CLOUDS: Final[Mapping[str, CloudFactory]] = {
     "ecr": ecr.cloud_resolver,

@@ -41,7 +41,7 @@ from ._registry.auth import RegistryAuth, RegistryAuthBase
 from ._registry.flow import after, handshake
 from ._registry.handshake import Errand, Route, Stats
 from ._registry.messages import Call, need_of
-from ._registry.store import TokenStore
+from ._stores.protocol import TokenStore
 
 if TYPE_CHECKING:
     from aiohttp.client_middlewares import ClientHandlerType

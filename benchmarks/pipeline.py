@@ -37,7 +37,7 @@ CREATE_CLIENT_KINDS = {
     "httpx2": ("asyncio", "trio"),
     "httpx": ("asyncio", "trio"),
 }
-"""The transports ``create_client()`` may pick, per event loop (``_transports/kinds.py``)."""
+"""The transports ``create_client()`` may pick, per event loop (``_client/kinds.py``)."""
 DEFAULT_KIND = {"asyncio": "aiohttp", "trio": "httpx2"}
 """What ``create_client()`` picks with every extra installed: the headline ``create_client()``."""
 PEERS = {

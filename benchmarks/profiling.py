@@ -49,7 +49,7 @@ def py_spy() -> str | None:
 
 def package_of(file: str) -> str:
     """``httpx/_client.py`` -> ``httpx``; ``<string>`` -> ``other``; asyncauth by subpackage
-    (``asyncauth/_transports/bridge.py`` -> ``asyncauth._transports``), because its transports
+    (``asyncauth/_client/routes.py`` -> ``asyncauth._client``), because its transports
     carry the whole request while its handshake only wraps it."""
     if file.startswith("<") or not file:
         return "other"

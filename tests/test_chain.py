@@ -14,6 +14,7 @@ import anyio.lowlevel
 import pytest
 
 from asyncauth import (
+    Caching,
     Chain,
     ConfigError,
     Credential,
@@ -23,6 +24,7 @@ from asyncauth import (
     ResolverUnavailableError,
     Resource,
 )
+from asyncauth._chain import DEFAULT_CACHE_TTL
 
 
 class Fake:
@@ -220,6 +222,35 @@ def test_rejects_what_is_not_a_resolver() -> None:
         Chain([object()])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="positive"):
         Chain([], timeout=0)
+
+
+def test_cache_ttl_is_declared_or_inherited_never_guessed() -> None:
+    """``cache_ttl`` is a typed field of :class:`Caching`: a subclass inherits the default, a
+    resolver that only has a ``cache_key`` is refused when the chain is built."""
+
+    class Inherits(Caching):
+        name = "inherits"
+
+        def cache_key(self, resource: Resource) -> Hashable | None:
+            return resource.registry
+
+        async def resolve(self, resource: Resource) -> Credential | None:
+            return None
+
+    assert Inherits.cache_ttl == DEFAULT_CACHE_TTL
+    assert Chain([Inherits()])._members[0].cache_ttl == DEFAULT_CACHE_TTL
+
+    class Declares(Inherits):
+        cache_ttl = 7.0
+
+    assert Chain([Declares()])._members[0].cache_ttl == 7.0
+
+    class KeyOnly(Fake):
+        def cache_key(self, resource: Resource) -> Hashable | None:
+            return resource.registry
+
+    with pytest.raises(TypeError, match="'keyonly' has a cache_key but no cache_ttl"):
+        Chain([KeyOnly("keyonly")])
 
 
 def test_fakes_satisfy_the_protocol() -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from asyncauth import AuthenticationError, Chain, FlagsResolver, create_client, create_sync_client
-from asyncauth._transports.routes import Route
+from asyncauth._client.routes import TransportRoute
 
 from ._assertions import assert_hidden
 from ._transport_choice import every_transport, force_transport
@@ -280,7 +280,7 @@ def _httpx_proxy(transport: object) -> tuple[str, str, int | None] | None:
 def _our_proxy(route: object) -> tuple[str, str, int | None] | None:
     if route is None:
         return None
-    assert isinstance(route, Route)
+    assert isinstance(route, TransportRoute)
     assert route.proxy is not None
     return (route.proxy.url.scheme, route.proxy.url.host, route.proxy.url.port)
 

@@ -16,6 +16,7 @@ from asyncauth import (
     MemoryTokenStore,
     RedisTokenStore,
     RegistryAuth,
+    TokenStore,
     default_chain,
 )
 from asyncauth._chain import Chain
@@ -130,6 +131,45 @@ def test_the_environment_configures_one_store_for_auth_and_chain(
     memory = MemoryTokenStore()
     assert RegistryAuth(token_store=memory).token_store is memory
     assert default_chain(environ={}).resolvers  # another environ: no store, no error
+
+
+class _NoLeaseTime:
+    """A store written before ``lease_time`` was part of the protocol."""
+
+    def name(self, material: bytes) -> str:
+        return "n"
+
+    async def get(self, name: str) -> bytes | None:
+        return None
+
+    async def set(self, name: str, value: bytes, ttl: float) -> None:
+        return None
+
+    async def lease(self, name: str, ttl: float) -> bool:
+        return True
+
+    async def release(self, name: str) -> None:
+        return None
+
+
+def test_a_store_declares_lease_time_or_is_refused_when_handed_over() -> None:
+    """``lease_time`` is a typed field of :class:`TokenStore`: declared by every store (a
+    subclass inherits 10 s), checked when the store is handed to ``RegistryAuth`` or a chain."""
+    with pytest.raises(TypeError, match="_NoLeaseTime has no lease_time"):
+        RegistryAuth(token_store=_NoLeaseTime())  # type: ignore[arg-type]
+    ecr = ECRResolver(token_store=_NoLeaseTime())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="_NoLeaseTime has no lease_time"):
+        Chain([ecr])
+
+    class Subclassed(_NoLeaseTime, TokenStore):
+        pass
+
+    assert Subclassed().lease_time == MemoryTokenStore().lease_time == 10.0
+    assert RegistryAuth(token_store=Subclassed()).token_store is not None
+    negative = MemoryTokenStore()
+    negative.lease_time = -1.0
+    with pytest.raises(ValueError, match=r"MemoryTokenStore\.lease_time must be a positive number"):
+        RegistryAuth(token_store=negative)
 
 
 def test_a_store_without_its_key_or_with_a_bad_one_is_a_config_error(

@@ -20,8 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncauth import ResolverError
+from asyncauth._http.retry import RetryPolicy, retry_after_seconds
 from asyncauth._sources.azure import _jwt_expiry
-from asyncauth._sources.cloud import RetryPolicy, expiry_epoch, retry_after_seconds
+from asyncauth._sources.cloud import expiry_epoch
 from asyncauth._sources.ecr import decode_authorization_token, ecr_host
 from asyncauth._sources.google import is_google_host
 

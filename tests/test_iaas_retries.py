@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from asyncauth import Chain, Outcome
+from asyncauth._http.retry import RetryPolicy
 from asyncauth._sources.azure import AzureResolver
-from asyncauth._sources.cloud import RetryPolicy
 from asyncauth._sources.ecr import ECRResolver
 from tests._assertions import assert_hidden
 

@@ -113,15 +113,13 @@ def _length_without_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef) -> i
     return length
 
 
-def test_modules_and_functions_stay_small() -> None:
-    """One concern per module: none over 400 lines, no function over 50 (docstrings aside)."""
+def test_functions_stay_short() -> None:
+    """No function over 50 lines (docstrings aside). Modules are sized by concept: ~400 lines
+    is a prompt to look again, not a rule (a cap shaped the structure once; see CONTRIBUTING)."""
     too_long: list[str] = []
     for path in sorted((ROOT / "asyncauth").rglob("*.py")):
-        text = path.read_text()
         name = str(path.relative_to(ROOT))
-        if len(text.splitlines()) > 400:
-            too_long.append(f"{name}: {len(text.splitlines())} lines")
-        for node in _functions(ast.parse(text)):
+        for node in _functions(ast.parse(path.read_text())):
             if _length_without_docstring(node) > 50:
                 too_long.append(f"{name}:{node.lineno} {node.name}()")
     assert too_long == []

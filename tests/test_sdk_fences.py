@@ -1,8 +1,9 @@
 """The SDK internals asyncauth touches still exist, with the shape it expects, in the installed
 versions; and those versions are inside the ranges each fence was verified against.
 
-Each SDK's private touch points live in one module (``asyncauth/_transports/{aws,azure,google}.py``)
-whose docstring lists them and whose ``VERIFIED`` says ``[lowest verified, first unverified)``.
+Each SDK's private touch points live in one module
+(``asyncauth/_sources/sdk/{aws,azure,google}.py``) whose docstring lists them and whose
+``VERIFIED`` says ``[lowest verified, first unverified)``.
 ``pyproject.toml`` caps the extras at the same bounds, so an upgrade past them is a deliberate
 act: bump the cap, run these tests, and update ``VERIFIED``.
 """
@@ -22,9 +23,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from asyncauth._transports import aws as aws_fence
-from asyncauth._transports import azure as azure_fence
-from asyncauth._transports import google as google_fence
+from asyncauth._sources.sdk import aws as aws_fence
+from asyncauth._sources.sdk import azure as azure_fence
+from asyncauth._sources.sdk import google as google_fence
 
 FENCES = {"aws": aws_fence, "azure": azure_fence, "gcp": google_fence}
 PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
@@ -44,7 +45,7 @@ def test_installed_versions_are_inside_the_verified_ranges(extra: str) -> None:
         installed = Version(importlib.metadata.version(distribution))
         assert Version(lowest) <= installed < Version(unverified), (
             f"{distribution} {installed} is outside [{lowest}, {unverified}): verify the touch "
-            f"points in asyncauth/_transports (this file's tests), then widen VERIFIED and the cap"
+            f"points in asyncauth/_sources/sdk (this file's tests), then widen VERIFIED and the cap"
         )
 
 
@@ -102,7 +103,7 @@ def test_the_aws_loader_is_built_once_under_concurrent_threads() -> None:
     """Worker threads (some abandoned by a timeout) warm the shared loader at once."""
     import threading
 
-    from asyncauth._transports.aws import _LoaderCache
+    from asyncauth._sources.sdk.aws import _LoaderCache
 
     cache = _LoaderCache()
     loaders: list[object] = []

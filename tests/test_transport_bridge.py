@@ -2,7 +2,7 @@
 
 ``Httpx2Transport`` puts an ``httpx`` client on httpx2's pool; the AWS fence puts aiobotocore's
 ``httpx2`` client on a caller's ``httpx`` transport. Both go through
-``asyncauth._transports.bridge``: bodies stream across in both directions (a chunked upload
+``asyncauth._http.bridge``: bodies stream across in both directions (a chunked upload
 arrives whole, a gzip answer is decoded once), extensions such as the timeout cross over, and a
 failure arrives as the *receiving* module's exception of the same name.
 """
@@ -18,8 +18,8 @@ import httpx
 import httpx2
 import pytest
 
-from asyncauth._transports.aws import bridge_transport
-from asyncauth._transports.httpx2 import Httpx2Transport
+from asyncauth._client.httpx2_transport import Httpx2Transport
+from asyncauth._sources.sdk.aws import bridge_transport
 
 from .peers.clouds import BlackHole, closed_port
 

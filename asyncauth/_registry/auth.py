@@ -34,11 +34,11 @@ from .._errors import AsyncAuthError
 from .._net import is_loopback
 from .._resource import DOCKER_HUB, Resource, normalise_registry
 from .._stores.environ import chosen_store
+from .._stores.protocol import TokenStore
 from . import background, hops
 from .flow import Settings, after, handshake
 from .handshake import Errand, Handshake, Interrupted, Route, Stats, TimedOut
 from .messages import Call, Fetch, Ping, Reply, Sending, Transmit, need_of
-from .store import TokenStore
 from .streams import bound, token_request, within
 from .tokencache import TokenCache
 from .tokens import DEFAULT_CLIENT_ID

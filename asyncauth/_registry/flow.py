@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .._chain import Resolution
 from .._credentials import Credential
 from .._errors import (
     AsyncAuthError,
@@ -40,6 +39,8 @@ from .._errors import (
     InsecureTransportError,
     TokenResponseError,
 )
+from .._http.retry import MAX_ATTEMPTS, RETRY_STATUSES
+from .._resolution import Resolution
 from .bodies import ACCEPT_ENCODING
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
 from .messages import (
@@ -64,7 +65,6 @@ from .messages import (
     Transmit,
 )
 from .refusals import explain_refusal, refuse_failed_anonymous, token_refused
-from .retry import MAX_ATTEMPTS, RETRY_STATUSES, retry_delay
 from .scope import ScopeSet
 from .target import Target, check_destination, origin_of_text
 from .tokencache import TokenKey, token_cache_key
@@ -373,8 +373,8 @@ def _send_token(
         reply: Reply = yield Fetch(request, settings.max_token_response, target)
         if reply.status not in RETRY_STATUSES or attempt == MAX_ATTEMPTS - 1:
             break
-        delay = retry_delay(reply.header("retry-after"), attempt, now=reply.received_at)
-        yield Sleep(delay, f"the token server {host} answered {reply.status} and asked to wait")
+        reason = f"the token server {host} answered {reply.status} and asked to wait"
+        yield Sleep(attempt + 1, reply.header("retry-after"), reason)
     return reply
 
 

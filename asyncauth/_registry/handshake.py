@@ -34,9 +34,11 @@ from typing import Any, Final
 
 import anyio
 
-from .._chain import Chain, Resolution
+from .._chain import Chain
 from .._credentials import EXPIRY_MARGIN
 from .._errors import AsyncAuthError
+from .._http.retry import DEFAULT_RETRY
+from .._resolution import Resolution
 from .._singleflight import MISSING, Lead, SingleFlightCache
 from .challenge import Challenge
 from .flow import Flow, Settings, authorization
@@ -356,13 +358,14 @@ class Handshake:
             lead.abandon()  # nothing once kept; interrupted before keeping hands the lead on
 
     async def _sleep(self, effect: Sleep, errand: Errand) -> None:
+        seconds = DEFAULT_RETRY.delay(effect.attempt, effect.retry_after, now=time.time())
         remaining = errand.remaining()
-        if remaining is not None and effect.seconds > remaining:
+        if remaining is not None and seconds > remaining:
             raise TimedOut(
-                f"{effect.reason} {effect.seconds:g} s, more than the {remaining:.2g} s left "
-                "of this request's timeout"
+                f"{effect.reason} {seconds:.3g} s, more than the {remaining:.3g} s left of "
+                "this request's timeout"
             )
-        await anyio.sleep(effect.seconds)
+        await anyio.sleep(seconds)
 
 
 async def _bounded(waiting: Awaitable[Any], message: str) -> Any:

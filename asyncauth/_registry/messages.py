@@ -24,8 +24,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Final
 
-from .._chain import Resolution
 from .._credentials import Credential
+from .._resolution import Resolution
 from .._resource import Resource
 from .challenge import Challenge
 from .scope import ScopeSet, infer_scopes, repository_from_path
@@ -220,10 +220,13 @@ class KeepRefresh:
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Wait ``seconds`` before trying again (a token server's ``Retry-After``), if that fits in
-    the request's time; ``reason`` names the wait in the error when it does not."""
+    """Pause before try ``attempt + 1`` of a request answered "not now" (429, 503), as the one
+    retry policy says (:mod:`asyncauth._http.retry`: back-off with jitter, or the server's
+    ``Retry-After``, capped), if that fits in the request's time; ``reason`` names the wait in
+    the error when it does not."""
 
-    seconds: float
+    attempt: int
+    retry_after: str | None
     reason: str
 
 

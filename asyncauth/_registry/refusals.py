@@ -10,29 +10,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .._chain import Resolution
 from .._credentials import Credential
 from .._errors import AuthenticationError
+from .._resolution import Resolution
+from .._resolution import failures_text as _failures_text
+from .._resolution import refuse_failed_anonymous as refuse_failed_anonymous
 from .challenge import Challenge
 from .messages import Call
 from .scope import ScopeSet
 from .target import Target
-
-
-def _failures_text(resolution: Resolution) -> str:
-    return "; ".join(
-        f"{entry.resolver} {entry.outcome}" + (f" ({entry.detail})" if entry.detail else "")
-        for entry in resolution.failures
-    )
-
-
-def refuse_failed_anonymous(resolution: Resolution) -> None:
-    """An anonymous answer that only stands because sources failed is not a silent success."""
-    if resolution.credential.is_anonymous and resolution.failures:
-        raise AuthenticationError(
-            f"{resolution.resource}: no credential, because these sources failed: "
-            f"{_failures_text(resolution)}"
-        )
 
 
 def explain_refusal(call: Call, *, sent: bool) -> None:

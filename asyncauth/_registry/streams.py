@@ -72,7 +72,9 @@ class _Drain:
 
 
 @functools.cache
-def _classes(http: ModuleType) -> tuple[type[Any], type[Any], type[Any]]:
+def _bounded_stream(http: ModuleType) -> type[Any]:
+    """A response stream of ``http``'s kind that decodes through a bounded decoder."""
+
     class BoundedStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[name-defined,misc]
         def __init__(
             self, raw: Any, decoder: BoundedDecoder, limit: int, deadline: float | None
@@ -104,6 +106,13 @@ def _classes(http: ModuleType) -> tuple[type[Any], type[Any], type[Any]]:
 
         async def aclose(self) -> None:
             await self._raw.aclose()
+
+    return BoundedStream
+
+
+@functools.cache
+def _one_shot(http: ModuleType) -> tuple[type[Any], type[Any]]:
+    """A one-shot body stream of ``http``'s kind, and a request class that keeps it one-shot."""
 
     class OneShotStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[name-defined,misc]
         def __init__(self, body: bytes) -> None:
@@ -137,7 +146,7 @@ def _classes(http: ModuleType) -> tuple[type[Any], type[Any], type[Any]]:
                 self._content = b"".join([part async for part in self.stream])
             return self._content
 
-    return BoundedStream, OneShotStream, OneShotRequest
+    return OneShotStream, OneShotRequest
 
 
 def bound(http: ModuleType, response: httpx.Response, limit: int, deadline: float | None) -> None:
@@ -146,7 +155,7 @@ def bound(http: ModuleType, response: httpx.Response, limit: int, deadline: floa
     decoder = BoundedDecoder(response.headers.get_list("content-encoding"), limit)
     if "content-encoding" in response.headers:
         del response.headers["content-encoding"]  # httpx must not decode a second time
-    response.stream = _classes(http)[0](response.stream, decoder, limit, deadline)
+    response.stream = _bounded_stream(http)(response.stream, decoder, limit, deadline)
 
 
 def token_request(
@@ -159,7 +168,7 @@ def token_request(
             description.method, description.url, headers=headers, extensions=dict(extensions)
         )
         return made
-    _, one_shot, request_class = _classes(http)
+    one_shot, request_class = _one_shot(http)
     posted: httpx.Request = request_class(
         description.method,
         description.url,

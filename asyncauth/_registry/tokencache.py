@@ -5,7 +5,7 @@
   fetched once however many requests (tasks, event loops) miss at the same time.
 * OAuth2 refresh tokens a token server handed out, per (registry, service, credential), used in
   place of the password for later fetches.
-* Optionally a :class:`~asyncauth._registry.store.TokenStore` shared with other processes: asked
+* Optionally a :class:`~asyncauth.TokenStore` shared with other processes: asked
   only on a miss, after this process's own single-flight, so a warm request never touches it
   (its rules, leases and failures are :mod:`asyncauth._stores.shared`'s).
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 from .._credentials import EXPIRY_MARGIN, Credential
 from .._singleflight import MISSING, Lead, SingleFlightCache
+from .._stores.protocol import TokenStore
 from .._stores.shared import SharedStore
 from .._stores.shared import shared as shared_store
 from .scope import ScopeSet
-from .store import TokenStore
 from .tokens import Token
 
 log = logging.getLogger("asyncauth.tokens")

@@ -44,16 +44,14 @@ from .._chain import Bounded, Caching, Claiming, Explaining, Hinting, Sharing
 from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
 from .._grammar import LABEL
+from .._http import client_for, request_limited
+from .._http.retry import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from .._resource import Resource
-from .._transports import client_for, request_limited
 from .._variables import AZURE_CR_CONFIG
 from .azure_config import CLOUDS, AzureCloud, AzureConfig, load_azure_config
 from .cloud import (
     DEFAULT_CLOUD_TIMEOUT,
-    DEFAULT_RETRY,
-    RETRY_STATUSES,
     CloudSettings,
-    RetryPolicy,
     Throttled,
     claimable_host,
     disable_hint,
@@ -62,7 +60,7 @@ from .cloud import (
 )
 
 if TYPE_CHECKING:
-    from .._registry.store import TokenStore
+    from .._stores.protocol import TokenStore
 
 KEYCHAIN: Final = "aks"
 EXTRA: Final = "azure"
@@ -103,7 +101,7 @@ def _import_azure() -> tuple[Any, Any, Any, Any]:
         import azure.identity
         import azure.identity.aio
 
-        from .._transports import azure as transport
+        from .sdk import azure as transport
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"ACR needs azure-identity ({exc.name or 'azure-identity'} is not installed): "

@@ -6,19 +6,16 @@ in its registration table. This module sits below all of them and imports none, 
 cloud module needs another one, and the table needs nothing but the factories.
 
 The bounds every cloud call shares are named here: :data:`DEFAULT_CLOUD_TIMEOUT` for a whole
-lookup and :class:`RetryPolicy` for answers that ask us to slow down (HTTP 429 and 503, AWS
-throttling errors). A refusal (401, 403, access denied) is never retried: asking again with the
+lookup, and :func:`retrying` for answers that ask us to slow down (HTTP 429 and 503, AWS
+throttling errors), under the one retry policy of :mod:`asyncauth._http.retry` (the token fetch
+follows it too). A refusal (401, 403, access denied) is never retried: asking again with the
 same identity cannot change the answer, and would only spend the caller's time.
 """
 
 from __future__ import annotations
 
-import email.utils
 import math
 import os
-import re
-import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -26,13 +23,14 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import anyio
 
 from .._errors import ResolverError
+from .._http.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
     import httpx
 
     from .._chain import Resolver
-    from .._registry.store import TokenStore
     from .._resource import Resource
+    from .._stores.protocol import TokenStore
 
 DEFAULT_CLOUD_TIMEOUT: Final = 10.0
 """Seconds a cloud resolver may take by default: ample on a cloud (answers take milliseconds),
@@ -41,11 +39,7 @@ and the bound a misconfigured machine pays for a registry that cloud claims."""
 ENABLE_VARIABLE: Final = "IMGPKG_ENABLE_IAAS_AUTH"
 KEYCHAINS_VARIABLE: Final = "IMGPKG_ACTIVE_KEYCHAINS"
 
-RETRY_STATUSES: Final = frozenset({429, 503})
-"""HTTP statuses that mean "not now" rather than "no": retried with backoff."""
-
 _LATEST_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z: later is not an expiry
-_DELTA_SECONDS = re.compile(r"[0-9]{1,9}")
 _T = TypeVar("_T")
 
 
@@ -99,22 +93,6 @@ CloudFactory = Callable[[CloudSettings], "Resolver"]
 """A cloud's ``cloud_resolver``: builds its resolver for the default chain."""
 
 
-def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` (delta-seconds or an HTTP date) as seconds from ``now``; ``None`` if absent
-    or unreadable. Never negative; the caller caps it."""
-    if value is None:
-        return None
-    text = value.strip()
-    if _DELTA_SECONDS.fullmatch(text):
-        return float(int(text))
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
 class Throttled(Exception):
     """A cloud API answered "slow down"; ``what`` names the call (no secrets)."""
 
@@ -122,30 +100,6 @@ class Throttled(Exception):
         super().__init__(what)
         self.what = what
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded retries for throttled cloud calls: ``attempts`` in all, exponential backoff with
-    jitter from ``backoff`` seconds up to ``max_backoff``, and a server's ``Retry-After`` honoured
-    up to ``max_retry_after`` seconds. The resolver's own timeout bounds the whole lookup still."""
-
-    attempts: int = 3
-    backoff: float = 0.5
-    max_backoff: float = 2.0
-    max_retry_after: float = 3.0
-
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        """Seconds to wait after the ``attempt``-th (1-based) throttled answer."""
-        ceiling = min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 30))
-        backoff = ceiling * (0.5 + 0.5 * secrets.SystemRandom().random())
-        asked = retry_after_seconds(retry_after)
-        if asked is None:
-            return backoff
-        return max(backoff, min(asked, self.max_retry_after))
-
-
-DEFAULT_RETRY: Final = RetryPolicy()
 
 
 async def retrying(call: Callable[[], Awaitable[_T]], policy: RetryPolicy = DEFAULT_RETRY) -> _T:

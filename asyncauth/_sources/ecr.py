@@ -6,9 +6,9 @@ other partitions) the resolver calls ECR's ``GetAuthorizationToken`` in the host
 and expires (12 hours on AWS); the credential carries ``expires_at`` so the chain caches it until
 shortly before then, and never caches one that has already expired. ECR throttles
 ``GetAuthorizationToken`` at about one call per second: a throttled call is retried under
-:data:`~asyncauth._sources.cloud.DEFAULT_RETRY`.
+:data:`~asyncauth._http.retry.DEFAULT_RETRY`.
 
-It runs on aiobotocore's httpx backend (through :mod:`asyncauth._transports.aws`, the one module
+It runs on aiobotocore's httpx backend (through :mod:`asyncauth._sources.sdk.aws`, the one module
 that touches aiobotocore's internals), so the credential providers (environment, shared files,
 SSO, web identity, container, IMDSv2) run under trio too. The ECR API call goes through the
 caller's ``transport``; the credential providers use aiobotocore's own client.
@@ -36,13 +36,14 @@ import httpx
 from .._chain import Bounded, Caching, Claiming, Explaining, Hinting, Sharing
 from .._credentials import Credential
 from .._errors import ResolverError, ResolverUnavailableError
+from .._http.retry import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from .._resource import Resource
 from . import cloud
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from .._registry.store import TokenStore
+    from .._stores.protocol import TokenStore
 
 KEYCHAIN: Final = "ecr"
 EXTRA: Final = "aws"
@@ -127,7 +128,7 @@ def _import_aws() -> ModuleType:
         # The SDK first: its fence may be imported already while the SDK is now unavailable.
         import aiobotocore.session  # type: ignore[import-untyped]  # noqa: F401
 
-        from .._transports import aws
+        from .sdk import aws
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"ECR needs aiobotocore with httpx ({exc.name or 'aiobotocore'} is not installed): "
@@ -151,7 +152,7 @@ def _throttled(what: str, exc: Any) -> cloud.Throttled | None:
     error = response.get("Error") or {}
     metadata = response.get("ResponseMetadata") or {}
     status = metadata.get("HTTPStatusCode")
-    if error.get("Code") not in THROTTLING_CODES and status not in cloud.RETRY_STATUSES:
+    if error.get("Code") not in THROTTLING_CODES and status not in RETRY_STATUSES:
         return None
     headers = metadata.get("HTTPHeaders") or {}
     return cloud.Throttled(f"{what}: GetAuthorizationToken throttled", headers.get("retry-after"))
@@ -179,7 +180,7 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = cloud.DEFAULT_CLOUD_TIMEOUT,
         load_config: bool | None = None,
-        retry: cloud.RetryPolicy = cloud.DEFAULT_RETRY,
+        retry: RetryPolicy = DEFAULT_RETRY,
         token_store: TokenStore | None = None,
     ) -> None:
         environ = os.environ if environ is None else environ

@@ -38,8 +38,8 @@ from .._chain import Bounded, Caching, Claiming, Explaining, Hinting
 from .._credentials import Credential
 from .._errors import ConfigError, ResolverError, ResolverUnavailableError
 from .._grammar import LABEL
+from .._http import client_for
 from .._resource import Resource
-from .._transports import client_for
 from .cloud import (
     DEFAULT_CLOUD_TIMEOUT,
     CloudSettings,
@@ -49,7 +49,7 @@ from .cloud import (
 )
 
 if TYPE_CHECKING:
-    from .._transports.google import HttpxGoogleRequest
+    from .sdk.google import HttpxGoogleRequest
 
 KEYCHAIN: Final = "gke"
 EXTRA: Final = "gcp"
@@ -95,7 +95,7 @@ def _import_google() -> tuple[Any, Any]:
         import google.auth
         import google.auth.exceptions
 
-        from .._transports import google as transport
+        from .sdk import google as transport
     except ImportError as exc:
         raise ResolverUnavailableError(
             f"Google needs google-auth ({exc.name or 'google-auth'} is not installed): "

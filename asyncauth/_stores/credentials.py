@@ -19,7 +19,7 @@ from .._credentials import EXPIRY_MARGIN, Credential
 from .shared import shared
 
 if TYPE_CHECKING:
-    from .._registry.store import TokenStore
+    from .protocol import TokenStore
 
 _FIELDS: Final = ("username", "password", "identity_token", "registry_token")
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 from .._errors import ConfigError
-
-if TYPE_CHECKING:
-    from .._registry.store import TokenStore
+from .protocol import TokenStore, lease_time_of
 
 STORE_VARIABLE: Final = "ASYNCAUTH_TOKEN_STORE"
 KEY_VARIABLE: Final = "ASYNCAUTH_TOKEN_STORE_KEY"
@@ -66,4 +64,5 @@ def chosen_store(
         return store_from_environ(environ)
     if isinstance(value, bool):
         raise TypeError("token_store= takes a TokenStore, False or None, not True")
+    lease_time_of(value)  # refused here, not at the first request, if it has none
     return value

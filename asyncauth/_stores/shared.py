@@ -11,7 +11,7 @@ object. That is where the fleet's rules live, once:
   fetch, and the first call after that pause probes it. Recovery is logged.
 * **Fleet-wide single flight.** :meth:`SharedStore.claim` answers a value some process stored,
   or a lease: the one caller in the fleet that gets the lease fetches and publishes, the others
-  poll for its value. A lease expires (:data:`SHARED_LEASE`, or the store's ``lease_time``), so
+  poll for its value. A lease expires (after the store's ``lease_time``), so
   a holder that dies holds nobody up for longer than that; a waiter whose patience runs out
   fetches for itself. After taking a lease the value is looked up once more: a holder that
   published and released between a waiter's two calls must not cause a second fetch.
@@ -20,26 +20,21 @@ object. That is where the fleet's rules live, once:
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 import anyio
 
-if TYPE_CHECKING:
-    from .._registry.store import TokenStore
+from .protocol import TokenStore, lease_time_of
 
 log = logging.getLogger("asyncauth.tokens")
 
 V = TypeVar("V")
 
-SHARED_LEASE: Final = 10.0
-"""Seconds a process holds the fleet-wide lease while it fetches (unless the store has its own
-``lease_time``); the lease expires by itself if the process dies."""
 SHARED_TIMEOUT: Final = 5.0
 """Seconds one call to a shared store may take before it counts as a miss (a safety net: a store
 bounds its own calls, :class:`~asyncauth.RedisTokenStore` at 2 s per command)."""
@@ -81,10 +76,7 @@ class SharedStore:
 
     def __init__(self, store: TokenStore) -> None:
         self.store = store
-        lease_time = getattr(store, "lease_time", SHARED_LEASE)
-        if not isinstance(lease_time, int | float) or not 0 < lease_time < math.inf:
-            raise ValueError(f"{type(store).__name__}.lease_time must be a positive number")
-        self.lease_time = float(lease_time)
+        self.lease_time = lease_time_of(store)
         self._lock = threading.Lock()
         self._down_until: float | None = None
         self._answered = False

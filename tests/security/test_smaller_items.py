@@ -165,7 +165,10 @@ def test_retry_delay_reads_seconds_and_dates_and_caps_both() -> None:
     from datetime import UTC, datetime
     from email.utils import format_datetime
 
-    from asyncauth._registry.retry import RETRY_AFTER_CAP, retry_delay
+    from asyncauth._http.retry import DEFAULT_RETRY, RETRY_AFTER_CAP
+
+    def retry_delay(value: str | None, attempt: int, now: float | None = None) -> float:
+        return DEFAULT_RETRY.delay(attempt + 1, value, now=now)
 
     now = 1_700_000_000.0
     date = format_datetime(datetime.fromtimestamp(now + 2, UTC), usegmt=True)
@@ -173,6 +176,22 @@ def test_retry_delay_reads_seconds_and_dates_and_caps_both() -> None:
     assert retry_delay("2", 0, now=now) == 2
     assert retry_delay(date, 0, now=now) == pytest.approx(2)
     assert retry_delay(far, 0, now=now) == RETRY_AFTER_CAP == 5
-    assert retry_delay("99999999999", 0, now=now) == 5
-    assert retry_delay("soon", 0, now=now) == 0.5  # back-off
-    assert retry_delay(None, 10, now=now) == 5
+    assert retry_delay("99999999999", 0) == 5
+    assert 0.25 <= retry_delay("soon", 0) <= 0.5  # back-off
+    assert 1 <= retry_delay(None, 10) <= 2  # the back-off's own ceiling
+
+
+def test_token_servers_and_clouds_follow_one_retry_policy() -> None:
+    """One policy, one cap: the token fetch and the clouds import the same numbers, and
+    azure-core's pauses are capped at the same ``Retry-After`` cap."""
+    from asyncauth._http import retry
+    from asyncauth._registry import flow, handshake
+    from asyncauth._sources import azure, cloud, ecr
+    from asyncauth._sources.sdk import azure as azure_fence
+
+    assert flow.MAX_ATTEMPTS == retry.DEFAULT_RETRY.attempts == retry.MAX_ATTEMPTS
+    assert handshake.DEFAULT_RETRY is retry.DEFAULT_RETRY
+    assert cloud.retrying.__defaults__ == (retry.DEFAULT_RETRY,)
+    assert ecr.ECRResolver().retry is azure.AzureResolver().retry is retry.DEFAULT_RETRY
+    assert retry.DEFAULT_RETRY.max_retry_after == azure_fence.DEFAULT_MAX_SLEEP
+    assert retry.DEFAULT_RETRY.max_retry_after == retry.RETRY_AFTER_CAP

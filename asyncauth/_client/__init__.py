@@ -3,6 +3,11 @@
 imgpkg's ``--registry-ca-cert-path`` (Harbor with a private CA) and insecure registries are
 transport settings, not auth; these helpers put both in one place so that users do not have to
 assemble an ``ssl.SSLContext`` and per-host mounts by hand.
+
+The transport picking lives beside them in this package: :mod:`.kinds` (which transports there
+are and what each can carry), :mod:`.routes` (one :class:`~.routes.TransportRoute` per proxy,
+insecure hosts split off) and the two transports asyncauth adapts, :mod:`.aiohttp_transport`
+(httpx-aiohttp's) and :mod:`.httpx2_transport` (httpx2's pool under an httpx client).
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ from typing import Any, TypeVar
 import certifi
 import httpx
 
-from ._chain import Chain
-from ._errors import ConfigError
-from ._net import is_loopback
-from ._registry.auth import RegistryAuth
-from ._registry.hops import guard_hop, guard_hop_async
-from ._resource import DOCKER_HUB, Resource, normalise_registry
-from ._transports.errors import certificate_error
-from ._transports.kinds import (
+from .._chain import Chain
+from .._errors import ConfigError
+from .._http.errors import certificate_error
+from .._net import is_loopback
+from .._registry.auth import RegistryAuth
+from .._registry.hops import guard_hop, guard_hop_async
+from .._resource import DOCKER_HUB, Resource, normalise_registry
+from .kinds import (
     TransportKind,
     TransportSettings,
     Unsupported,
@@ -32,7 +37,7 @@ from ._transports.kinds import (
     running_library,
     sync_route,
 )
-from ._transports.routes import InsecureHosts
+from .routes import InsecureHosts
 
 _PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 

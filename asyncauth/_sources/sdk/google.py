@@ -40,7 +40,7 @@ import google.auth.exceptions
 import google.auth.transport
 import httpx
 
-from . import request_limited
+from ..._http import request_limited
 
 VERIFIED: Final = {"google-auth": ("2.45.0", "2.64")}
 """Distribution -> [lowest verified, first unverified minor): the mirrored behaviour holds here."""

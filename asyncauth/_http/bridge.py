@@ -4,9 +4,9 @@ The two packages have the same API under two module names, but their ``Request``
 byte streams and exceptions are different classes, so neither accepts the other's objects. Two
 places need to cross over, in opposite directions:
 
-* :class:`~asyncauth._transports.httpx2.Httpx2Transport` -- an ``httpx`` client over httpx2's
+* :class:`~asyncauth._client.httpx2_transport.Httpx2Transport` -- an ``httpx`` client over httpx2's
   connection pool (``httpx`` requests go in, ``httpx2`` responses come back);
-* :mod:`asyncauth._transports.aws` -- aiobotocore's ``httpx2`` client over a caller's ``httpx``
+* :mod:`asyncauth._sources.sdk.aws` -- aiobotocore's ``httpx2`` client over a caller's ``httpx``
   transport (the other way round).
 
 Every function here takes the module to translate *into*, so both directions share one

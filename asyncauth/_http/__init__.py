@@ -1,17 +1,16 @@
-"""One HTTP stack: httpx clients on the caller's transport, and adapters that put SDKs on it.
+"""What every HTTP caller in asyncauth shares, and nothing that belongs to one of them.
 
 Every HTTP call asyncauth makes (metadata servers, token endpoints, the ACR exchange, the AWS
 API) goes through an :class:`httpx.AsyncClient` built by :func:`client_for` on the transport the
-caller plugged in (a proxy, custom TLS, or a test transport that routes every host to loopback).
-The cloud SDKs are bridged onto the same client by the adapters in this package, each imported
-only by the resolver that needs it, so that a missing SDK costs nothing at import time:
+caller plugged in (a proxy, custom TLS, or a test transport that routes every host to loopback),
+and reads answers through :func:`request_limited`. Two unrelated users build on this package:
+the SDK adapters beside the sources (:mod:`asyncauth._sources.sdk`) and the transport picking
+beside ``create_client`` (:mod:`asyncauth._client`). So it sits low and imports only the core
+value modules (and httpx, anyio); the import-graph test holds it there:
 
-* :mod:`asyncauth.transports.google` -- a ``google.auth.transport.Request`` for google-auth's
-  blocking code, which runs in a worker thread and hops back to the event loop for each request;
-* :mod:`asyncauth.transports.azure` -- an azure-core ``AsyncHttpTransport`` for azure-identity's
-  ``aio`` credentials (its default aiohttp transport is asyncio-only);
-* :mod:`asyncauth.transports.aws` -- an aiobotocore session class whose API calls use the
-  caller's transport.
+* :mod:`.bridge` -- the one translation between ``httpx`` and its fork ``httpx2``;
+* :mod:`.errors` -- connection failures that name their host and keep their kind;
+* :mod:`.retry` -- the one retry policy for answers that say "not now" (token servers, clouds).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
 
     retries_dropped_connections = True
     """aiohttp sends an idempotent request once more when a kept-alive connection was dropped,
-    so a :class:`~asyncauth._transports.routes.Route` must not do it a second time."""
+    so a :class:`~asyncauth._client.routes.TransportRoute` must not do it a second time."""
 
     def _headers(self, request: httpx.Request) -> tuple[list[tuple[str, str]], dict[str, str]]:
         """The request's headers and, for a proxy, the ``CONNECT``'s."""

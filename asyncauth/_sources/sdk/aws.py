@@ -4,7 +4,7 @@ aiobotocore (>= 3.9) has an httpx backend, ``HttpxSession``, that runs under tri
 asyncio. It builds its own ``AsyncClient``; :func:`session_class` returns a subclass that builds
 it on the caller's transport instead. aiobotocore prefers the ``httpx2`` fork when it is
 installed, while a caller's transport is an ``httpx`` one, so requests cross over through
-:mod:`asyncauth._transports.bridge`.
+:mod:`asyncauth._http.bridge`.
 
 What the caller's transport carries: the AWS API calls of clients created with
 :func:`client_config`. What it does not: aiobotocore's credential providers (IMDS, container,
@@ -43,8 +43,8 @@ import botocore.loaders  # type: ignore[import-untyped]
 import httpx
 from aiobotocore.httpxsession import HttpxSession
 
-from . import BorrowedTransport
-from .bridge import send_across
+from ..._http import BorrowedTransport
+from ..._http.bridge import send_across
 
 VERIFIED: Final = {"aiobotocore": ("3.10.0", "3.11")}
 """Distribution -> [lowest verified, first unverified minor): the touch points above hold here."""

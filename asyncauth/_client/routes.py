@@ -8,7 +8,8 @@ mount for ``https://registry.lab`` outranks ``all://`` and would bypass the prox
 holds a verifying transport and, when there are insecure registries, a non-verifying one for the
 same proxy, and picks between them by host; httpx keeps choosing the proxy.
 
-Every route also names the host (and proxy) in its connection errors (:mod:`.errors`).
+Every route also names the host (and proxy) in its connection errors
+(:mod:`asyncauth._http.errors`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 import httpx
 
+from .._http.errors import named
 from .._resource import split_host_port
-from .errors import named
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _NO_RESPONSE = "disconnected without sending a response"
@@ -97,7 +98,7 @@ class _Routing:
         return f"<{type(self).__name__} {type(self.verified).__name__}{via}>"
 
 
-class Route(_Routing, httpx.AsyncBaseTransport):
+class TransportRoute(_Routing, httpx.AsyncBaseTransport):
     """The transports behind one proxy (or none): verifying, and non-verifying for ``insecure``."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -116,8 +117,8 @@ class Route(_Routing, httpx.AsyncBaseTransport):
                 await self.unverified.aclose()
 
 
-class SyncRoute(_Routing, httpx.BaseTransport):
-    """:class:`Route` for ``httpx.Client``."""
+class SyncTransportRoute(_Routing, httpx.BaseTransport):
+    """:class:`TransportRoute` for ``httpx.Client``."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         for attempt in (0, 1):

@@ -6,7 +6,7 @@ azure-core's default async transport is aiohttp (asyncio-only) and its sleeps de
 ``asyncio.sleep``; this adapter sends through the resolver's httpx client and sleeps with anyio,
 never longer than ``max_sleep`` (azure-core honours any ``Retry-After`` a server sends, uncapped).
 Token responses are small, so each one is read whole (at most
-:data:`~asyncauth._transports.MAX_CLOUD_ANSWER_BYTES`) before it is handed over; streaming is
+:data:`~asyncauth._http.MAX_CLOUD_ANSWER_BYTES`) before it is handed over; streaming is
 not supported.
 
 Private touch points, verified against azure-core 1.31.0 and 1.41.0 with azure-identity 1.26.0
@@ -46,12 +46,13 @@ from azure.core.rest import AsyncHttpResponse, HttpRequest
 from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
 from azure.core.utils import case_insensitive_dict
 
-from . import request_limited
+from ..._http import request_limited
+from ..._http.retry import RETRY_AFTER_CAP
 
 VERIFIED: Final = {"azure-core": ("1.31.0", "1.42"), "azure-identity": ("1.26.0", "1.28")}
 """Distribution -> [lowest verified, first unverified minor): the touch points above hold here."""
-DEFAULT_MAX_SLEEP: Final = 3.0
-"""Seconds one azure-core pause (backoff or ``Retry-After``) may last at most."""
+DEFAULT_MAX_SLEEP: Final = RETRY_AFTER_CAP
+"""Seconds one azure-core pause (backoff or ``Retry-After``) may last at most: the one cap."""
 
 # httpx has already decoded the body, so these no longer describe what is handed over.
 _DROPPED_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})

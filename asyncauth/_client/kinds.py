@@ -22,7 +22,7 @@ from typing import Any
 import anyio.lowlevel
 import httpx
 
-from .routes import InsecureHosts, Route, SyncRoute
+from .routes import InsecureHosts, SyncTransportRoute, TransportRoute
 
 
 class Unsupported(Exception):
@@ -61,7 +61,7 @@ class TransportKind:
 
     def route(
         self, settings: TransportSettings, proxy: httpx.Proxy | None, insecure: InsecureHosts
-    ) -> Route:
+    ) -> TransportRoute:
         """The route for ``proxy``: this kind's transport, verifying and (for ``insecure``) not."""
         if proxy is not None and proxy.url.scheme not in self.proxy_schemes:
             raise Unsupported(f"{self.name} cannot use a {proxy.url.scheme}:// proxy")
@@ -70,7 +70,7 @@ class TransportKind:
         unverified = None
         if insecure and settings.verify is not False:
             unverified = self.build(_without_verification(settings), proxy)
-        return Route(
+        return TransportRoute(
             self.build(settings, proxy), proxy=proxy, insecure=insecure, unverified=unverified
         )
 
@@ -83,7 +83,7 @@ def _without_verification(settings: TransportSettings) -> TransportSettings:
 
 def sync_route(
     settings: TransportSettings, proxy: httpx.Proxy | None, insecure: InsecureHosts
-) -> SyncRoute:
+) -> SyncTransportRoute:
     """The route of an ``httpx.Client``: httpx's own transport is the only synchronous one."""
 
     def build(settings: TransportSettings) -> httpx.BaseTransport:
@@ -100,7 +100,9 @@ def sync_route(
     unverified = None
     if insecure and settings.verify is not False:
         unverified = build(_without_verification(settings))
-    return SyncRoute(build(settings), proxy=proxy, insecure=insecure, unverified=unverified)
+    return SyncTransportRoute(
+        build(settings), proxy=proxy, insecure=insecure, unverified=unverified
+    )
 
 
 def running_library() -> str | None:
@@ -113,7 +115,7 @@ def running_library() -> str | None:
 
 
 def _aiohttp(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.AsyncBaseTransport:
-    from .aiohttp import AiohttpTransport
+    from .aiohttp_transport import AiohttpTransport
 
     return AiohttpTransport(**settings.common(), limits=settings.limits, proxy=proxy)
 
@@ -121,7 +123,7 @@ def _aiohttp(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.As
 def _httpx2(settings: TransportSettings, proxy: httpx.Proxy | None) -> httpx.AsyncBaseTransport:
     import httpx2
 
-    from .httpx2 import Httpx2Transport
+    from .httpx2_transport import Httpx2Transport
 
     outgoing = None
     if proxy is not None:

@@ -5,7 +5,7 @@ requests per second at 256 concurrent requests on this machine, where httpx2's p
 hundreds), and under trio there is no aiohttp to fall back on. httpx2 is the maintained fork with
 the same API under another module name, but its ``Request``/``Response`` are other classes, so
 an ``httpx.AsyncClient`` cannot use its transport directly. :class:`Httpx2Transport` sends each
-request across through :mod:`asyncauth._transports.bridge` (streaming both ways), so users keep
+request across through :mod:`asyncauth._http.bridge` (streaming both ways), so users keep
 their ``httpx.AsyncClient`` (and ``RegistryAuth``, event hooks, ...) and get httpx2's pool
 underneath.
 
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import httpx2
 
-from .bridge import send_across
+from .._http.bridge import send_across
 
 
 class Httpx2Transport(httpx.AsyncBaseTransport):

@@ -20,24 +20,31 @@ check. Its contract:
   after the token was stored, and after a failed fetch so that another process may try at once.
 * Every method must be bounded in time. A failure (exception) is treated as a miss: the caller
   fetches the token itself, so a broken store slows a fleet down but never fails a request.
-* Optionally, a ``lease_time`` attribute (seconds, default 10) says how long a lease lasts: the
-  longest a fleet waits for a process that died while fetching.
+* ``lease_time`` (seconds, a positive number) says how long a lease lasts: the longest a fleet
+  waits for a process that died while fetching. Every store declares it (a class attribute will
+  do); a class that subclasses :class:`TokenStore` inherits :data:`DEFAULT_LEASE_TIME`. A store
+  without it is refused when it is handed to ``RegistryAuth`` or a chain, not at its first use.
 
-:class:`~asyncauth.RedisTokenStore` is the backend for fleets of processes and machines.
+:class:`~asyncauth.MemoryTokenStore` (:mod:`.memory`) is the reference implementation, and
+:class:`~asyncauth.RedisTokenStore` the backend for fleets of processes and machines.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-import time
-from typing import Protocol, runtime_checkable
+import math
+from typing import Final, Protocol, runtime_checkable
+
+DEFAULT_LEASE_TIME: Final = 10.0
+"""Seconds a process holds the fleet-wide lease while it fetches, unless its store says else;
+the lease expires by itself if the process dies."""
 
 
 @runtime_checkable
 class TokenStore(Protocol):
     """A store shared by processes; see the module documentation for the contract."""
+
+    lease_time: float = DEFAULT_LEASE_TIME
+    """Seconds a lease lasts (declared by every store; inherited by subclasses)."""
 
     def name(self, material: bytes) -> str:
         """A keyed-hash name for ``material`` (which holds secrets)."""
@@ -60,45 +67,21 @@ class TokenStore(Protocol):
         ...
 
 
-class MemoryTokenStore:
-    """A :class:`TokenStore` in this process: shares tokens between several ``RegistryAuth``.
+def lease_time_of(store: object) -> float:
+    """``store.lease_time``, checked: a store must declare it, as a positive finite number.
 
-    Useful when a program builds more than one auth (one per client, per tenant...) and as the
-    reference implementation of the protocol. Values never leave the process, so they are kept
-    as they are; names are keyed with a random per-instance key all the same.
+    Called when a store is handed over (``RegistryAuth``, a chain), so that a store written
+    before ``lease_time`` was part of the protocol is refused at once, naming the rule.
     """
-
-    def __init__(self) -> None:
-        self._key = secrets.token_bytes(32)
-        self._values: dict[str, tuple[float, bytes]] = {}
-        self._leases: dict[str, float] = {}
-        self.gets = 0
-        """How many ``get`` calls reached the store (for tests and benchmarks)."""
-
-    def __repr__(self) -> str:
-        return f"MemoryTokenStore({len(self._values)} values)"
-
-    def name(self, material: bytes) -> str:
-        return hmac.new(self._key, material, hashlib.sha256).hexdigest()
-
-    async def get(self, name: str) -> bytes | None:
-        self.gets += 1
-        item = self._values.get(name)
-        if item is None or item[0] <= time.monotonic():
-            self._values.pop(name, None)
-            return None
-        return item[1]
-
-    async def set(self, name: str, value: bytes, ttl: float) -> None:
-        if ttl > 0:
-            self._values[name] = (time.monotonic() + ttl, value)
-
-    async def lease(self, name: str, ttl: float) -> bool:
-        now = time.monotonic()
-        if self._leases.get(name, 0.0) > now:
-            return False
-        self._leases[name] = now + ttl
-        return True
-
-    async def release(self, name: str) -> None:
-        self._leases.pop(name, None)
+    try:
+        lease_time = store.lease_time  # type: ignore[attr-defined]
+    except AttributeError:
+        raise TypeError(
+            f"{type(store).__name__} has no lease_time: a TokenStore declares how long its "
+            f"leases last, in seconds (a class attribute will do; asyncauth's stores use "
+            f"{DEFAULT_LEASE_TIME:g}), or subclasses asyncauth.TokenStore"
+        ) from None
+    number = isinstance(lease_time, int | float) and not isinstance(lease_time, bool)
+    if not number or not 0 < lease_time < math.inf:
+        raise ValueError(f"{type(store).__name__}.lease_time must be a positive number")
+    return float(lease_time)
