@@ -53,6 +53,7 @@ import anyio
 
 from ._credentials import EXPIRY_MARGIN, Credential
 from ._errors import ConfigError, ResolverUnavailableError
+from ._groups import TaskGroup
 from ._resource import Resource
 from ._singleflight import SingleFlightCache
 from ._stores import credentials as fleet
@@ -293,7 +294,7 @@ class Chain:
         slots = [_Slot() for _ in self._members]
         deadline = None if self.timeout is None else anyio.current_time() + self.timeout
         decided = len(slots)
-        async with anyio.create_task_group() as tg:
+        async with TaskGroup() as tg:
             for index, member in enumerate(self._members):
                 if member.claims is not None and not member.claims(resource):
                     slots[index].outcome, slots[index].detail = Outcome.NO_MATCH, "not its host"

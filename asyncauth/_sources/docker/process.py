@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from ..._errors import ResolverError
+from ..._groups import TaskGroup
 from .helperprotocol import HelperOutput
 
 DEFAULT_HELPER_TIMEOUT = 10.0
@@ -150,7 +151,7 @@ async def run_helper(
         assert process.stdout is not None
         assert process.stderr is not None
         with anyio.move_on_after(timeout) as scope:
-            async with anyio.create_task_group() as tg:
+            async with TaskGroup() as tg:
                 tg.start_soon(_drain, process.stdout, stdout, overflow)
                 tg.start_soon(_drain, process.stderr, stderr, overflow)
                 await _feed(process.stdin, payload)
