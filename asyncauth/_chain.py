@@ -288,7 +288,9 @@ class Chain:
         """Resolve credentials for an image reference or :class:`Resource`.
 
         Raises :class:`~asyncauth.ConfigError` if a source that had to be consulted found the
-        user's configuration broken; every other failure is recorded in the trace.
+        user's configuration broken; every other failure is recorded in the trace. An interrupt
+        (``KeyboardInterrupt``, ``SystemExit``) in any source is raised as itself, never in an
+        exception group (:mod:`asyncauth._groups`).
         """
         resource = Resource.parse(resource)
         slots = [_Slot() for _ in self._members]

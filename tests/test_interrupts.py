@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -191,6 +192,16 @@ def test_interrupt_in_a_task_outranks_a_failure_of_the_body(
             await body_fails_after(functools.partial(fail_with, interrupt()))
 
     run_in_loop(scenario, backend)
+
+
+def test_asyncauth_opens_task_groups_only_through_its_own() -> None:
+    """A task group opened any other way would wrap what fails in it again."""
+    root = Path(asyncauth.__file__).parent
+    opens = re.compile(r"\b(create_task_group|open_nursery|asyncio\.TaskGroup)\(")
+    openers = {
+        str(path.relative_to(root)) for path in root.rglob("*.py") if opens.search(path.read_text())
+    }
+    assert openers == {"_groups.py"}
 
 
 # --- plain failures: as before ------------------------------------------------------------------
