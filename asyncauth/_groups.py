@@ -21,9 +21,12 @@ did. What leaves it, in this order:
    cancellation is level-triggered (the cancelled scope raises again at the next checkpoint),
    so leaving them out breaks no cancel scope; a failure beside a cancellation is the failure.
 3. **The group, unchanged**, when two or more real failures happened at once (the body and a
-   task, two tasks): none of them may be hidden behind another. asyncauth's tasks catch their
-   own ``Exception``s (a source's failure goes in the trace), so this takes two independent
-   ``BaseException``s at once and does not happen in practice.
+   task, two tasks): none of them may be hidden behind another. asyncauth's tasks handle what
+   they expect (the chain records a source's failure in the trace, the helper's readers what a
+   pipe raises), so this takes two unexpected failures at once.
+
+Only the layer this group adds is taken off: a group that a task raised itself (a library's own
+task group) is what that task raised, and leaves as it came.
 
 A cancellation alone (an outer scope cancelled the owner) leaves exactly as anyio lets it:
 cancel scopes see their own exception, and a deadline around a lookup keeps working.

@@ -130,6 +130,11 @@ async def _start(executable: str, action: str, env: Mapping[str, str] | None) ->
     alone, and what it started (``sleep``, ``gpg``) outlives the lookup. Shielded, the caller
     always gets the process, and :func:`run_helper` kills its whole group. Spawning is bounded
     by the kernel (fork and exec), not by the helper.
+
+    What no shield covers: trio raises Ctrl-C in whatever Python code runs at that instant, and
+    in the instant between the helper's start and the caller holding the process, the process
+    is lost with the ``KeyboardInterrupt`` and the helper is left to end on its own (anyio has
+    no way to protect a section from it). Anywhere else in the run it is killed.
     """
     program = os.path.basename(executable)
     try:
