@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -345,6 +346,7 @@ LOOKUP_SCRIPT = """
 import sys
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 import asyncauth
