@@ -54,6 +54,7 @@ import anyio
 
 from ._credentials import EXPIRY_MARGIN, Credential
 from ._errors import ConfigError, ResolverUnavailableError
+from ._groups import TaskGroup
 from ._resolution import Outcome, Resolution, TraceEntry
 from ._resource import Resource
 from ._singleflight import SingleFlightCache
@@ -260,13 +261,15 @@ class Chain:
         """Resolve credentials for an image reference or :class:`Resource`.
 
         Raises :class:`~asyncauth.ConfigError` if a source that had to be consulted found the
-        user's configuration broken; every other failure is recorded in the trace.
+        user's configuration broken; every other failure is recorded in the trace. An interrupt
+        (``KeyboardInterrupt``, ``SystemExit``) in any source is raised as itself, never in an
+        exception group (:mod:`asyncauth._groups`).
         """
         resource = Resource.parse(resource)
         slots = [_Slot() for _ in self._members]
         deadline = None if self.timeout is None else anyio.current_time() + self.timeout
         decided = len(slots)
-        async with anyio.create_task_group() as tg:
+        async with TaskGroup() as tg:
             for index, member in enumerate(self._members):
                 if member.claims is not None and not member.claims(resource):
                     slots[index].outcome, slots[index].detail = Outcome.NO_MATCH, "not its host"
