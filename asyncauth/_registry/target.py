@@ -11,7 +11,24 @@ registry's own challenge names, and only when:
   there (server-side request forgery into a metadata service or the local network). The same rule
   holds for every host a token request is redirected to.
 
-Host names are judged as written (see :mod:`asyncauth._net`); nothing is resolved.
+**How a host is judged** (:func:`asyncauth._net.canonical_host`, then
+:func:`~asyncauth._net.address_kind`): by the address the machine will connect to, never by a
+DNS lookup.
+
+* An IPv4 address in any form the OS resolver (``inet_aton``) reads is that address:
+  ``127.1``, ``0x7f.1``, ``0177.0.0.1``, ``2130706433`` are 127.0.0.1 (loopback), ``10.1`` is
+  10.0.0.1 (private), ``2852039166`` is 169.254.169.254 (link-local); one trailing dot is
+  ignored. An IPv6 literal is its address (an IPv4-mapped one, ``::ffff:a.b.c.d``, is the IPv4
+  address; a zone id is kept).
+* A name is public, except ``localhost`` (loopback); ``evil.localhost`` is a name. An
+  internationalised name is judged by its IDNA A-label (``bücher.de`` is ``xn--bcher-kva.de``).
+* Refused outright (:class:`~asyncauth._net.NonCanonicalHostError`, an
+  :class:`InsecureTransportError`), before anything is sent: a host with a non-ASCII character
+  read as a dot (``127。0。0。1``: httpx, httpx2 and yarl turn it into ``127.0.0.1``), a
+  non-ASCII label that IDNA rewrites rather than encodes (full-width digits or letters), a host
+  ending in a number that is no IPv4 address (``1.2.3.4.5``, ``256.1.1.1``), an empty label,
+  a character no host name has (``%``, space), and a realm URL whose host httpx reads
+  differently from how it is written.
 """
 
 from __future__ import annotations
@@ -22,7 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .._errors import AsyncAuthError, InsecureTransportError
-from .._net import AddressKind, address_kind, is_loopback
+from .._net import AddressKind, NonCanonicalHostError, address_kind, canonical_host, is_loopback
 from .._resource import normalise_registry
 
 
@@ -53,14 +70,17 @@ class Target:
 
     @classmethod
     def of(cls, url: httpx.URL, insecure: frozenset[str]) -> Target:
+        """The target of a request to ``url``; :class:`NonCanonicalHostError` for a host
+        :func:`~asyncauth._net.canonical_host` refuses (nothing has been sent yet)."""
+        canonical = canonical_host(url.host)
         hostport = _hostport(url.host, url.port)
         try:
             registry = normalise_registry(hostport)
         except AsyncAuthError:
             registry = hostport.lower()
         plain = url.scheme != "https"
-        allowed = not plain or is_loopback(url.host) or registry in insecure
-        return cls(origin_of(url), registry, url.host, plain, allowed, address_kind(url.host))
+        allowed = not plain or is_loopback(canonical) or registry in insecure
+        return cls(origin_of(url), registry, url.host, plain, allowed, address_kind(canonical))
 
 
 def check_destination(target: Target, url: str, insecure: frozenset[str], *, carries: bool) -> None:
@@ -69,35 +89,65 @@ def check_destination(target: Target, url: str, insecure: frozenset[str], *, car
     ``carries`` says whether the request carries a credential: an anonymous token request may
     go over plain http to a plain-http registry's realm, but it may never pivot inward. (Whether
     an https registry may have a plain-http realm at all is the challenge's business:
-    ``build_token_request`` refuses it.)
+    ``build_token_request`` refuses it.) The host is judged as the module says: canonical form
+    first, then its kind.
     """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        host, parts = "", None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
-        # The flow checks only URLs httpx built; anything else is refused, never guessed at.
-        raise InsecureTransportError(
-            f"{target.registry}: refusing a token server address that is not an absolute "
-            "http(s) URL"
-        )
+    scheme, host, port, shown = _destination(target, url)
     kind = address_kind(host)
-    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     if kind is not AddressKind.PUBLIC and kind is not target.kind:
         raise InsecureTransportError(
             f"{target.registry}: refusing the token server {shown}: it is on a {kind} address "
             f"and the registry on a {target.kind} one; a realm may point only to an address "
             "of the registry's own kind (docs/handshake.md, 'Where credentials go')"
         )
-    if not carries or parts.scheme == "https" or is_loopback(host):
+    if not carries or scheme == "https" or is_loopback(host):
         return
-    try:
-        named = normalise_registry(_hostport(host, parts.port))
-    except (AsyncAuthError, ValueError):
-        named = host
-    if named not in insecure:
+    if not _listed(insecure, host, port, url):
         raise InsecureTransportError(
             f"{target.registry}: refusing to send credentials over plain http to the token "
             f"server {shown}: it is neither loopback nor listed in insecure_registries"
         )
+
+
+def _destination(target: Target, url: str) -> tuple[str, str, int | None, str]:
+    """``url``'s scheme, canonical host, port and how to show it; refused unless it is an
+    absolute http(s) URL whose host is canonical and read the same by urllib and httpx (the
+    parser of the request that will be sent)."""
+    try:
+        parts = urlsplit(url)
+        written, port = parts.hostname or "", parts.port
+        sent = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not written:
+        # The flow checks only URLs httpx built; anything else is refused, never guessed at.
+        raise InsecureTransportError(
+            f"{target.registry}: refusing a token server address that is not an absolute "
+            "http(s) URL"
+        )
+    try:
+        host = canonical_host(written)
+        same = sent.scheme == parts.scheme and canonical_host(sent.host) == host
+    except NonCanonicalHostError as exc:
+        raise NonCanonicalHostError(f"{target.registry}: token server: {exc}") from None
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    default = 443 if parts.scheme == "https" else 80
+    if not same or (sent.port or default) != (port or default):
+        raise NonCanonicalHostError(
+            f"{target.registry}: refusing the token server {shown}: httpx reads its address "
+            "differently from how it is written"
+        )
+    return parts.scheme, host, port, shown
+
+
+def _listed(insecure: frozenset[str], host: str, port: int | None, url: str) -> bool:
+    """Whether the realm's host (as written, or as the address it denotes) is listed."""
+    written = urlsplit(url).hostname or host
+    for candidate in dict.fromkeys((written, host)):
+        try:
+            if normalise_registry(_hostport(candidate, port)) in insecure:
+                return True
+        except (AsyncAuthError, ValueError):
+            if candidate in insecure:
+                return True
+    return False
