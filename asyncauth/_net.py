@@ -75,7 +75,9 @@ def _printable(text: str) -> str:
 def _refuse(host: str, why: str) -> NonCanonicalHostError:
     """The error for ``host``: escaped (no space, control or bidi character reaches a log, and
     ``127\\u30020\\u30020\\u30021`` shows what was wrong), clipped, token-like words masked."""
-    shown = redact(_printable(host[: MAX_HOST_LENGTH + 2]), limit=80)
+    printable = _printable(host[:80])
+    clipped = printable[:77] + "..." if len(printable) > 80 else printable
+    shown = redact(clipped, limit=len(clipped))
     return NonCanonicalHostError(
         f"refusing the host '{shown}': {why} (docs/handshake.md, 'Where credentials go')"
     )

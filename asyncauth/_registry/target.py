@@ -48,10 +48,20 @@ def _hostport(host: str, port: int | None) -> str:
     return bracketed if port is None else f"{bracketed}:{port}"
 
 
+def host_of(url: httpx.URL) -> str:
+    """``url``'s host as httpx shows it (``bücher.de``), or as it is sent (ASCII) when httpx
+    cannot show it: ``.host`` raises ``idna.IDNAError`` for an A-label that decodes to nothing
+    (``xn--a``)."""
+    try:
+        return url.host
+    except UnicodeError:  # idna.IDNAError
+        return url.raw_host.decode("ascii")
+
+
 def origin_of(url: httpx.URL) -> str:
     """``scheme://host:port`` with the default port written out: what "same origin" compares."""
     default = 443 if url.scheme == "https" else 80
-    return f"{url.scheme}://{_hostport(url.host, None)}:{url.port or default}"
+    return f"{url.scheme}://{_hostport(host_of(url), None)}:{url.port or default}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +82,16 @@ class Target:
     def of(cls, url: httpx.URL, insecure: frozenset[str]) -> Target:
         """The target of a request to ``url``; :class:`NonCanonicalHostError` for a host
         :func:`~asyncauth._net.canonical_host` refuses (nothing has been sent yet)."""
-        canonical = canonical_host(url.host)
-        hostport = _hostport(url.host, url.port)
+        host = host_of(url)
+        canonical = canonical_host(url.raw_host.decode("ascii"))
+        hostport = _hostport(host, url.port)
         try:
             registry = normalise_registry(hostport)
         except AsyncAuthError:
             registry = hostport.lower()
         plain = url.scheme != "https"
         allowed = not plain or is_loopback(canonical) or registry in insecure
-        return cls(origin_of(url), registry, url.host, plain, allowed, address_kind(canonical))
+        return cls(origin_of(url), registry, host, plain, allowed, address_kind(canonical))
 
 
 def check_destination(target: Target, url: str, insecure: frozenset[str], *, carries: bool) -> None:
@@ -127,7 +138,7 @@ def _destination(target: Target, url: str) -> tuple[str, str, int | None, str]:
         )
     try:
         host = canonical_host(written)
-        same = sent.scheme == parts.scheme and canonical_host(sent.host) == host
+        same = sent.scheme == parts.scheme and canonical_host(sent.raw_host.decode("ascii")) == host
     except NonCanonicalHostError as exc:
         raise NonCanonicalHostError(f"{target.registry}: token server: {exc}") from None
     shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
