@@ -34,6 +34,7 @@ DNS lookup.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -101,34 +102,43 @@ def check_destination(target: Target, url: str, insecure: frozenset[str], *, car
     go over plain http to a plain-http registry's realm, but it may never pivot inward. (Whether
     an https registry may have a plain-http realm at all is the challenge's business:
     ``build_token_request`` refuses it.) The host is judged as the module says: canonical form
-    first, then its kind.
+    first, then its kind, then whether httpx (which builds the request) reads the same host.
     """
-    scheme, host, port, shown = _destination(target, url)
-    kind = address_kind(host)
+    where = _destination(target, url)
+    kind = address_kind(where.host)
     if kind is not AddressKind.PUBLIC and kind is not target.kind:
         raise InsecureTransportError(
-            f"{target.registry}: refusing the token server {shown}: it is on a {kind} address "
-            f"and the registry on a {target.kind} one; a realm may point only to an address "
-            "of the registry's own kind (docs/handshake.md, 'Where credentials go')"
+            f"{target.registry}: refusing the token server {where.shown}: it is on a {kind} "
+            f"address and the registry on a {target.kind} one; a realm may point only to an "
+            "address of the registry's own kind (docs/handshake.md, 'Where credentials go')"
         )
-    if not carries or scheme == "https" or is_loopback(host):
+    _check_httpx_reads(target, url, where)
+    if not carries or where.scheme == "https" or is_loopback(where.host):
         return
-    if not _listed(insecure, host, port, url):
+    if not _listed(insecure, where):
         raise InsecureTransportError(
             f"{target.registry}: refusing to send credentials over plain http to the token "
-            f"server {shown}: it is neither loopback nor listed in insecure_registries"
+            f"server {where.shown}: it is neither loopback nor listed in insecure_registries"
         )
 
 
-def _destination(target: Target, url: str) -> tuple[str, str, int | None, str]:
-    """``url``'s scheme, canonical host, port and how to show it; refused unless it is an
-    absolute http(s) URL whose host is canonical and read the same by urllib and httpx (the
-    parser of the request that will be sent)."""
+class _Destination(NamedTuple):
+    scheme: str
+    written: str
+    """The host as the URL spells it (lower case)."""
+    host: str
+    """:func:`~asyncauth._net.canonical_host` of it."""
+    port: int | None
+    shown: str
+    """``scheme://host:port`` as written, for messages (no user-info)."""
+
+
+def _destination(target: Target, url: str) -> _Destination:
+    """``url``'s parts, refused unless it is an absolute http(s) URL with a canonical host."""
     try:
         parts = urlsplit(url)
         written, port = parts.hostname or "", parts.port
-        sent = httpx.URL(url)
-    except (ValueError, httpx.InvalidURL):
+    except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not written:
         # The flow checks only URLs httpx built; anything else is refused, never guessed at.
@@ -138,25 +148,38 @@ def _destination(target: Target, url: str) -> tuple[str, str, int | None, str]:
         )
     try:
         host = canonical_host(written)
-        same = sent.scheme == parts.scheme and canonical_host(sent.raw_host.decode("ascii")) == host
     except NonCanonicalHostError as exc:
         raise NonCanonicalHostError(f"{target.registry}: token server: {exc}") from None
     shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-    default = 443 if parts.scheme == "https" else 80
-    if not same or (sent.port or default) != (port or default):
-        raise NonCanonicalHostError(
-            f"{target.registry}: refusing the token server {shown}: httpx reads its address "
-            "differently from how it is written"
+    return _Destination(parts.scheme, written, host, port, shown)
+
+
+def _check_httpx_reads(target: Target, url: str, where: _Destination) -> None:
+    """Refuse unless httpx, which builds the request from ``url``, reads the scheme, host and
+    port that were judged: where two URL parsers differ, the check would judge one host and
+    the request go to another."""
+    default = 443 if where.scheme == "https" else 80
+    try:
+        sent = httpx.URL(url)
+        same = (
+            sent.scheme == where.scheme
+            and canonical_host(sent.raw_host.decode("ascii")) == where.host
+            and (sent.port or default) == (where.port or default)
         )
-    return parts.scheme, host, port, shown
+    except (httpx.InvalidURL, NonCanonicalHostError, UnicodeError):
+        same = False
+    if not same:
+        raise NonCanonicalHostError(
+            f"{target.registry}: refusing the token server {where.shown}: httpx does not read "
+            f"its address as {where.host} port {where.port or default}, as it is written"
+        )
 
 
-def _listed(insecure: frozenset[str], host: str, port: int | None, url: str) -> bool:
+def _listed(insecure: frozenset[str], where: _Destination) -> bool:
     """Whether the realm's host (as written, or as the address it denotes) is listed."""
-    written = urlsplit(url).hostname or host
-    for candidate in dict.fromkeys((written, host)):
+    for candidate in dict.fromkeys((where.written, where.host)):
         try:
-            if normalise_registry(_hostport(candidate, port)) in insecure:
+            if normalise_registry(_hostport(candidate, where.port)) in insecure:
                 return True
         except (AsyncAuthError, ValueError):
             if candidate in insecure:
