@@ -172,3 +172,145 @@ async def test_evil_localhost_is_not_loopback(
         with pytest.raises(InsecureTransportError, match="not loopback"):
             await http.get("http://evil.localhost" + MANIFEST)
     assert_hidden(everything(internet.seen), *SECRETS, where="evil.localhost")
+
+
+# --- hosts judged as the resolver and the URL libraries read them (issue 16, item 5) ----------
+
+SHORTHANDS = {
+    "127.1": "loopback",
+    "0x7f.1": "loopback",
+    "2130706433": "loopback",
+    "0177.0.0.1": "loopback",
+    "0x7f000001": "loopback",
+    "10.1": "private",
+    "2852039166": "link-local",
+    "0xa9.0xfe.0xa9.0xfe": "link-local",
+}
+"""A realm host that reads as an address (``inet_aton``) -> the kind of that address."""
+
+NON_CANONICAL = {
+    "127\u30020\u30020\u30021": "U\\+3002",
+    "127\uff0e0\uff0e0\uff0e1": "U\\+FF0E",
+    "127\uff610\uff610\uff611": "U\\+FF61",
+}
+"""A realm host that httpx, httpx2 and yarl turn into ``127.0.0.1`` -> what the refusal names."""
+
+
+def _header_text(value: str) -> str:
+    """``value`` as its UTF-8 bytes, spelt so the test server (which writes headers in latin-1)
+    sends them as they are: a registry that names a non-ASCII realm sends UTF-8."""
+    return value.encode("utf-8").decode("latin-1")
+
+
+def _token_requests(realm: Server, internet: FakeInternet) -> list[str]:
+    """Every token request that reached a token server: the loopback one, or any host the
+    fake internet plays (where a proxied request for ``0x7f.1`` or ``10.1`` lands)."""
+    return [f"{s.method} {s.url}" for s in (*realm.seen, *internet.seen) if s.path == "/token"]
+
+
+def _public_registry_naming(realm_url: str, realm: Server, internet: FakeInternet) -> None:
+    """``registry.example.com`` (public) challenges for ``realm_url``; every token server
+    would issue the token the registry accepts, so a request that got through succeeds."""
+    internet.route("/v2/", token_registry(_header_text(realm_url)), host="registry.example.com")
+    internet.route("/token", Reply(200, body=b'{"token": "issued-TOKEN"}'))
+    realm.route("/token", Reply(200, body=b'{"token": "issued-TOKEN"}'))
+
+
+@every_transport
+@pytest.mark.parametrize("anonymous", [False, True], ids=["credentials", "anonymous"])
+@pytest.mark.parametrize("host", sorted(SHORTHANDS))
+async def test_a_public_registry_cannot_point_its_realm_inward_in_shorthand(
+    transport: str,
+    host: str,
+    anonymous: bool,
+    environ: pytest.MonkeyPatch,
+    realm: Server,
+    internet: FakeInternet,
+) -> None:
+    """``127.1``, ``0x7f.1``, ``2130706433``, ``10.1``, ``2852039166``: the resolver reads
+    them as loopback, private and link-local addresses, so the realm is judged by those (it was
+    judged a public name, and the token request went out)."""
+    kind = SHORTHANDS[host]
+    _public_registry_naming(f"http://{host}:{realm.port}/token", realm, internet)
+    credential = Credential.anonymous() if anonymous else CREDENTIALS["basic"]
+    insecure = ["registry.example.com"]
+    async with client_on(
+        environ, transport, credential, internet=internet, insecure_registries=insecure
+    ) as http:
+        with pytest.raises(InsecureTransportError, match=f"on a {kind} address") as caught:
+            await http.get("http://registry.example.com" + MANIFEST)
+    assert "public" in str(caught.value)
+    assert_hidden(str(caught.value), *SECRETS)
+    assert _token_requests(realm, internet) == []
+
+
+@every_transport
+@pytest.mark.parametrize("anonymous", [False, True], ids=["credentials", "anonymous"])
+@pytest.mark.parametrize("host", sorted(NON_CANONICAL))
+async def test_a_realm_host_with_non_ascii_dots_is_refused_before_it_is_sent(
+    transport: str,
+    host: str,
+    anonymous: bool,
+    environ: pytest.MonkeyPatch,
+    realm: Server,
+    internet: FakeInternet,
+) -> None:
+    """``127。0。0。1``: the URL libraries read it as 127.0.0.1 and the request went straight
+    to the loopback token server before any check saw an address. It is refused, by name."""
+    _public_registry_naming(f"http://{host}:{realm.port}/token", realm, internet)
+    credential = Credential.anonymous() if anonymous else CREDENTIALS["basic"]
+    insecure = ["registry.example.com"]
+    async with client_on(
+        environ, transport, credential, internet=internet, insecure_registries=insecure
+    ) as http:
+        with pytest.raises(InsecureTransportError, match=NON_CANONICAL[host]) as caught:
+            await http.get("http://registry.example.com" + MANIFEST)
+    assert "read as '.'" in str(caught.value)
+    assert str(caught.value).isascii()
+    assert_hidden(str(caught.value), *SECRETS)
+    assert _token_requests(realm, internet) == []
+
+
+@every_transport
+async def test_a_token_request_redirected_to_the_metadata_address_as_one_number_is_refused(
+    transport: str,
+    environ: pytest.MonkeyPatch,
+    registry: Server,
+    realm: Server,
+    internet: FakeInternet,
+) -> None:
+    """The redirect hop ``http://2852039166/...`` is 169.254.169.254: its answer never reaches
+    the registry as a "token" (it was judged a public name and passed on)."""
+    metadata = "http://2852039166/latest/meta-data/iam/security-credentials/role"
+    registry.route("/v2/", token_registry(realm.url + "/token"))
+    realm.route("/token", redirect(metadata, 302))
+    internet.route(
+        "/latest/",
+        Reply(200, body=b'{"token": "%s"}' % METADATA_SECRET.encode()),
+        host="2852039166",
+    )
+    async with client_on(environ, transport, CREDENTIALS["basic"], internet=internet) as http:
+        with pytest.raises(InsecureTransportError, match="link-local") as caught:
+            await http.get(registry.url + MANIFEST)
+    assert_hidden(str(caught.value), METADATA_SECRET, *SECRETS)
+    assert_hidden(everything(registry.seen), METADATA_SECRET, where="registry")
+    assert_hidden(everything(internet.seen), *SECRETS, where="metadata address")
+
+
+@pytest.mark.parametrize(
+    ("anyio_backend", "transport"),
+    [("asyncio", "httpx2"), ("asyncio", "httpx"), ("trio", "httpx2"), ("trio", "httpx")],
+)
+async def test_a_loopback_registry_written_in_shorthand_keeps_its_loopback_realm(
+    transport: str, environ: pytest.MonkeyPatch, registry: Server, realm: Server
+) -> None:
+    """``http://127.1:PORT`` is a loopback registry: its token server on 127.0.0.1 is of its
+    own kind, and credentials may go to both over plain http (it was judged a public name, so
+    its realm was refused as a pivot inward). No aiohttp case: aiohttp's connector itself
+    refuses to connect to ``127.1`` ("is not a canonical IPv4 address")."""
+    registry.route("/v2/", token_registry(realm.url + "/token"))
+    realm.route("/token", Reply(200, body=b'{"token": "issued-TOKEN"}'))
+    async with client_on(environ, transport, CREDENTIALS["basic"]) as http:
+        response = await http.get(f"http://127.1:{registry.port}" + MANIFEST)
+    assert response.status_code == 200
+    assert [s.path for s in realm.seen] == ["/token"]
