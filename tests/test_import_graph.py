@@ -170,6 +170,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "asyncauth._variables",
             "asyncauth._media_types",
             "asyncauth._singleflight",
+            "asyncauth._groups",
             "asyncauth._compat",
             "asyncauth._version",
         ),

@@ -120,7 +120,7 @@ def reply(response: aiohttp.ClientResponse, body: bytes | None = None) -> Reply:
     return Reply(
         response.status,
         str(response.url),
-        tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.raw_headers),
+        tuple((name.lower(), value) for name, value in response.headers.items()),
         tuple(str(hop.url) for hop in response.history),
         body,
         time.time(),

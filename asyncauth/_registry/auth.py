@@ -395,7 +395,7 @@ def _reply(response: httpx.Response, body: bytes | None = None) -> Reply:
     return Reply(
         response.status_code,
         str(response.url),
-        tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers.raw),
+        tuple((name.lower(), value) for name, value in response.headers.multi_items()),
         tuple(str(hop.request.url) for hop in response.history),
         body,
         time.time(),
