@@ -162,6 +162,8 @@ class EnvResolver(Bounded, Explaining):
         self.entries = parse_environ(os.environ if environ is None else environ)
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """The most specific set's credential (see :func:`select`); ``None`` lets the chain ask
+        the next source. No I/O: everything was read when the resolver was built."""
         entry = select(self.entries, resource)
         return entry.credential if entry else None
 
