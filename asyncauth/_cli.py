@@ -210,7 +210,7 @@ async def _refused(
         resolution = await client.auth.chain.resolve(resource)  # the chain's cached answer
         if resolution.source is None:
             message += (
-                f"; no source had a credential for {resource.registry}, so none was sent: "
+                f"; no source had a credential for {resource.registry}, so it went without one: "
                 f"`asyncauth explain {resource}` shows what each source did"
             )
     return _CommandFailed("UnexpectedStatus", message)
@@ -235,7 +235,7 @@ def _require_backend(backend: str) -> None:
 
 
 MAX_STDIN = 64 * 1024
-"""Bytes a password or token read from standard input may have; more is a wrong pipe."""
+"""Characters a password or token read from standard input may have; more is a wrong pipe."""
 
 
 def _read_stdin(option: str) -> str:
@@ -270,6 +270,8 @@ def _read_stdin(option: str) -> str:
 def _secrets(args: argparse.Namespace) -> _Secrets:
     if args.token_stdin:
         token = _read_stdin("--token-stdin").strip()
+        if not token:
+            raise ConfigError("--token-stdin: standard input holds only white space")
         if any(character.isspace() for character in token):
             raise ConfigError("--token-stdin: standard input holds more than one word")
         return _Secrets(token=token)

@@ -566,6 +566,7 @@ def test_a_secret_is_not_read_from_a_terminal(tmp_path: Path, option: list[str])
     [
         ("", "--token-stdin: standard input was empty"),
         ("\n", "--token-stdin: standard input was empty"),
+        (" \t\n", "--token-stdin: standard input holds only white space"),
         (f"{SECRET} {SECRET}\n", "--token-stdin: standard input holds more than one word"),
         ("x" * (64 * 1024 + 1), "--token-stdin: standard input holds more than 65536"),
     ],
