@@ -21,7 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -32,6 +32,7 @@ from ._cli_args import UsageError, build_parser, wants_json
 from ._client import create_client, registry_base_url
 from ._credentials import Credential
 from ._defaults import default_chain
+from ._error_body import MAX_ERROR_BODY, describe, registry_errors
 from ._errors import AsyncAuthError, ConfigError, InvalidReferenceError
 from ._media_types import MANIFEST_MEDIA_TYPES
 from ._redact import redact
@@ -107,33 +108,42 @@ def resolution_text(resolution: Resolution) -> str:
     return "\n".join(lines)
 
 
-def _chain(args: argparse.Namespace, password: str | None) -> Chain:
+@dataclass(frozen=True)
+class _Secrets:
+    """The secrets read from standard input, kept out of the parsed arguments (whose ``repr``
+    shows every value)."""
+
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+def _chain(args: argparse.Namespace, secrets: _Secrets) -> Chain:
     return default_chain(
         username=args.username,
-        password=password,
-        token=args.token,
+        password=secrets.password,
+        token=secrets.token if args.token_stdin else args.token,
         anon=args.anon,
         timeout=args.timeout,
     )
 
 
-async def _explain(args: argparse.Namespace, password: str | None) -> _Answer:
-    resolution = await _chain(args, password).resolve(args.reference)
+async def _explain(args: argparse.Namespace, secrets: _Secrets) -> _Answer:
+    resolution = await _chain(args, secrets).resolve(args.reference)
     return _Answer(resolution_json(resolution), resolution_text(resolution))
 
 
-def _client(args: argparse.Namespace, password: str | None) -> httpx.AsyncClient:
+def _client(args: argparse.Namespace, secrets: _Secrets) -> httpx.AsyncClient:
     return create_client(
-        chain=_chain(args, password),
+        chain=_chain(args, secrets),
         ca_cert_paths=args.ca_cert,
         insecure_registries=args.insecure_registry,
         timeout=args.timeout or 30.0,
     )
 
 
-async def _token(args: argparse.Namespace, password: str | None) -> _Answer:
+async def _token(args: argparse.Namespace, secrets: _Secrets) -> _Answer:
     resource = Resource.parse(args.reference)
-    async with _client(args, password) as client:
+    async with _client(args, secrets) as client:
         assert isinstance(client.auth, RegistryAuth)
         base = await registry_base_url(client, resource, insecure_registries=args.insecure_registry)
         authorization = await client.auth.bearer_token(
@@ -148,19 +158,21 @@ async def _token(args: argparse.Namespace, password: str | None) -> _Answer:
     return _Answer({"token": token}, token)
 
 
-async def _manifest(args: argparse.Namespace, password: str | None) -> _Answer:
+async def _manifest(args: argparse.Namespace, secrets: _Secrets) -> _Answer:
     resource = Resource.parse(args.reference)
     if resource.repository is None:
         raise InvalidReferenceError(f"{resource}: a manifest needs a repository")
     reference = resource.digest or resource.tag or "latest"
-    async with _client(args, password) as client:
+    async with _client(args, secrets) as client:
         base = await registry_base_url(client, resource, insecure_registries=args.insecure_registry)
         url = f"{base}/v2/{resource.repository}/manifests/{reference}"
-        response = await client.get(url, headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)})
-    if response.status_code != 200:
-        message = f"{resource}:{reference}: the registry answered {response.status_code}"
-        raise _CommandFailed("UnexpectedStatus", message)
-    digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        async with client.stream("GET", url, headers=headers) as response:
+            if response.status_code != 200:
+                body = await _read_at_most(response, MAX_ERROR_BODY + 1)
+                raise await _refused(client, resource, f"{resource}:{reference}", response, body)
+            content = await response.aread()
+    digest = "sha256:" + hashlib.sha256(content).hexdigest()
     claimed = response.headers.get("Docker-Content-Digest")
     if claimed and claimed.startswith("sha256:") and claimed != digest:
         raise _CommandFailed(
@@ -171,11 +183,41 @@ async def _manifest(args: argparse.Namespace, password: str | None) -> _Answer:
             "DigestMismatch", f"{resource}: content does not match {resource.digest}"
         )
     media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
-    data = {"digest": digest, "media_type": media_type, "size": len(response.content)}
+    data = {"digest": digest, "media_type": media_type, "size": len(content)}
     return _Answer(data, f"{digest} {media_type}")
 
 
-_Command = Callable[[argparse.Namespace, str | None], Awaitable[_Answer]]
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The start of a body that is only read to be shown: a registry's error page is not
+    worth more than ``limit`` bytes of memory."""
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data)
+
+
+async def _refused(
+    client: httpx.AsyncClient, resource: Resource, what: str, response: httpx.Response, body: bytes
+) -> _CommandFailed:
+    """A status other than 200, with the registry's error codes (``MANIFEST_UNKNOWN`` is a
+    missing tag, ``NAME_UNKNOWN`` a missing repository) and, for a 401 sent without any
+    credential, that no source had one: the status alone sends users after the wrong cause."""
+    status = response.status_code
+    message = f"{what}: the registry answered {describe(status, registry_errors(body))}"
+    if status == 401:
+        assert isinstance(client.auth, RegistryAuth)
+        resolution = await client.auth.chain.resolve(resource)  # the chain's cached answer
+        if resolution.source is None:
+            message += (
+                f"; no source had a credential for {resource.registry}, so it went without one: "
+                f"`asyncauth explain {resource}` shows what each source did"
+            )
+    return _CommandFailed("UnexpectedStatus", message)
+
+
+_Command = Callable[[argparse.Namespace, _Secrets], Awaitable[_Answer]]
 _COMMANDS: dict[str, _Command] = {"explain": _explain, "token": _token, "manifest": _manifest}
 
 
@@ -193,27 +235,63 @@ def _require_backend(backend: str) -> None:
             ) from None
 
 
-def _read_password() -> str:
-    if sys.stdin is None:
-        raise ConfigError("--password-stdin: there is no standard input")
+MAX_STDIN = 64 * 1024
+"""Characters a password or token read from standard input may have; more is a wrong pipe."""
+
+
+def _read_stdin(option: str) -> str:
+    """One secret from standard input: refused from a terminal, where it would be typed in
+    plain sight (and a script would wait, without a prompt, for a secret that never comes)."""
+    stdin = sys.stdin
     try:
-        password = sys.stdin.read().rstrip("\r\n")
+        terminal = stdin is not None and stdin.isatty()
+    except ValueError:  # closed
+        stdin, terminal = None, False
+    if terminal:
+        raise ConfigError(
+            f"{option}: standard input is a terminal; pipe the secret in instead "
+            f"(... | asyncauth COMMAND {option} REF)"
+        )
+    if stdin is None:
+        raise ConfigError(f"{option}: there is no standard input to read")
+    try:
+        text = stdin.read(MAX_STDIN + 1)
     except UnicodeDecodeError:
-        raise ConfigError("--password-stdin: standard input is not text") from None
-    if not password:
-        raise ConfigError("--password-stdin: standard input was empty")
-    return password
+        raise ConfigError(f"{option}: standard input is not text") from None
+    except OSError as exc:
+        raise ConfigError(f"{option}: standard input cannot be read ({exc.strerror})") from None
+    if len(text) > MAX_STDIN:
+        raise ConfigError(f"{option}: standard input holds more than {MAX_STDIN} characters")
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise ConfigError(f"{option}: standard input was empty")
+    return secret
+
+
+def _secrets(args: argparse.Namespace) -> _Secrets:
+    if args.token_stdin:
+        token = _read_stdin("--token-stdin").strip()
+        if not token:
+            raise ConfigError("--token-stdin: standard input holds only white space")
+        if any(character.isspace() for character in token):
+            raise ConfigError("--token-stdin: standard input holds more than one word")
+        return _Secrets(token=token)
+    return _Secrets(password=_read_stdin("--password-stdin") if args.password_stdin else None)
 
 
 def _run(arguments: Sequence[str]) -> int:
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(arguments)
+        args = parser.parse_args(arguments)
     except SystemExit as done:  # --help and --version, printed by argparse
         sys.stdout.flush()
         return done.code if isinstance(done.code, int) else 0
+    if args.token_stdin and (args.password_stdin or args.token is not None):
+        other = "--password-stdin" if args.password_stdin else "--token"
+        parser.error(f"--token-stdin and {other} both give a secret: use one")
     _require_backend(args.backend)
-    password = _read_password() if args.password_stdin else None
-    answer = anyio.run(_COMMANDS[args.command], args, password, backend=args.backend)
+    secrets = _secrets(args)
+    answer = anyio.run(_COMMANDS[args.command], args, secrets, backend=args.backend)
     document = {"schema": JSON_SCHEMA, **answer.data}
     sys.stdout.write((json.dumps(document, indent=2) if args.json else answer.text) + "\n")
     sys.stdout.flush()  # inside main's handlers: a closed pipe is reported here, not at exit

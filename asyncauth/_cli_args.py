@@ -11,7 +11,7 @@ import argparse
 import math
 import re
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ._redact import MASK
 from ._version import __version__
@@ -25,21 +25,35 @@ class UsageError(Exception):
         self.usage = usage
 
 
-_EXPLICIT_ARGUMENT = re.compile(r"(explicit argument )'.*'")  # --password=VALUE, abbreviated
+_EXPLICIT_ARGUMENT = re.compile(r"(explicit argument )'.*'")  # --flag=VALUE
+_OPTION_SHAPE = re.compile(r"--[a-z][a-z0-9-]{0,31}|-[a-zA-Z]")
 
 
 def _option_name(argument: str) -> str:
-    """A stray argument as it may be shown: an option's name, never a value."""
-    if not argument.startswith("-"):
-        return MASK
+    """A stray argument as it may be shown: an option's name, never a value.
+
+    Only what is shaped like one of our option names is shown (``--password``, ``-x``); anything
+    else, a value that happens to start with ``-`` included, is masked.
+    """
     name, equals, _ = argument.partition("=")
+    if not _OPTION_SHAPE.fullmatch(name):
+        return MASK
     return f"{name}={MASK}" if equals else name
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises on a mistake instead of exiting, so ``main`` can answer in JSON,
     and that never echoes stray arguments: ``--password s3cret`` (an option that does not
-    exist) must not print the password."""
+    exist) must not print the password.
+
+    Abbreviated options are refused: argparse would take ``--password s3cret`` as
+    ``--password-stdin`` and leave the secret as a stray argument, so the user saw only
+    ``****`` and not the option that was wrong.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         message = _EXPLICIT_ARGUMENT.sub(rf"\1'{MASK}'", message)
@@ -75,7 +89,14 @@ def _lookup_options() -> _Parser:
         action="store_true",
         help="read the password (like imgpkg --registry-password) from standard input",
     )
-    options.add_argument("--token", help="bearer token, like imgpkg --registry-token")
+    options.add_argument(
+        "--token", help="registry token, like imgpkg --registry-token (visible in ps)"
+    )
+    options.add_argument(
+        "--token-stdin",
+        action="store_true",
+        help="read the registry token from standard input (not visible in ps)",
+    )
     options.add_argument(
         "--anon", action="store_true", help="anonymous access, like imgpkg --registry-anon"
     )
@@ -103,6 +124,19 @@ def _network_options() -> _Parser:
     return network
 
 
+_BACKEND_HELP = "event loop to run on (default: asyncio; trio needs asyncauth[trio])"
+
+
+def _backend_option() -> _Parser:
+    """``--backend`` after the command too; its default is the top level's, so that only a
+    ``--backend`` that is given overrides it."""
+    backend = _Parser(add_help=False)
+    backend.add_argument(
+        "--backend", choices=("asyncio", "trio"), default=argparse.SUPPRESS, help=_BACKEND_HELP
+    )
+    return backend
+
+
 def build_parser() -> _Parser:
     parser = _Parser(
         prog="asyncauth",
@@ -110,12 +144,10 @@ def build_parser() -> _Parser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="event loop to run on (default: asyncio; trio needs asyncauth[trio])",
+        "--backend", choices=("asyncio", "trio"), default="asyncio", help=_BACKEND_HELP
     )
     lookup, network = _lookup_options(), _network_options()
+    lookup = _Parser(add_help=False, parents=[lookup, _backend_option()])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "explain",
@@ -142,5 +174,5 @@ def build_parser() -> _Parser:
 
 
 def wants_json(arguments: Sequence[str]) -> bool:
-    """``--json`` (or an abbreviation argparse accepts) anywhere, even if parsing fails."""
-    return any(arg.startswith("--j") and "--json".startswith(arg) for arg in arguments)
+    """``--json`` anywhere, even if parsing fails (so that the failure is JSON too)."""
+    return "--json" in arguments

@@ -14,12 +14,14 @@ this module depends on nothing in the package (no import circle, not even a lazy
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import warnings
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 MOVED: dict[str, str] = {
     "asyncauth.chain": "asyncauth._chain",
@@ -82,7 +84,10 @@ class _MovedModule(ModuleType):
         return getattr(importlib.import_module(self._target), attribute)
 
 
-class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _MovedFinder:
+    """Finder and loader of :data:`MOVED` (``sys.meta_path`` only needs these methods, so it
+    does not subclass ``importlib.abc``, whose import would cost ``import asyncauth`` ~20 ms)."""
+
     def __init__(self, public: ModuleType) -> None:
         self._public = public
 
@@ -91,7 +96,7 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname not in MOVED:
             return None
-        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return importlib.machinery.ModuleSpec(fullname, cast("Loader", self), is_package=True)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         return _MovedModule(spec.name, MOVED[spec.name], self._public)

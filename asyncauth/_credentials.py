@@ -51,6 +51,8 @@ class Credential:
 
     @property
     def is_anonymous(self) -> bool:
+        """Nothing will be sent: a decision (``--anon``) or what is left when no source had a
+        credential; ``Resolution.source`` tells the two apart."""
         return self.kind == "anonymous"
 
     @property

@@ -2,7 +2,7 @@
 
     python -m benchmarks            # the full run (< 10 minutes on 2 cores)
     python -m benchmarks --quick    # a smoke run (< 2 minutes)
-    python -m benchmarks --only fleet   # one part (pipeline, resolution, overhead, fleet)
+    python -m benchmarks --only fleet   # one part (pipeline, resolution, overhead, fleet, startup)
     nox -s bench [-- --quick]       # the same, with the peers and matplotlib installed
 
 Every process it starts (token issuer, registry, workers, ab, py-spy, the resolution worker) is
@@ -24,14 +24,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import fleet, overhead, pipeline, profiling, report, resolution, targets
+from . import fleet, overhead, pipeline, profiling, report, resolution, startup, targets
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
 DOCS_PLOT = HERE.parent / "docs" / "benchmarks.png"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-PARTS = ("pipeline", "resolution", "overhead", "fleet")
+PARTS = ("pipeline", "resolution", "overhead", "fleet", "startup")
 
 
 def _settings(args: argparse.Namespace) -> pipeline.Settings:
@@ -185,6 +185,8 @@ def _write(args: argparse.Namespace, results: dict[str, Any], docs: bool) -> str
     markdown = report.markdown(results)
     if "fleet" in results:
         markdown += "\n\n" + fleet.markdown(results["fleet"])
+    if "startup" in results:
+        markdown += "\n\n" + startup.markdown(results["startup"])
     if problem:
         markdown += f"\n\n{problem}\n"
     (args.out / "latest.md").write_text(markdown + "\n")
@@ -222,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     if "fleet" in only:
         print("fleet: 8 processes, with and without a Redis token store", flush=True)
         results["fleet"] = fleet.run(quick=args.quick, repositories=args.repositories)
+    if "startup" in only:
+        print("startup: fresh interpreters importing asyncauth and httpx", flush=True)
+        results["startup"] = startup.run(quick=args.quick)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["targets"] = targets.targets(results)

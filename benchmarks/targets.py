@@ -11,6 +11,7 @@ import statistics
 from typing import Any
 
 from .pipeline import BACKENDS, DEFAULT_KIND, HEADLINE, LIMIT, MIDDLEWARE, TRANSPORTS
+from .startup import target as startup_target
 
 PASS = {"rps": 0, "cpu_us": 1, "warm_rps": 1}  # cold req/s, warm CPU per request, warm req/s
 
@@ -287,4 +288,6 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out += pipeline_targets(results["pipeline"])
     if results.get("resolution"):
         out += resolution_targets(results["resolution"])
+    if results.get("startup"):
+        out.append(startup_target(results["startup"]))
     return out

@@ -457,3 +457,177 @@ def test_registry_failures_are_json_on_stderr_exit_1(
         assert text.returncode == 1
         assert text.stderr.startswith("asyncauth: ")
         assert len(text.stderr.splitlines()) == 1
+
+
+# --- the first hour: options anywhere, names shown, secrets from stdin, what a refusal means ---
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--backend", "trio", "explain", "--anon", "gcr.io/a"],
+        ["explain", "--backend", "trio", "--anon", "gcr.io/a"],
+        ["explain", "--anon", "gcr.io/a", "--backend", "trio"],
+        ["explain", "--anon", "gcr.io/a", "--backend=trio"],
+        ["--backend", "asyncio", "explain", "--anon", "gcr.io/a", "--backend", "trio"],
+    ],
+)
+def test_backend_is_accepted_before_and_after_the_command(args: list[str]) -> None:
+    from asyncauth._cli_args import build_parser
+
+    assert build_parser().parse_args(args).backend == "trio"
+
+
+def test_backend_after_the_command_is_obeyed(tmp_path: Path) -> None:
+    """Not only parsed: a trio that cannot be imported is what ``--backend trio`` runs into."""
+    blocker = tmp_path / "no-trio"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_TRIO)
+    env = {"PYTHONPATH": str(blocker)}
+    result = run(["explain", "--anon", "gcr.io/a", "--backend", "trio"], tmp_path, env)
+    assert result.returncode == 2
+    assert_one_line_error(result, "pip install 'asyncauth[trio]'")
+    result = run(["explain", "--anon", "gcr.io/a"], tmp_path, env)  # the default: asyncio
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("stray", "shown"),
+    [
+        (["--password", SECRET], "unrecognized arguments: --password ****"),
+        ([f"--password={SECRET}"], "unrecognized arguments: --password=****"),
+        (["--pass", SECRET], "unrecognized arguments: --pass ****"),  # not --password-stdin
+        (["--registry-password", "-" + SECRET], "unrecognized arguments: --registry-password ****"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_an_unknown_option_is_named_and_its_value_masked(
+    tmp_path: Path, stray: list[str], shown: str
+) -> None:
+    result = run(["explain", "--anon", "gcr.io/a", *stray], tmp_path)
+    assert result.returncode == 2
+    assert_one_line_error(result, shown)
+    assert_hidden(result.stdout + result.stderr, SECRET, where="usage error")
+    result = run(["explain", "--json", "--anon", *stray, "gcr.io/a"], tmp_path)
+    error = json.loads(result.stderr)["error"]
+    assert (result.returncode, error["type"]) == (2, "UsageError")
+    assert error["message"].startswith(shown), error["message"]
+
+
+def test_token_stdin_sends_the_token_from_standard_input(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+) -> None:
+    """The token never is on the command line (``ps`` shows it there), and it is the one sent:
+    the registry accepts the request and the token server is never asked for another."""
+    token = secret(token_issuer.mint("alice", ["repository:peers/app:pull"]))
+    args = ["manifest", "--json", "--token-stdin", token_registry_image.reference]
+    result = run(args, tmp_path, stdin=token + "\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["digest"] == token_registry_image.digest
+    assert token_issuer.total == 0
+    explained = run(["explain", "--json", "--token-stdin", "gcr.io/a"], tmp_path, stdin=token)
+    data = json.loads(explained.stdout)
+    assert (data["source"], data["credential"]["kind"]) == ("flags", "registry_token")
+    assert_hidden(result.stdout + result.stderr + explained.stdout, token, where="CLI output")
+
+
+def _run_on_a_terminal(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``run`` with standard input a real terminal (a pseudo-terminal), as when typed by hand."""
+    import pty
+
+    primary, replica = pty.openpty()
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "asyncauth", *args],
+            env={**os.environ, "HOME": str(tmp_path), "IMGPKG_ENABLE_IAAS_AUTH": "false"},
+            stdin=replica,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(replica)
+        os.close(primary)
+
+
+@pytest.mark.parametrize("option", [["--token-stdin"], ["--username", "bob", "--password-stdin"]])
+def test_a_secret_is_not_read_from_a_terminal(tmp_path: Path, option: list[str]) -> None:
+    result = _run_on_a_terminal(["explain", *option, "gcr.io/a"], tmp_path)
+    assert result.returncode == 2
+    assert_one_line_error(result, f"{option[-1]}: standard input is a terminal; pipe the secret")
+
+
+@pytest.mark.parametrize(
+    ("stdin", "needle"),
+    [
+        ("", "--token-stdin: standard input was empty"),
+        ("\n", "--token-stdin: standard input was empty"),
+        (" \t\n", "--token-stdin: standard input holds only white space"),
+        (f"{SECRET} {SECRET}\n", "--token-stdin: standard input holds more than one word"),
+        ("x" * (64 * 1024 + 1), "--token-stdin: standard input holds more than 65536"),
+    ],
+)
+def test_token_stdin_refuses_what_is_not_one_token(tmp_path: Path, stdin: str, needle: str) -> None:
+    result = run(["explain", "--token-stdin", "gcr.io/a"], tmp_path, stdin=stdin)
+    assert result.returncode == 2
+    assert_one_line_error(result, needle)
+    assert_hidden(result.stderr, SECRET, where="CLI error")
+
+
+@pytest.mark.parametrize(
+    ("other", "name"),
+    [
+        (["--token", SECRET], "--token"),
+        (["--username", "u", "--password-stdin"], "--password-stdin"),
+    ],
+)
+def test_token_stdin_with_another_secret_is_a_usage_error(
+    tmp_path: Path, other: list[str], name: str
+) -> None:
+    result = run(["explain", "--json", "--token-stdin", *other, "gcr.io/a"], tmp_path, stdin="t")
+    error = json.loads(result.stderr)["error"]
+    assert (result.returncode, error["type"]) == (2, "UsageError")
+    assert error["message"] == f"--token-stdin and {name} both give a secret: use one"
+    assert_hidden(result.stderr, SECRET, where="usage error")
+
+
+def test_a_401_without_any_credential_says_so_and_points_to_explain(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    htpasswd_registry: RegistryServer,
+) -> None:
+    for registry in (token_registry, htpasswd_registry):  # a Bearer and a Basic registry
+        result = run(["manifest", f"{registry.host}/peers/app:v1"], tmp_path)
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        (line,) = result.stderr.splitlines()
+        assert "the registry answered 401 UNAUTHORIZED" in line
+        assert f"no source had a credential for {registry.host}" in line
+        assert f"`asyncauth explain {registry.host}/peers/app`" in line
+    # Anonymous by choice (--anon) is not "no credential found": no hint then.
+    result = run(["manifest", "--json", "--anon", f"{token_registry.host}/peers/app:v1"], tmp_path)
+    error = json.loads(result.stderr)["error"]
+    assert (error["type"], result.returncode) == ("UnexpectedStatus", 1)
+    assert "401 UNAUTHORIZED" in error["message"]
+    assert "explain" not in error["message"]
+
+
+def test_a_404_shows_the_registry_error_code(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    peer_accounts: PeerAccounts,
+) -> None:
+    env = registry_env(token_registry, peer_accounts.reader)
+    result = run(["manifest", "--json", f"{token_registry.host}/peers/app:missing"], tmp_path, env)
+    error = json.loads(result.stderr)["error"]
+    assert (result.returncode, error["type"]) == (1, "UnexpectedStatus")
+    assert error["message"] == (
+        f"{token_registry.host}/peers/app:missing: the registry answered 404 MANIFEST_UNKNOWN "
+        "(manifest unknown)"
+    )
+    assert_hidden(result.stderr, peer_accounts.reader[1], where="JSON error")

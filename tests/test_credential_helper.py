@@ -170,7 +170,7 @@ def test_itself_under_another_name_answers_not_found(tmp_path: Path) -> None:
     ("env", "expected"),
     [
         ({"IMGPKG_REGISTRY_BOGUS": SECRET}, "unknown variable IMGPKG_REGISTRY_BOGUS"),
-        ({"IMGPKG_REGISTRY_PASSWORD_0": SECRET}, "without IMGPKG_REGISTRY_HOSTNAME_0"),
+        ({"IMGPKG_REGISTRY_PASSWORD_0": SECRET}, "IMGPKG_REGISTRY_HOSTNAME_0 is not set"),
         ({"IMGPKG_PASSWORD": SECRET}, "without a username"),
     ],
 )

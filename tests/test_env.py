@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -289,11 +291,11 @@ def test_explain_names_the_variable() -> None:
         ({"IMGPKG_REGISTRY_HOSTNAME_0": "gcr.io"}, ["IMGPKG_REGISTRY_HOSTNAME_0", "no credential"]),
         (
             {"IMGPKG_REGISTRY_HOSTNAME_0": "gcr.io", "IMGPKG_REGISTRY_USERNAME_0": "u"},
-            ["IMGPKG_REGISTRY_HOSTNAME_0", "no credential"],
+            ["IMGPKG_REGISTRY_PASSWORD_0 is not set"],
         ),
         (
             {"IMGPKG_REGISTRY_HOSTNAME": "gcr.io", "IMGPKG_REGISTRY_PASSWORD": PW},
-            ["IMGPKG_REGISTRY_PASSWORD", "without IMGPKG_REGISTRY_USERNAME"],
+            ["IMGPKG_REGISTRY_USERNAME is not set"],
         ),
         (
             {**creds("0", "gcr.io", "a"), **creds("1", "https://gcr.io/v2/", "b")},
@@ -312,6 +314,50 @@ def test_bad_input_names_the_variable(environ: dict[str, str], names: list[str])
     for name in names:
         assert name in message
     assert_hidden(message, *(v for k, v in environ.items() if "PASSWORD" in k or "TOKEN" in k))
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"IMGPKG_REGISTRY_HOSTNAME_2": "gcr.io", "IMGPKG_REGISTRY_USERNAME_2": "u"},
+            "IMGPKG_REGISTRY_PASSWORD_2 is not set (IMGPKG_REGISTRY_USERNAME_2 is set): "
+            "a user name needs its password",
+        ),
+        (
+            {
+                "IMGPKG_REGISTRY_HOSTNAME_2": "gcr.io",
+                "IMGPKG_REGISTRY_USERNAME_2": "u",
+                "IMGPKG_REGISTRY_PASSWORD_2": "",
+            },
+            "IMGPKG_REGISTRY_PASSWORD_2 is empty (IMGPKG_REGISTRY_USERNAME_2 is set): "
+            "a user name needs its password",
+        ),
+        (
+            {"IMGPKG_REGISTRY_HOSTNAME": "gcr.io", "IMGPKG_REGISTRY_PASSWORD": PW},
+            "IMGPKG_REGISTRY_USERNAME is not set (IMGPKG_REGISTRY_PASSWORD is set): "
+            "a password needs its user name",
+        ),
+        (
+            {"IMGPKG_REGISTRY_USERNAME_x": "u", "IMGPKG_REGISTRY_PASSWORD_x": PW},
+            "IMGPKG_REGISTRY_HOSTNAME_x is not set (IMGPKG_REGISTRY_USERNAME_x, "
+            "IMGPKG_REGISTRY_PASSWORD_x are set): which registry is it for?",
+        ),
+        (
+            {"IMGPKG_REGISTRY_HOSTNAME_0": "", "IMGPKG_REGISTRY_REGISTRY_TOKEN_0": PW},
+            "IMGPKG_REGISTRY_HOSTNAME_0 is empty (IMGPKG_REGISTRY_REGISTRY_TOKEN_0 is set): "
+            "which registry is it for?",
+        ),
+    ],
+)
+def test_an_incomplete_set_names_the_missing_variable(
+    environ: dict[str, str], message: str
+) -> None:
+    """USERNAME without PASSWORD (or the reverse) names the one variable to set, and says
+    whether it is unset or exported empty: users should not be told to set both."""
+    with pytest.raises(ConfigError) as caught:
+        EnvResolver(environ)
+    assert str(caught.value) == message
 
 
 def test_secrets_never_in_errors_or_repr() -> None:
@@ -378,3 +424,38 @@ def test_any_environment_parses_or_raises_config_error(environ: dict[str, str]) 
         assert "IMGPKG_REGISTRY_" in str(exc)
     else:
         select(entries, Resource.parse("gcr.io/a"))
+
+
+_STATE = st.sampled_from(["absent", "empty", "set"])
+_FIELDS = ("HOSTNAME", "USERNAME", "PASSWORD", "IDENTITY_TOKEN", "REGISTRY_TOKEN")
+
+
+@given(st.fixed_dictionaries({field: _STATE for field in _FIELDS}), st.sampled_from(["", "_7"]))
+@per_example_budget()
+def test_a_config_error_names_exactly_what_is_missing(states: dict[str, str], tail: str) -> None:
+    """Every variable a message calls unset or empty is so, and a user name without a password
+    (or the reverse) is reported by the missing variable's name, whatever else is set."""
+    values = {"HOSTNAME": "gcr.io", "USERNAME": "u"}
+    environ = {
+        f"IMGPKG_REGISTRY_{field}{tail}": "" if state == "empty" else values.get(field, PW)
+        for field, state in states.items()
+        if state != "absent"
+    }
+    try:
+        parse_environ(environ)
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        return
+    for name, state in re.findall(r"(IMGPKG_REGISTRY_\w+) is (not set|empty)", message):
+        assert environ.get(name, "") == "", (name, message)
+        assert (name in environ) == (state == "empty"), (name, message)
+    is_set = {field for field, state in states.items() if state == "set"}
+    tokens = {"IDENTITY_TOKEN", "REGISTRY_TOKEN"} & is_set
+    if "HOSTNAME" not in is_set:
+        assert message.startswith(f"IMGPKG_REGISTRY_HOSTNAME{tail} is "), message
+    elif "USERNAME" in is_set and "PASSWORD" not in is_set and not tokens:
+        assert message.startswith(f"IMGPKG_REGISTRY_PASSWORD{tail} is "), message
+    elif "PASSWORD" in is_set and "USERNAME" not in is_set:
+        assert message.startswith(f"IMGPKG_REGISTRY_USERNAME{tail} is "), message
+    assert_hidden(message, PW)

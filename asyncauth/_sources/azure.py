@@ -198,6 +198,8 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         return ("azure", resource.host) if claims_azure(resource) else None
 
     def explain(self, resource: Resource) -> str | None:
+        """Which Azure identity answers (the config file's method, or azure-identity's own
+        chain): two ways to authenticate that fail for different reasons."""
         if not claims_azure(resource):
             return None
         source = (
@@ -326,6 +328,8 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         return claims_azure(resource)
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """An ACR refresh token, exchanged at the registry for an Azure AD token; ``None`` off
+        ACR or with no Azure identity here, so that the chain asks the next source."""
         if not claims_azure(resource):
             return None
         host = resource.host

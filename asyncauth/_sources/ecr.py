@@ -199,6 +199,8 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         return None if host is None else ("ecr", host)
 
     def explain(self, resource: Resource) -> str | None:
+        """The account and region a token is asked for: a wrong region or account in a host
+        name is the usual cause of an ECR refusal."""
         host = claims_ecr(resource)
         if host is None:
             return None
@@ -215,6 +217,9 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         return claims_ecr(resource) is not None
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """The ``GetAuthorizationToken`` answer as a credential that expires with it; ``None``
+        off ECR or with no AWS identity here (the chain asks the next source), a
+        :class:`~asyncauth.ResolverError` when AWS answered but refused."""
         host = claims_ecr(resource)
         if host is None:
             return None

@@ -46,27 +46,48 @@ def _variable(field: str, suffix: str) -> str:
     return f"{PREFIX}{field}_{suffix}" if suffix else f"{PREFIX}{field}"
 
 
-def _build_entry(suffix: str, values: Mapping[str, str]) -> EnvEntry:
+def _missing(suffix: str, values: Mapping[str, str], empty: frozenset[str]) -> str | None:
+    """What an incomplete set lacks, naming the one variable to set: a user who set USERNAME
+    and forgot PASSWORD (or exported it empty) must not be told to set both."""
+
     def var(field: str) -> str:
         return _variable(field, suffix)
 
-    hostname = values.get("HOSTNAME")
-    if hostname is None:
-        present = ", ".join(var(f) for f in _FIELDS if f in values)
-        raise ConfigError(f"{present} set without {var('HOSTNAME')}: which registry is it for?")
-    pattern = RegistryPattern.parse(hostname, what=var("HOSTNAME"))
-    username = values.get("USERNAME")
-    password = values.get("PASSWORD")
-    if password is not None and username is None:
-        raise ConfigError(f"{var('PASSWORD')} is set without {var('USERNAME')}")
-    if password is None and "IDENTITY_TOKEN" not in values and "REGISTRY_TOKEN" not in values:
-        raise ConfigError(
+    def unset(field: str, because: Iterable[str]) -> str:
+        given = list(because)
+        state = "is empty" if field in empty else "is not set"
+        return f"{var(field)} {state} ({', '.join(map(var, given))} {_be(given)})"
+
+    present = [f for f in _FIELDS if f in values]
+    if "HOSTNAME" not in values:
+        return f"{unset('HOSTNAME', present)}: which registry is it for?"
+    if "PASSWORD" in values and "USERNAME" not in values:
+        return f"{unset('USERNAME', ['PASSWORD'])}: a password needs its user name"
+    tokens = "IDENTITY_TOKEN" in values or "REGISTRY_TOKEN" in values
+    if "USERNAME" in values and "PASSWORD" not in values and not tokens:
+        return f"{unset('PASSWORD', ['USERNAME'])}: a user name needs its password"
+    if present == ["HOSTNAME"]:
+        emptied = "".join(f"; {var(f)} is empty" for f in _FIELDS if f in empty)
+        return (
             f"{var('HOSTNAME')} has no credential: set {var('USERNAME')} and {var('PASSWORD')}, "
-            f"{var('IDENTITY_TOKEN')} or {var('REGISTRY_TOKEN')}"
+            f"{var('IDENTITY_TOKEN')} or {var('REGISTRY_TOKEN')}{emptied}"
         )
+    return None
+
+
+def _be(subjects: list[str]) -> str:
+    return "is set" if len(subjects) == 1 else "are set"
+
+
+def _build_entry(suffix: str, values: Mapping[str, str], empty: frozenset[str]) -> EnvEntry:
+    missing = _missing(suffix, values, empty)
+    if missing is not None:
+        raise ConfigError(missing)
+    hostname = values["HOSTNAME"]
+    pattern = RegistryPattern.parse(hostname, what=_variable("HOSTNAME", suffix))
     credential = Credential(
-        username=username,
-        password=password,
+        username=values.get("USERNAME"),
+        password=values.get("PASSWORD"),
         identity_token=values.get("IDENTITY_TOKEN"),
         registry_token=values.get("REGISTRY_TOKEN"),
     )
@@ -81,6 +102,7 @@ def parse_environ(environ: Mapping[str, str]) -> tuple[EnvEntry, ...]:
     malformed host name or glob, an incomplete set, or two different sets for the same key.
     """
     sets: dict[str, dict[str, str]] = {}
+    empty: dict[str, set[str]] = {}
     for name, value in environ.items():
         if not name.startswith(PREFIX) or name in NOT_CREDENTIAL_SETS:
             continue
@@ -90,15 +112,16 @@ def parse_environ(environ: Mapping[str, str]) -> tuple[EnvEntry, ...]:
                 f"unknown variable {name}: expected IMGPKG_REGISTRY_<FIELD> or "
                 f"IMGPKG_REGISTRY_<FIELD>_<letters/digits>, FIELD one of {', '.join(_FIELDS)}"
             )
-        if value == "":
-            continue
         field, suffix = match.group(1), match.group(2) or ""
+        if value == "":
+            empty.setdefault(suffix, set()).add(field)
+            continue
         sets.setdefault(suffix, {})[field] = value
 
     entries: list[EnvEntry] = []
     by_key: dict[object, EnvEntry] = {}
     for suffix in sorted(sets, key=lambda s: (s != "", len(s), s)):
-        entry = _build_entry(suffix, sets[suffix])
+        entry = _build_entry(suffix, sets[suffix], frozenset(empty.get(suffix, ())))
         previous = by_key.get(entry.pattern.key)
         if previous is None:
             by_key[entry.pattern.key] = entry
@@ -139,6 +162,8 @@ class EnvResolver(Bounded, Explaining):
         self.entries = parse_environ(os.environ if environ is None else environ)
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """The most specific set's credential (see :func:`select`); ``None`` lets the chain ask
+        the next source. No I/O: everything was read when the resolver was built."""
         entry = select(self.entries, resource)
         return entry.credential if entry else None
 

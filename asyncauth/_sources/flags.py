@@ -75,9 +75,13 @@ class FlagsResolver:
         )
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """The same credential for every registry, as imgpkg's ``--registry-*`` flags mean it;
+        ``None`` when no option was given, so that the Docker config is asked."""
         return self.credential
 
     def explain(self, resource: Resource) -> str | None:
+        """Says that explicit options answered, so a user looking for a stray password knows
+        to check the command line and the ``IMGPKG_*`` variables."""
         return None if self.credential is None else "explicit options (flags or IMGPKG_* variables)"
 
     def __repr__(self) -> str:

@@ -57,9 +57,12 @@ class GitHubResolver(Bounded, Claiming, Explaining, Hinting):
         return claims_github(resource)
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """``GITHUB_TOKEN`` for ``ghcr.io`` only: the token is a secret of the workflow, and
+        no other registry may see it."""
         return self.credential if claims_github(resource) else None
 
     def explain(self, resource: Resource) -> str | None:
+        """Which user the token is sent for: a workflow's token answers as ``GITHUB_ACTOR``."""
         if self.credential is None or not claims_github(resource):
             return None
         return f"GITHUB_TOKEN (user {self.credential.username})"

@@ -161,6 +161,7 @@ class GoogleResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         return ("google",) if claims_google(resource) else None
 
     def explain(self, resource: Resource) -> str | None:
+        """Names Application Default Credentials, where a user would look for the identity."""
         if not claims_google(resource):
             return None
         return f"Google Application Default Credentials ({USERNAME})"
@@ -170,6 +171,9 @@ class GoogleResolver(Bounded, Caching, Claiming, Explaining, Hinting):
         return claims_google(resource)
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """An access token from Application Default Credentials; ``None`` off Google's
+        registries, or off Google Cloud with no ADC file (the metadata server did not answer),
+        so that the chain asks the next source."""
         if not claims_google(resource):
             return None
         # Importing google-auth reads files; keep the event loop free meanwhile.

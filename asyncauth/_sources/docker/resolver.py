@@ -143,6 +143,8 @@ class DockerConfigResolver(Bounded, Explaining, Hinting, HeaderSource):
         return self._variable
 
     async def resolve(self, resource: Resource) -> Credential | None:
+        """The entry docker itself would use (``DOCKER_AUTH_CONFIG`` first, then the config
+        file, re-read when it changes), asking its credential helper where it names one."""
         variable = self._auth_variable()
         found = None if variable is None else lookup(variable, resource)
         if found is not None:
