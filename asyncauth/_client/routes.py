@@ -14,12 +14,15 @@ Every route also names the host (and proxy) in its connection errors
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
 import httpx
 
 from .._http.errors import named
+from .._registry.hops import DEADLINE
 from .._resource import split_host_port
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -102,6 +105,19 @@ class TransportRoute(_Routing, httpx.AsyncBaseTransport):
     """The transports behind one proxy (or none): verifying, and non-verifying for ``insecure``."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = request.extensions.get(DEADLINE)
+        if deadline is None:
+            return await self._send(request)
+        with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)):
+            return await self._send(request)
+        where = request.url.netloc.decode("ascii", "replace")
+        raise httpx.ReadTimeout(
+            f"{where}: no answer within what was left of the request's timeout (the whole "
+            "exchange is bounded, not each read)",
+            request=request,
+        )
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
         for attempt in (0, 1):
             try:
                 return await self._pick(request).handle_async_request(request)  # type: ignore[no-any-return]

@@ -296,10 +296,17 @@ class RegistryAuthBase:
         if isinstance(effect, Ping):
             agent = [(k, v) for k, v in request.headers.items() if k.lower() == "user-agent"]
             ping: httpx.Request = self._http.Request(
-                "GET", effect.url, headers=agent, extensions={"timeout": timeout}
+                "GET",
+                effect.url,
+                headers=agent,
+                extensions={"timeout": timeout, hops.DEADLINE: errand.deadline},
             )
             return ping
-        extensions = {"timeout": timeout, DESTINATION: (effect.target, self._settings.insecure)}
+        extensions = {
+            "timeout": timeout,
+            DESTINATION: (effect.target, self._settings.insecure),
+            hops.DEADLINE: errand.deadline,
+        }
         return token_request(self._http, effect.request, extensions)
 
     async def _reply_async(

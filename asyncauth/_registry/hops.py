@@ -28,6 +28,11 @@ ADDED_HEADERS = "asyncauth.added_headers"
 """Request extension: ``(origin, header names)`` the flow added for that origin only."""
 DESTINATION = "asyncauth.destination"
 """Request extension of token requests: ``(target, insecure registries)``."""
+DEADLINE = "asyncauth.deadline"
+"""Request extension of the handshake's own requests (pings, token requests): when the request
+they serve must have ended (``time.monotonic()``). httpx bounds each phase and each read on its
+own; a transport that honours this (:func:`asyncauth.create_client`'s do) bounds the whole
+exchange, so a token server that drips its headers byte by byte is cut off in time."""
 
 
 def mark(request: httpx.Request, origin: str, names: tuple[str, ...]) -> None:

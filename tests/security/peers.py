@@ -55,13 +55,16 @@ class Seen:
 @dataclass
 class Reply:
     """What a handler answers; ``hang`` holds the connection open without answering, ``drop``
-    closes it without a word."""
+    closes it without a word; ``drip`` (seconds) sends the body one byte at a time, that far
+    apart (``drip_head``: the status line and headers too), as a slow-loris server does."""
 
     status: int = 200
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     hang: bool = False
     drop: bool = False
+    drip: float = 0.0
+    drip_head: bool = False
 
 
 Handler = Callable[[Seen], Reply]
@@ -121,6 +124,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if reply.hang or reply.drop:
             self.close_connection = True
             return
+        if reply.drip:
+            self._drip(reply)
+            return
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
@@ -129,6 +135,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(reply.body)
+
+    def _drip(self, reply: Reply) -> None:
+        """Send ``reply`` a byte at a time, until done or the server stops."""
+        head = [f"HTTP/1.1 {reply.status} Dripping\r\n"]
+        head += [f"{name}: {value}\r\n" for name, value in reply.headers]
+        head.append(f"Content-Length: {len(reply.body)}\r\n\r\n")
+        raw = "".join(head).encode("latin-1")
+        if not reply.drip_head:
+            self.wfile.write(raw)
+            self.wfile.flush()
+            raw = b""
+        self.close_connection = True
+        for byte in raw + reply.body:
+            if self.server.stopping.wait(reply.drip):
+                return
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
 
     do_GET = do_POST = do_PUT = do_HEAD = do_PATCH = do_DELETE = _handle
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from asyncauth import Credential, InsecureTransportError
+from asyncauth import Chain, Credential, InsecureTransportError
 
 from .._assertions import assert_hidden
+from .._fakes import Fixed
 from .._secrets import secret
 from .._transport_choice import every_transport
 from .conftest import client_on
@@ -142,7 +143,8 @@ async def test_a_token_request_redirected_to_the_metadata_address_is_refused(
     internet: FakeInternet,
 ) -> None:
     """#6, redirect hops: the token server redirects to the metadata address, whose answer
-    would go to the registry as a "token". Every hop is checked when the answer returns."""
+    would go to the registry as a "token". Every hop is checked before it is sent (issue 16:
+    the hop used to go out and be judged on its answer)."""
     metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/role"
     registry.route("/v2/", token_registry(realm.url + "/token"))
     realm.route("/token", redirect(metadata, 302))
@@ -156,7 +158,7 @@ async def test_a_token_request_redirected_to_the_metadata_address_is_refused(
             await http.get(registry.url + MANIFEST)
     assert_hidden(str(caught.value), METADATA_SECRET, *SECRETS)
     assert_hidden(everything(registry.seen), METADATA_SECRET, where="registry")
-    assert_hidden(everything(internet.seen), *SECRETS, where="metadata address")
+    assert internet.seen_at("169.254.169.254") == []  # refused before it was sent
 
 
 @every_transport
@@ -294,7 +296,7 @@ async def test_a_token_request_redirected_to_the_metadata_address_as_one_number_
             await http.get(registry.url + MANIFEST)
     assert_hidden(str(caught.value), METADATA_SECRET, *SECRETS)
     assert_hidden(everything(registry.seen), METADATA_SECRET, where="registry")
-    assert_hidden(everything(internet.seen), *SECRETS, where="metadata address")
+    assert internet.seen_at("2852039166") == []  # refused before it was sent
 
 
 @pytest.mark.parametrize(
@@ -314,3 +316,26 @@ async def test_a_loopback_registry_written_in_shorthand_keeps_its_loopback_realm
         response = await http.get(f"http://127.1:{registry.port}" + MANIFEST)
     assert response.status_code == 200
     assert [s.path for s in realm.seen] == ["/token"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # aiohttp runs under asyncio only
+async def test_the_middleware_refuses_a_redirect_hop_inward_before_it_is_sent(
+    environ: pytest.MonkeyPatch, registry: Server, realm: Server, internet: FakeInternet
+) -> None:
+    """The aiohttp middleware checks every hop of a token request with a per-request
+    middleware, before aiohttp sends it."""
+    import aiohttp
+
+    from asyncauth.aiohttp import RegistryAuthMiddleware
+
+    metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/role"
+    registry.route("/v2/", token_registry(realm.url + "/token"))
+    realm.route("/token", redirect(metadata, 307))
+    environ.setenv("HTTP_PROXY", internet.url)
+    environ.setenv("NO_PROXY", "127.0.0.1")
+    middleware = RegistryAuthMiddleware(Chain([Fixed(CREDENTIALS["basic"])]))
+    async with aiohttp.ClientSession(middlewares=(middleware,), trust_env=True) as session:
+        with pytest.raises(InsecureTransportError, match="link-local"):
+            async with session.get(registry.url + MANIFEST):
+                pass
+    assert internet.seen_at("169.254.169.254") == []

@@ -8,6 +8,8 @@ POST body (#5), or the Docker config's ``HttpHeaders``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -127,3 +129,40 @@ def test_docker_config_headers_stay_home_with_the_sync_client_too(
     assert response.content == b"blob"
     assert registry.seen[-1].headers.get("x-meta") == HEADER_VALUE
     assert_hidden(everything(elsewhere.seen), HEADER_VALUE, where="redirect target")
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+async def test_a_refresh_token_is_not_replayed_by_a_307_whatever_the_transport(
+    module: str,
+) -> None:
+    """#5 on a transport that reads request bodies into memory (``request.read()``, as
+    ``httpx.MockTransport`` does): httpx then keeps the body as a replayable copy, and its
+    redirect carried the refresh token to the other origin. The token request now keeps its
+    one-shot body whoever reads it. A hand-built client, so no hook of ours is involved."""
+    import importlib
+
+    http = importlib.import_module(module)
+    auth_class = RegistryAuth
+    if module == "httpx2":
+        from asyncauth.httpx2 import RegistryAuth as auth_class  # type: ignore[assignment]
+    bodies: dict[str, list[bytes]] = {}
+
+    def handler(request: Any) -> Any:
+        host = request.url.host
+        bodies.setdefault(host, []).append(request.read())
+        if host == "registry.example.com":
+            challenge = 'Bearer realm="https://auth.example.com/token",service="s"'
+            return http.Response(401, headers={"WWW-Authenticate": challenge})
+        if host == "auth.example.com":
+            return http.Response(307, headers={"Location": "https://steal.example.net/t"})
+        return http.Response(200, json={"token": "stolen-TOKEN"})
+
+    auth = auth_class(Chain([Fixed(Credential(identity_token=IDENTITY_TOKEN))]))
+    transport = http.MockTransport(handler)
+    async with http.AsyncClient(transport=transport, auth=auth, follow_redirects=True) as client:
+        with pytest.raises((AsyncAuthError, http.HTTPError)) as caught:
+            await client.get("https://registry.example.com" + MANIFEST)
+    assert_hidden(str(caught.value), IDENTITY_TOKEN)
+    assert IDENTITY_TOKEN in bodies["auth.example.com"][0].decode()  # it went where it belongs
+    stolen = b"".join(bodies.get("steal.example.net", []))
+    assert IDENTITY_TOKEN.encode() not in stolen
