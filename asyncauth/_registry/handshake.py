@@ -138,19 +138,21 @@ class Errand:
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline - _TOLERANCE
 
-    def end(self, error: BaseException | None) -> None:
-        """Settle what is still held when the flow ends (normally, failing, or closed)."""
+    def end(self, error: BaseException | None) -> TokenLead | None:
+        """Settle what is still held when the flow ends (normally, failing, or closed); the
+        token duty it ended, whose fleet lease (if any) the caller gives back."""
         if self.challenge is not None:
             self.challenge.abandon()  # waiters look again: their own requests may fare better
             self.challenge = None
         lead, self.token = self.token, None
         if lead is None:
-            return
+            return None
         shared = self._shared(error)
         if shared is None:
-            lead.abandon()  # cancelled: a waiter takes over (a fleet's lease runs out by itself)
+            lead.abandon()  # cancelled: a waiter takes over
         else:
             lead.fail(shared)
+        return lead
 
     def _shared(self, error: BaseException | None) -> Exception | None:
         """What waiters for this request's token should raise; ``None`` to let one take over."""
@@ -257,12 +259,19 @@ class Handshake:
                 except Exception as exc:
                     error = exc
         except BaseException as exc:
-            errand.end(exc)
+            await self._settle(errand, exc)
             raise
         else:
-            errand.end(None)
+            await self._settle(errand, None)
         finally:
             flow.close()
+
+    async def _settle(self, errand: Errand, error: BaseException | None) -> None:
+        """End what ``errand`` still holds; give the fleet's lease back at once after a fetch
+        that did not end in a token, so that another process may try now."""
+        lead = errand.end(error)
+        if lead is not None:
+            await self.tokens.release(lead)
 
     async def perform(self, effect: Effect, errand: Errand) -> Any:
         """Carry out one effect that sends nothing."""
