@@ -172,15 +172,17 @@ class RedisTokenStore:
         older ones stale for this store object.
         """
         where = self._keys(name)[0]
+        warnings = self._sealer.warnings
         try:
             value = await self._run("getrange", where, 0, MAX_VALUE)
         except StoreUnavailable as exc:
             if not exc.wrong_type:
                 raise
-            value = b"not a string"  # a hash, a list...: written by someone else; logged below
+            text = "a value in the shared token store holds another type than a string; a miss"
+            warnings.warning("type", where, text)
+            return None
         if not value:
             return None
-        warnings = self._sealer.warnings
         if len(value) > MAX_VALUE:
             text = "a value in the shared token store is larger than %d bytes; a miss, not read"
             warnings.warning("size", where, text, MAX_VALUE)

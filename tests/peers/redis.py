@@ -53,8 +53,9 @@ class RedisServer:
         self.port = free_port()
         self.bus_port = free_port()  # the cluster bus (default: port + 10000, maybe taken)
         self.log_path = self.workdir / "redis.log"
-        self.password: str | None = None
-        """What :meth:`cli` authenticates with (set it when ``extra`` has ``--requirepass``)."""
+        required = self.extra.index("--requirepass") + 1 if "--requirepass" in self.extra else 0
+        self.password: str | None = self.extra[required] if required else None
+        """What :meth:`cli` authenticates with: the ``--requirepass`` in ``extra``."""
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -342,8 +343,6 @@ class RedisSentinels:
         self.master = RedisServer(workdir / "master", tls=tls, extra=auth + tls_replication)
         self.replica = RedisServer(workdir / "replica", tls=tls, extra=auth + tls_replication)
         self.replica.extra += ["--replicaof", "127.0.0.1", str(self.master.port)]
-        for server in (self.master, self.replica):
-            server.password = password
         self.sentinels = [
             Sentinel(workdir / f"sentinel-{i}", self.master, service) for i in range(sentinels)
         ]
