@@ -161,7 +161,12 @@ class RedisTokenStore:
             with anyio.fail_after(self.timeout):
                 return await getattr(client, command)(*args, **kwargs)
         except Exception as exc:
-            raise unavailable(self._url, exc) from None
+            error = unavailable(self._url, exc)
+            if self._url.cluster and not error.wrong_type:
+                # coredis keeps a dead master's slots in its layout (only MOVED answers refresh
+                # it): a new client learns the layout afresh, the promoted replica included.
+                self._clients.discard()
+            raise error from None
 
     async def read(self, name: str) -> Opened | None:
         """The value under ``name`` and its generation, or ``None``: absent, larger than

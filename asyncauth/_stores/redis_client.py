@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Final
@@ -132,7 +133,9 @@ class _SentinelPrimary:
             db=url.db,
             **common,
         )
+        self._service = url.service
         self._primary = self._sentinel.primary_for(url.service)
+        self._not_found = coredis.exceptions.PrimaryNotFoundError
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> _SentinelPrimary:
@@ -147,5 +150,24 @@ class _SentinelPrimary:
     ) -> bool | None:
         return await self._stack.__aexit__(kind, exc, tb)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._primary, name)
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        command = getattr(self._primary, name)
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await command(*args, **kwargs)
+            except self._not_found as exc:
+                error = exc
+            raise await self._why(error)  # outside the except: keeps the error's own cause
+
+        return run
+
+    async def _why(self, exc: Exception) -> Exception:
+        """Why no sentinel named a master: coredis drops each sentinel's error (refused,
+        TLS...); asking the first sentinel again brings its error back for the warning."""
+        for sentinel in self._sentinel.sentinels[:1]:
+            try:
+                await sentinel.sentinel_get_master_addr_by_name(self._service)
+            except Exception as error:  # the cause to show, whatever it is
+                return error
+        return exc

@@ -267,10 +267,11 @@ class Sentinel(RedisServer):
     """One ``redis-sentinel`` watching ``master`` as ``service`` (its config file is its own:
     sentinels rewrite it with what they learn)."""
 
-    def __init__(self, workdir: Path, master: RedisServer, service: str) -> None:
+    def __init__(self, workdir: Path, master: RedisServer, service: str, quorum: int) -> None:
         super().__init__(workdir, tls=master.tls)
         self.master = master
         self.service = service
+        self.quorum = quorum
 
     def _argv(self) -> list[str]:
         config = self.workdir / "sentinel.conf"
@@ -279,7 +280,7 @@ class Sentinel(RedisServer):
             lines += [f"port {self.port}"] if self.tls is None else self._tls_lines()
             service, master = self.service, self.master
             lines += [
-                f"sentinel monitor {service} 127.0.0.1 {master.port} 2",
+                f"sentinel monitor {service} 127.0.0.1 {master.port} {self.quorum}",
                 f"sentinel down-after-milliseconds {service} 1000",
                 f"sentinel failover-timeout {service} 10000",
             ]
@@ -319,7 +320,8 @@ class Sentinel(RedisServer):
 
 class RedisSentinels:
     """A master, a replica and three ``redis-sentinel`` processes (quorum 2) watching them as
-    ``service``: the smallest real Sentinel deployment that can fail over.
+    ``service``: the smallest real Sentinel deployment that can fail over (``sentinels=1``: one
+    that cannot, for tests that need no failover).
 
     ``password``: the master and the replica require it (the sentinels do not: the URL's
     password is the servers', as in kombu and django-redis). ``tls``: everything serves TLS
@@ -344,7 +346,8 @@ class RedisSentinels:
         self.replica = RedisServer(workdir / "replica", tls=tls, extra=auth + tls_replication)
         self.replica.extra += ["--replicaof", "127.0.0.1", str(self.master.port)]
         self.sentinels = [
-            Sentinel(workdir / f"sentinel-{i}", self.master, service) for i in range(sentinels)
+            Sentinel(workdir / f"sentinel-{i}", self.master, service, min(2, sentinels))
+            for i in range(sentinels)
         ]
         self.servers = {self.master.port: self.master, self.replica.port: self.replica}
 
