@@ -10,12 +10,14 @@ again.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ._assertions import assert_hidden
 from ._fleet import MODES, Worker, finish, new_key, start_fleet, store_environ
 from ._secrets import secret
 from .peers.accounts import PeerAccounts
@@ -99,6 +101,9 @@ def test_a_sentinel_failover_mid_run_fails_no_request_and_the_fleet_shares_throu
     # One outage in each process, and one "answers again" once the new master serves.
     assert [result["store_failed"] for result in results] == [1] * 8
     assert [result["store_back"] for result in results] == [1] * 8
+    warnings = json.dumps([result["warnings"] for result in results])
+    assert "Unable to establish a connection to 127.0.0.1" in warnings  # the cause, named
+    assert_hidden(warnings, password, where="the workers' warnings")
 
 
 def test_a_cluster_master_killed_mid_run_fails_no_request_and_its_replica_takes_its_slots(
