@@ -1,8 +1,10 @@
-"""Configuring a fleet's store: URLs, keys and the environment (no Redis needed here)."""
+"""Configuring a fleet's store: URLs, keys and the environment; the sealed format and its
+generations (no Redis needed here)."""
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 
 import pytest
@@ -22,7 +24,7 @@ from asyncauth import (
 from asyncauth._chain import Chain
 from asyncauth._stores.credentials import decode, encode
 from asyncauth._stores.redis_url import parse_redis_url
-from asyncauth._stores.sealing import encryption_key
+from asyncauth._stores.sealing import Generations, Sealer, Throttled, encryption_key
 
 from ._assertions import assert_hidden
 from ._fakes import Fixed
@@ -41,12 +43,29 @@ def test_urls_of_servers_and_clusters() -> None:
     assert (cluster.cluster, cluster.namespace, cluster.lease_time) == (True, "ci", 5.0)
 
 
+def test_sentinel_urls_name_the_sentinels_the_service_and_the_database() -> None:
+    url = parse_redis_url(f"redis+sentinel://bot:{SECRET}@s1,s2:5000,[::1]/cache/2", what="X")
+    assert url.nodes == (("s1", 26379), ("s2", 5000), ("[::1]", 26379))  # sentinels' port
+    assert (url.service, url.db, url.tls, url.cluster) == ("cache", 2, False, False)
+    assert (url.username, url.password) == ("bot", SECRET)
+    assert str(url) == "redis+sentinel://bot@s1:26379,s2:5000,[::1]:26379/cache/2"
+    tls = parse_redis_url("rediss+sentinel://s1/cache?ca_file=/ca.pem&timeout=1", what="X")
+    assert (tls.tls, tls.service, tls.db, tls.ca_file) == (True, "cache", 0, "/ca.pem")
+    assert str(tls) == "rediss+sentinel://s1:26379/cache/0"
+    assert parse_redis_url("redis://h/3", what="X").service is None
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
         ("http://host", "must be a redis://"),
         ("redis://", "names no host"),
-        ("redis://a,b", "several hosts need a redis+cluster:// URL"),
+        ("redis://a,b", "several hosts need a redis+cluster:// or +sentinel:// URL"),
+        ("redis+sentinel://s1,s2", "names no Sentinel service: the path is /SERVICE[/db]"),
+        ("redis+sentinel://s1/", "names no Sentinel service"),
+        ("redis+sentinel://s1/a:b", "'a:b' is not a Sentinel service name"),
+        ("redis+sentinel://s1/cache/x", "the path must be a database number, not 'x'"),
+        ("redis+sentinel://s1/cache?ca_file=/x", "option ca_file needs TLS"),
         ("redis+cluster://a/1", "database 0 only"),
         ("redis://host:99999", "'99999' is not a port number"),
         ("redis://host/x", "database number"),
@@ -66,7 +85,22 @@ def test_malformed_urls_name_the_variable_and_the_fault(url: str, message: str) 
 
 _url_part = st.text(
     st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12
-) | st.sampled_from(["redis://", "rediss+cluster://", "@", ":", "/", "?", "&", "=", ",", "[", "]"])
+) | st.sampled_from(
+    [
+        "redis://",
+        "rediss+cluster://",
+        "redis+sentinel://",
+        "@",
+        ":",
+        "/",
+        "?",
+        "&",
+        "=",
+        ",",
+        "[",
+        "]",
+    ]
+)
 
 
 @given(st.lists(_url_part, max_size=8).map("".join), st.sampled_from(["", ":", "/", "?", "@"]))
@@ -200,3 +234,81 @@ def test_without_coredis_the_store_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(__import__("sys").modules, "coredis", None)
     with pytest.raises(ConfigError, match=r"pip install 'asyncauth\[redis\]'"):
         RedisTokenStore("redis://127.0.0.1", encryption_key=os.urandom(32))
+
+
+def test_the_environment_configures_a_sentinel_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"redis+sentinel://:{SECRET}@127.0.0.1:1,127.0.0.1:2/fleet/1?namespace=s"
+    monkeypatch.setenv("ASYNCAUTH_TOKEN_STORE", url)
+    monkeypatch.setenv("ASYNCAUTH_TOKEN_STORE_KEY", KEY)
+    store = RegistryAuth().token_store
+    assert isinstance(store, RedisTokenStore)
+    assert repr(store) == (
+        "RedisTokenStore('redis+sentinel://127.0.0.1:1,127.0.0.1:2/fleet/1', namespace='s')"
+    )
+
+
+_KEY = b"k" * 32
+_WHERE = "asyncauth:t:" + "0" * 64
+
+
+@given(st.binary(max_size=120), st.integers(0, 2**64 - 1))
+def test_a_sealed_value_keeps_its_generation_and_opens_only_unchanged(
+    plaintext: bytes, generation: int
+) -> None:
+    sealer = Sealer(_KEY, "asyncauth")
+    sealed = sealer.seal(_WHERE, plaintext, generation)
+    opened = sealer.open(_WHERE, sealed)
+    assert opened is not None
+    assert (opened.plaintext, opened.generation) == (plaintext, generation)
+    for index in (0, 1, 8, 9, len(sealed) - 1):  # the format, the generation, nonce, tag
+        changed = bytearray(sealed)
+        changed[index] ^= 1
+        assert sealer.open(_WHERE, bytes(changed)) is None
+    assert sealer.open(_WHERE.replace(":t:0", ":t:1"), sealed) is None  # moved
+    insecure = Sealer(None, "asyncauth")
+    clear = insecure.seal(_WHERE, plaintext, generation)
+    assert insecure.open(_WHERE, clear) == opened
+    assert sealer.open(_WHERE, clear) is None  # an encrypting store never takes clear text
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_open_to_a_value_or_a_miss_never_an_error(value: bytes) -> None:
+    assert Sealer(_KEY, "asyncauth").open(_WHERE, value) is None  # nothing forges the tag
+    opened = Sealer(None, "asyncauth").open(_WHERE, value)
+    assert opened is None or (value[:1] == b"\x82" and opened.plaintext == value[9:])
+
+
+def test_generations_refuse_replays_and_refused_values_and_seal_past_both() -> None:
+    now = [1000.0]
+    generations = Generations(maxsize=2, clock=lambda: now[0])
+    assert generations.next("a") == 1_000_000  # milliseconds of the clock
+    generations.saw("a", 2_000_000)  # a machine whose clock is ahead wrote it
+    assert generations.current("a", 2_000_000)  # the same value, read again
+    assert not generations.current("a", 1_999_999)  # an older one written back
+    assert generations.next("a") == 2_000_001  # never behind what was seen
+    generations.refused("a", 2_000_000)
+    assert not generations.current("a", 2_000_000)
+    assert generations.current("a", 2_000_001)
+    assert generations.current("b", 0)  # nothing seen: anything goes
+    generations.saw("b", 5)
+    generations.saw("c", 5)  # past maxsize: the least recently used name ("a") is forgotten
+    assert not generations.current("b", 4)
+    assert generations.current("a", 1)
+
+
+def test_a_warning_about_one_name_is_logged_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    throttled = Throttled(every=60.0, maxsize=2)
+    for _ in range(50):
+        throttled.warning("open", "n1", "bad value %s", "n1")
+    throttled.warning("size", "n1", "large value")  # another kind: its own warning
+    throttled.warning("open", "n2", "bad value %s", "n2")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "bad value n1",
+        "large value",
+        "bad value n2",
+    ]
+    throttled.every = 0.0
+    throttled.warning("open", "n1", "again")
+    assert caplog.records[-1].getMessage() == "again"

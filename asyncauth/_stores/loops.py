@@ -112,6 +112,15 @@ class LoopClients(Generic[C]):
             owner.ready.set()
             owner.done.set()
 
+    def discard(self) -> None:
+        """Drop this loop's client (it closes in the background): the next :meth:`get` builds
+        another. For a client whose state went stale (a cluster layout naming a dead node)."""
+        key = id(anyio.lowlevel.current_token().native_token)
+        with self._lock:
+            owner = self._owners.pop(key, None)
+        if owner is not None:
+            owner.stop.set()
+
     async def aclose(self) -> None:
         """Close the clients: this loop's at once (waited for), the others' by signal."""
         here = id(anyio.lowlevel.current_token().native_token)

@@ -1,9 +1,18 @@
-"""``RedisTokenStore``: the token store of a fleet, on Redis or Redis Cluster through coredis.
+"""``RedisTokenStore``: the token store of a fleet, on Redis, Redis Cluster or Redis Sentinel,
+through coredis.
 
 Each value is one Redis string under ``<namespace>:t:<hmac>`` with a ``PX`` expiry (the token's
-own lifetime less the margin), each lease one string under ``<namespace>:l:<hmac>`` set with
-``NX PX`` to a random owner token and deleted by a compare-and-delete script, so a process only
-ever gives back its own lease. Single-key commands only: every one of them works on a cluster.
+own lifetime less the margin), each lease one string under ``<namespace>:l:<hmac>`` holding a
+random owner token and deleted by a compare-and-delete script, so a process only ever gives back
+its own lease. Single-key commands only: every one of them works on a cluster.
+
+Whoever else can write to the Redis is not trusted (see docs/fleet.md, threat model):
+
+* values are read with ``GETRANGE 0 MAX_VALUE``: one larger than :data:`MAX_VALUE` is a miss,
+  and no more than that is ever copied or decrypted, however large the string in Redis;
+* a lease is taken by a script that also takes over a lease without an expiry, or with a longer
+  one than a lease lasts: nobody can stall the fleet's cold misses with a lease set by hand;
+* a value older than one this store object already saw under its name is a miss (a replay).
 
 coredis is imported when the first client is built, never by the core; a client is opened per
 event loop by :class:`~asyncauth._stores.loops.LoopClients` (the sync clients' calls run on the
@@ -27,8 +36,10 @@ import anyio.to_thread
 
 from .._errors import ConfigError
 from .loops import LoopClients
+from .redis_client import build_client, import_coredis, tls_context, unavailable
 from .redis_url import NAMESPACE, RedisURL, parse_redis_url
-from .sealing import Sealer, encryption_key
+from .sealing import Generations, Opened, Sealer, encryption_key
+from .shared import StoreUnavailable
 
 log = logging.getLogger("asyncauth.tokens")
 
@@ -36,32 +47,31 @@ DEFAULT_TIMEOUT: Final = 2.0
 """Seconds one Redis command may take (opening a loop's client may take twice that)."""
 DEFAULT_LEASE: Final = 10.0
 """Seconds a fetching process holds a lease (see :data:`asyncauth._stores.shared.SHARED_LEASE`)."""
-EXTRA: Final = "redis"
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+MAX_VALUE: Final = 64 * 1024
+"""Bytes of the largest value read from Redis (a sealed token is about 100 to a few thousand
+bytes); a larger one is a miss, read no further than this."""
+_RELEASE: Final = (
+    "if redis.pcall('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
     "else return 0 end"
 )
-
-
-def _import_coredis() -> Any:
-    try:
-        import coredis
-        import coredis.exceptions
-        import coredis.retry
-        import coredis.tokens
-    except ImportError:
-        raise ConfigError(
-            f"RedisTokenStore needs coredis: pip install 'asyncauth[{EXTRA}]'"
-        ) from None
-    return coredis
+_LEASE: Final = """
+local ttl = redis.call('pttl', KEYS[1])
+if ttl >= 0 and ttl <= tonumber(ARGV[2]) then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
+if ttl == -2 then return 1 end
+return 2
+"""
+"""Take the lease unless someone holds it for at most a lease time: a lease without an expiry
+(PTTL -1), or with a longer one, was not set by a fleet's process and is taken over (2)."""
 
 
 class RedisTokenStore:
     """A :class:`~asyncauth.TokenStore` on Redis: many processes and machines, one token fetch
     per scope (and one cloud call per registry, for the resolvers that opt in).
 
-    ``url`` is ``redis://``, ``rediss://`` (TLS), ``redis+cluster://`` or ``rediss+cluster://``
-    (see docs/fleet.md for its options). ``encryption_key`` is 32 random bytes, or their base64
+    ``url`` is ``redis://``, ``rediss://`` (TLS), ``redis+cluster://``, ``rediss+cluster://``,
+    ``redis+sentinel://`` or ``rediss+sentinel://`` (see docs/fleet.md for its forms and
+    options). ``encryption_key`` is 32 random bytes, or their base64
     text, shared by the whole fleet: names are HMACs and values AES-GCM under keys derived from
     it. ``encryption_key=None`` is refused unless ``insecure_plaintext=True`` says, in so many
     words, that tokens may lie in Redis in clear. ``namespace`` prefixes every key;
@@ -87,7 +97,7 @@ class RedisTokenStore:
         insecure_plaintext: bool = False,
     ) -> None:
         if importlib.util.find_spec("coredis") is None:
-            _import_coredis()
+            import_coredis()
         self._url: RedisURL = parse_redis_url(url, what="RedisTokenStore url")
         key = None if encryption_key is None else _key(encryption_key, "encryption_key")
         self.namespace = namespace or self._url.namespace or "asyncauth"
@@ -98,7 +108,7 @@ class RedisTokenStore:
         ca = ca_file if ca_file is not None else self._url.ca_file
         if (ca is not None or ssl_context is not None) and not self._url.tls:
             raise ConfigError("RedisTokenStore: ca_file and ssl_context need a rediss:// URL")
-        self._ssl = _tls_context(ca, ssl_context) if self._url.tls else None
+        self._ssl = tls_context(ca, ssl_context) if self._url.tls else None
         if key is None and not insecure_plaintext:
             raise ConfigError(
                 "RedisTokenStore: encryption_key is missing: a shared store keeps tokens "
@@ -110,6 +120,8 @@ class RedisTokenStore:
             log.warning("RedisTokenStore %s keeps tokens in clear (insecure_plaintext)", self._url)
         self._clients: LoopClients[Any] = LoopClients(self._client, name="asyncauth-redis")
         self._leases: dict[str, str] = {}
+        self.generations = Generations()
+        """The newest generation seen and refused per name (see :meth:`read`)."""
 
     @classmethod
     def from_environment(cls, url: str, key: str, *, what: str, key_what: str) -> RedisTokenStore:
@@ -122,22 +134,7 @@ class RedisTokenStore:
 
     def _client(self) -> Any:
         """A coredis client for this store (built in the loop that will enter it)."""
-        coredis = _import_coredis()
-        url = self._url
-        common: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "connect_timeout": self.timeout,
-            "stream_timeout": self.timeout,
-            "ssl_context": self._ssl,
-            "retry_policy": coredis.retry.NoRetryPolicy(),
-            "decode_responses": False,
-        }
-        if url.cluster:
-            nodes = [{"host": host.strip("[]"), "port": port} for host, port in url.nodes]
-            return coredis.RedisCluster(startup_nodes=nodes, **common)
-        host, port = url.nodes[0]
-        return coredis.Redis(host.strip("[]"), port, db=url.db, **common)
+        return build_client(self._url, timeout=self.timeout, ssl_context=self._ssl)
 
     def name(self, material: bytes) -> str:
         return f"{self.namespace}:{self._sealer.digest(material)}"
@@ -150,40 +147,90 @@ class RedisTokenStore:
         return f"{prefix}:t:{digest}", f"{prefix}:l:{digest}"
 
     async def _run(self, command: str, *args: Any, **kwargs: Any) -> Any:
-        """One command on this loop's client, bounded; any failure as one ``ConnectionError``.
+        """One command on this loop's client, bounded; any failure as one
+        :class:`StoreUnavailable` that says why, without a secret.
 
         The first call of a process imports coredis first, in a worker thread (it takes most of
         a second, which must neither block the loop nor count against the command's bound).
         """
         if "coredis.tokens" not in sys.modules:
-            await anyio.to_thread.run_sync(_import_coredis, abandon_on_cancel=True)
+            await anyio.to_thread.run_sync(import_coredis, abandon_on_cancel=True)
         try:
             with anyio.fail_after(2 * self.timeout):
                 client = await self._clients.get()
             with anyio.fail_after(self.timeout):
                 return await getattr(client, command)(*args, **kwargs)
         except Exception as exc:
-            raise _unavailable(self._url, exc) from None
+            error = unavailable(self._url, exc)
+            if self._url.cluster and not error.wrong_type:
+                # coredis keeps a dead master's slots in its layout (only MOVED answers refresh
+                # it): a new client learns the layout afresh, the promoted replica included.
+                self._clients.discard()
+            raise error from None
+
+    async def read(self, name: str) -> Opened | None:
+        """The value under ``name`` and its generation, or ``None``: absent, larger than
+        :data:`MAX_VALUE`, not a string, not opening, or older than one already seen here.
+
+        What a caller that checks generations itself needs (:meth:`get` is this, without the
+        generation); :attr:`generations` ``.refused(name, generation)`` makes a value and the
+        older ones stale for this store object.
+        """
+        where = self._keys(name)[0]
+        warnings = self._sealer.warnings
+        try:
+            value = await self._run("getrange", where, 0, MAX_VALUE)
+        except StoreUnavailable as exc:
+            if not exc.wrong_type:
+                raise
+            text = "a value in the shared token store holds another type than a string; a miss"
+            warnings.warning("type", where, text)
+            return None
+        if not value:
+            return None
+        if len(value) > MAX_VALUE:
+            text = "a value in the shared token store is larger than %d bytes; a miss, not read"
+            warnings.warning("size", where, text, MAX_VALUE)
+            return None
+        opened = self._sealer.open(where, bytes(value))
+        if opened is not None and not self.generations.current(name, opened.generation):
+            text = "a value in the shared token store is older than one already seen (replayed?)"
+            warnings.warning("replay", where, text + "; a miss")
+            return None
+        if opened is not None:
+            self.generations.saw(name, opened.generation)
+        return opened
 
     async def get(self, name: str) -> bytes | None:
-        where = self._keys(name)[0]
-        value = await self._run("get", where)
-        if not isinstance(value, bytes):
-            return None
-        return self._sealer.open(where, value)
+        opened = await self.read(name)
+        return None if opened is None else opened.plaintext
 
-    async def set(self, name: str, value: bytes, ttl: float) -> None:
+    async def set(
+        self, name: str, value: bytes, ttl: float, *, generation: int | None = None
+    ) -> None:
+        """Keep ``value`` for ``ttl`` seconds; sealed with ``generation`` (default: the next one
+        for ``name``, see :class:`~asyncauth._stores.sealing.Generations`)."""
         where = self._keys(name)[0]
         milliseconds = int(ttl * 1000)
-        if milliseconds > 0:
-            await self._run("set", where, self._sealer.seal(where, value), px=milliseconds)
+        if milliseconds <= 0:
+            return
+        generation = self.generations.next(name) if generation is None else generation
+        sealed = self._sealer.seal(where, value, generation)
+        if len(sealed) > MAX_VALUE:
+            text = "a token of %d bytes is over the shared store's limit (%d); not shared"
+            self._sealer.warnings.warning("size", where, text, len(sealed), MAX_VALUE)
+            return
+        await self._run("set", where, sealed, px=milliseconds)
+        self.generations.saw(name, generation)
 
     async def lease(self, name: str, ttl: float) -> bool:
         where = self._keys(name)[1]
         owner = secrets.token_hex(16)
-        tokens = _import_coredis().tokens
         milliseconds = max(1, int(ttl * 1000))
-        got = await self._run("set", where, owner, condition=tokens.PureToken.NX, px=milliseconds)
+        got = await self._run("eval", _LEASE, keys=[where], args=[owner, milliseconds])
+        if got == 2:
+            text = "a lease in the shared token store had no expiry, or a longer one; taken over"
+            self._sealer.warnings.warning("lease", where, text)
         if got:
             self._leases[name] = owner
         return bool(got)
@@ -206,22 +253,3 @@ def _seconds(value: float, what: str) -> float:
 
 def _key(value: bytes | str, what: str) -> bytes:
     return encryption_key(value, what=what)
-
-
-def _tls_context(ca: str | os.PathLike[str] | None, given: ssl.SSLContext | None) -> ssl.SSLContext:
-    """What a ``rediss://`` server's certificate is checked against (hostname included)."""
-    if given is not None:
-        return given
-    try:
-        return ssl.create_default_context(cafile=None if ca is None else os.fspath(ca))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"RedisTokenStore: CA file {os.fspath(ca or '')}: {exc}") from None
-
-
-def _unavailable(url: RedisURL, exc: BaseException) -> ConnectionError:
-    """A failure as one secret-free ``ConnectionError``: coredis raises ``ExceptionGroup`` for a
-    server that is down (its pool's task group), ``TimeoutError``, ``RedisError``..."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    kind = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
-    return ConnectionError(f"Redis at {url}: {kind}")

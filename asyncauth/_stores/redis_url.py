@@ -1,9 +1,14 @@
-"""Where a Redis token store is: ``redis://``, ``rediss://`` and their ``+cluster`` forms.
+"""Where a Redis token store is: ``redis://``, ``rediss://`` and their ``+cluster`` and
+``+sentinel`` forms.
 
 ``[scheme]://[user[:password]@]host[:port][,host[:port]...][/db][?option=value&...]``
+``[scheme]+sentinel://[user[:password]@]host[:port][,host[:port]...]/SERVICE[/db][?...]``
 
 * ``redis`` / ``rediss`` (TLS): one server; ``redis+cluster`` / ``rediss+cluster``: a Redis
-  Cluster, reached through any of the listed nodes (the rest are found from them).
+  Cluster, reached through any of the listed nodes (the rest are found from them);
+  ``redis+sentinel`` / ``rediss+sentinel``: the master Redis Sentinel names ``SERVICE`` (the
+  hosts are sentinels, port 26379 by default; the user and password are the master's, as in
+  kombu and django-redis; TLS applies to the sentinels and the master alike).
 * ``db``: a database number (servers only; a cluster has database 0 alone).
 * options: ``namespace`` (prefix of every key), ``timeout`` (seconds per Redis call),
   ``lease`` (seconds a fetching process holds the fleet's lease), ``ca_file`` (PEM file of the
@@ -24,27 +29,36 @@ from urllib.parse import unquote
 from .._errors import ConfigError
 
 DEFAULT_PORT: Final = 6379
+SENTINEL_PORT: Final = 26379
 _SCHEMES: Final = {
-    "redis": (False, False),
-    "rediss": (True, False),
-    "redis+cluster": (False, True),
-    "rediss+cluster": (True, True),
+    "redis": (False, ""),
+    "rediss": (True, ""),
+    "redis+cluster": (False, "cluster"),
+    "rediss+cluster": (True, "cluster"),
+    "redis+sentinel": (False, "sentinel"),
+    "rediss+sentinel": (True, "sentinel"),
 }
 _OPTIONS: Final = ("namespace", "timeout", "lease", "ca_file")
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _IPV6 = re.compile(r"\[[0-9A-Fa-f:.]{2,45}\]")
+_SERVICE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 NAMESPACE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_SECONDS: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class RedisURL:
-    """A parsed store URL; ``str()`` is the URL without its password."""
+    """A parsed store URL; ``str()`` is the URL without its password.
+
+    ``service`` is the Sentinel service name (``None``: not Sentinel; then ``nodes`` are
+    servers, not sentinels).
+    """
 
     tls: bool
     cluster: bool
     nodes: tuple[tuple[str, int], ...]
     db: int = 0
+    service: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     namespace: str | None = None
@@ -53,10 +67,11 @@ class RedisURL:
     ca_file: str | None = None
 
     def __str__(self) -> str:
-        scheme = ("rediss" if self.tls else "redis") + ("+cluster" if self.cluster else "")
+        kind = "+cluster" if self.cluster else "+sentinel" if self.service is not None else ""
         user = f"{self.username}@" if self.username else ""
         nodes = ",".join(f"{host}:{port}" for host, port in self.nodes)
-        return f"{scheme}://{user}{nodes}/{self.db}"
+        service = "" if self.service is None else f"{self.service}/"
+        return f"{'rediss' if self.tls else 'redis'}{kind}://{user}{nodes}/{service}{self.db}"
 
 
 def _fail(what: str, problem: str) -> ConfigError:
@@ -74,7 +89,7 @@ class _Shown:
         return repr(part) if part in self._public else instead
 
 
-def _node(text: str, what: str, shown: _Shown) -> tuple[str, int]:
+def _node(text: str, what: str, shown: _Shown, default_port: int) -> tuple[str, int]:
     if text.startswith("["):
         host, _, port_text = text.partition("]")
         host += "]"
@@ -88,7 +103,7 @@ def _node(text: str, what: str, shown: _Shown) -> tuple[str, int]:
         if not _HOST.fullmatch(host):
             raise _fail(what, f"{shown(host, 'a host')} is not a host name or address")
     if port_text == "":
-        return host, DEFAULT_PORT
+        return host, default_port
     if not (port_text.isascii() and port_text.isdigit()):
         # Not even digits: maybe a password whose '@' is missing; never quoted.
         raise _fail(what, "a port is not a number (a password goes before an '@')")
@@ -128,13 +143,31 @@ def _credentials(userinfo: str) -> tuple[str | None, str | None]:
     return unquote(user) or None, (unquote(password) or None) if colon else None
 
 
+def _path(path: str, kind: str, what: str, shown: _Shown) -> tuple[str | None, int]:
+    """The Sentinel service (``None`` for other kinds) and the database number in ``path``."""
+    service = None
+    if kind == "sentinel":
+        service, _, path = path.partition("/")
+        if not service:
+            raise _fail(what, "names no Sentinel service: the path is /SERVICE[/db]")
+        if not _SERVICE.fullmatch(service):
+            name = shown(service, "the service")
+            raise _fail(what, f"{name} is not a Sentinel service name (letters, digits, '_.-')")
+    if not path:
+        return service, 0
+    if not (path.isascii() and path.isdigit()) or len(path) > 9:
+        raise _fail(what, f"the path must be a database number, not {shown(path, 'that')}")
+    if kind == "cluster" and int(path) != 0:
+        raise _fail(what, "a Redis Cluster has database 0 only")
+    return service, int(path)
+
+
 def parse_redis_url(url: str, *, what: str) -> RedisURL:
     """Parse a store URL (see the module docs); ``what`` names it in errors."""
-    schemes = "redis://, rediss://, redis+cluster:// or rediss+cluster://"
     scheme, separator, rest = url.strip().partition("://")
     if not separator or scheme.lower() not in _SCHEMES:
-        raise _fail(what, f"must be a {schemes} URL")
-    tls, cluster = _SCHEMES[scheme.lower()]
+        raise _fail(what, f"must be a {', '.join(f'{s}://' for s in _SCHEMES)} URL")
+    tls, kind = _SCHEMES[scheme.lower()]
     if "#" in rest:
         raise _fail(what, "a store URL has no #fragment")
     shown = _Shown(rest)
@@ -144,16 +177,11 @@ def parse_redis_url(url: str, *, what: str) -> RedisURL:
     username, password = _credentials(userinfo)
     if not netloc:
         raise _fail(what, "names no host")
-    nodes = tuple(_node(part, what, shown) for part in netloc.split(","))
-    if len(nodes) > 1 and not cluster:
-        raise _fail(what, f"several hosts need a {scheme}+cluster:// URL")
-    db = 0
-    if path:
-        if not (path.isascii() and path.isdigit()) or len(path) > 9:
-            raise _fail(what, f"the path must be a database number, not {shown(path, 'that')}")
-        db = int(path)
-        if cluster and db != 0:
-            raise _fail(what, "a Redis Cluster has database 0 only")
+    port = SENTINEL_PORT if kind == "sentinel" else DEFAULT_PORT
+    nodes = tuple(_node(part, what, shown, port) for part in netloc.split(","))
+    if len(nodes) > 1 and not kind:
+        raise _fail(what, f"several hosts need a {scheme}+cluster:// or +sentinel:// URL")
+    service, db = _path(path, kind, what, shown)
     options = _options(query, what, shown)
     namespace = options.get("namespace")
     if namespace is not None and not NAMESPACE.fullmatch(namespace):
@@ -162,9 +190,10 @@ def parse_redis_url(url: str, *, what: str) -> RedisURL:
         raise _fail(what, f"option ca_file needs TLS (rediss://), not {scheme}://")
     return RedisURL(
         tls=tls,
-        cluster=cluster,
+        cluster=kind == "cluster",
         nodes=nodes,
         db=db,
+        service=service,
         username=username,
         password=password,
         namespace=namespace,

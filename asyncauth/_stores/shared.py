@@ -6,7 +6,8 @@ object. That is where the fleet's rules live, once:
 
 * **A failing store is a miss.** Every call is bounded by :data:`SHARED_TIMEOUT`; an exception or
   a timeout makes the caller fetch for itself. The first failure warns (once per outage, however
-  many auths and chains share the store); for :data:`RETRY_AFTER_FAILURE` seconds after a
+  many auths and chains share the store) and says why when the store said so safely (a
+  :class:`StoreUnavailable`); for :data:`RETRY_AFTER_FAILURE` seconds after a
   failure the store is not asked at all, so an outage costs requests nothing but the direct
   fetch, and the first call after that pause probes it. Recovery is logged.
 * **Fleet-wide single flight.** :meth:`SharedStore.claim` answers a value some process stored,
@@ -45,6 +46,21 @@ RETRY_AFTER_FAILURE: Final = 1.0
 """Seconds a store that failed is left alone before one call probes it again."""
 _POLL: Final = 0.01
 _MAX_POLL: Final = 0.1
+
+
+class StoreUnavailable(ConnectionError):
+    """A store failed; ``cause`` says why in words the store made safe to log (no password, no
+    key, no value): the warning shows it. Any other exception is shown by its type alone, since
+    nobody vouches for its message.
+
+    ``wrong_type``: the failure was a value of another type under the name (something else
+    wrote it); the reader makes that a miss rather than an outage.
+    """
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.wrong_type = False
 
 
 class _Failed:
@@ -115,7 +131,7 @@ class SharedStore:
         if first:
             log.warning(
                 "shared token store failed (%s); fetching tokens directly until it answers: %r",
-                type(exc).__name__,
+                exc.cause if isinstance(exc, StoreUnavailable) else type(exc).__name__,
                 self.store,
             )
 
