@@ -75,7 +75,10 @@ class Resolver(Protocol):
 
     name: str
 
-    async def resolve(self, resource: Resource) -> Credential | None: ...
+    async def resolve(self, resource: Resource) -> Credential | None:
+        """The credential for ``resource``, an anonymous one to stop the chain (a decision),
+        or ``None`` to let the next source answer."""
+        ...
 
 
 @runtime_checkable
@@ -111,7 +114,9 @@ class Explaining(Protocol):
     """A resolver that can say, without secrets, why it matched."""
 
     @abstractmethod
-    def explain(self, resource: Resource) -> str | None: ...
+    def explain(self, resource: Resource) -> str | None:
+        """Why it matched ``resource`` (which key, file or variable), for ``asyncauth explain``
+        and the trace; ``None`` when it has nothing to add. Never a secret."""
 
 
 @runtime_checkable
@@ -126,7 +131,8 @@ class HeaderSource(Protocol):
     """A source of headers for every registry request (Docker config ``HttpHeaders``)."""
 
     @abstractmethod
-    async def http_headers(self) -> Mapping[str, str]: ...
+    async def http_headers(self) -> Mapping[str, str]:
+        """The headers to add to every registry request (never ``Authorization``)."""
 
 
 @runtime_checkable

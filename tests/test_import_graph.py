@@ -174,6 +174,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "asyncauth._media_types",
             "asyncauth._singleflight",
             "asyncauth._groups",
+            "asyncauth._error_body",
             "asyncauth._compat",
             "asyncauth._version",
         ),

@@ -134,6 +134,8 @@ class RegistryAuthBase:
     def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """httpx's entry point for ``AsyncClient``: the warm path when the request's route is
+        known, else the flow, its effects run in the caller's task."""
         route = self._warm(request)
         if route is None:
             call = self._call(request)
@@ -141,6 +143,8 @@ class RegistryAuthBase:
         return self._warm_async(request, route)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        """httpx's entry point for ``Client``: the warm path, else the flow, its effects run on
+        the background event loop while this thread sends the requests."""
         route = self._warm(request)
         if route is None:
             call = self._call(request)

@@ -36,9 +36,11 @@ class MemoryTokenStore:
         return f"MemoryTokenStore({len(self._values)} values)"
 
     def name(self, material: bytes) -> str:
+        """An HMAC of ``material`` with this store's random key."""
         return hmac.new(self._key, material, hashlib.sha256).hexdigest()
 
     async def get(self, name: str) -> bytes | None:
+        """The value under ``name`` while it is fresh, else ``None``."""
         self.gets += 1
         item = self._values.get(name)
         if item is None or item[0] <= time.monotonic():
@@ -47,10 +49,12 @@ class MemoryTokenStore:
         return item[1]
 
     async def set(self, name: str, value: bytes, ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds (not at all when ``ttl <= 0``)."""
         if ttl > 0:
             self._values[name] = (time.monotonic() + ttl, value)
 
     async def lease(self, name: str, ttl: float) -> bool:
+        """Take the lease on ``name`` for ``ttl`` seconds unless another holds it."""
         now = time.monotonic()
         if self._leases.get(name, 0.0) > now:
             return False
@@ -58,4 +62,5 @@ class MemoryTokenStore:
         return True
 
     async def release(self, name: str) -> None:
+        """Give the lease on ``name`` back."""
         self._leases.pop(name, None)

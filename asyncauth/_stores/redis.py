@@ -137,6 +137,7 @@ class RedisTokenStore:
         return build_client(self._url, timeout=self.timeout, ssl_context=self._ssl)
 
     def name(self, material: bytes) -> str:
+        """``namespace:HMAC(material)``: the name shows nothing of the credential it is for."""
         return f"{self.namespace}:{self._sealer.digest(material)}"
 
     def _keys(self, name: str) -> tuple[str, str]:
@@ -202,6 +203,8 @@ class RedisTokenStore:
         return opened
 
     async def get(self, name: str) -> bytes | None:
+        """The opened value under ``name``; ``None`` for a miss, an oversized, tampered, older
+        or undecryptable value (each a miss, never an error)."""
         opened = await self.read(name)
         return None if opened is None else opened.plaintext
 
@@ -224,6 +227,8 @@ class RedisTokenStore:
         self.generations.saw(name, generation)
 
     async def lease(self, name: str, ttl: float) -> bool:
+        """Take the fleet's lease on ``name`` for ``ttl`` seconds (one Lua call); a lease left
+        without an expiry, or with a longer one, is taken over rather than honoured."""
         where = self._keys(name)[1]
         owner = secrets.token_hex(16)
         milliseconds = max(1, int(ttl * 1000))
@@ -236,6 +241,7 @@ class RedisTokenStore:
         return bool(got)
 
     async def release(self, name: str) -> None:
+        """Give back a lease this store object took, and only if it still holds it."""
         owner = self._leases.pop(name, None)
         if owner is not None:
             await self._run("eval", _RELEASE, keys=[self._keys(name)[1]], args=[owner])
