@@ -4,6 +4,8 @@
 
 * ``"httpx"``: ``httpx.AsyncClient(auth=RegistryAuth)`` (``async_auth_flow``);
 * ``"httpx-sync"``: ``httpx.Client(auth=RegistryAuth)`` in worker threads (``sync_auth_flow``);
+* ``"httpx2"``: ``httpx2.AsyncClient(auth=asyncauth.httpx2.RegistryAuth)`` over the same state
+  (:func:`httpx2_twin`);
 * ``"aiohttp"``: ``aiohttp.ClientSession(middlewares=(RegistryAuthMiddleware(auth=...),))``
   (asyncio only).
 
@@ -151,6 +153,10 @@ async def open_client(
             client.send = send
             yield client
         return
+    if driver == "httpx2":
+        async with _httpx2_client(auth, client, record, agent, options) as made:
+            yield made
+        return
     assert driver == "httpx-sync", driver
     with httpx.Client(event_hooks={"response": [record], "request": [agent]}, **options) as sync:
 
@@ -210,6 +216,45 @@ async def _aiohttp_client(
                 history = [hop.status for hop in response.history]
                 headers = httpx.Headers(list(response.headers.items()))
                 return Answer(response.status, headers, body, str(response.url), history)
+
+        client.send = send
+        yield client
+
+
+def httpx2_twin(auth: RegistryAuth) -> Any:
+    """An ``asyncauth.httpx2.RegistryAuth`` over ``auth``'s state (challenges, credentials,
+    tokens, stats), so that a test reads the same counters whichever driver ran."""
+    import httpx2
+
+    from asyncauth.httpx2 import RegistryAuth as Httpx2Auth
+
+    twin = Httpx2Auth.__new__(Httpx2Auth)
+    twin.__dict__.update(auth.__dict__)
+    twin._timeouts = (httpx2.TimeoutException,)
+    return twin
+
+
+@asynccontextmanager
+async def _httpx2_client(
+    auth: RegistryAuth, client: DriverClient, record: Any, agent: Any, options: dict[str, Any]
+) -> AsyncIterator[DriverClient]:
+    import httpx2
+
+    async def arecord(response: Any) -> None:
+        record(response)
+
+    async def aagent(request: Any) -> None:
+        agent(request)
+
+    options = {**options, "auth": httpx2_twin(auth)}
+    options["limits"] = httpx2.Limits(max_connections=options["limits"].max_connections)
+    hooks = {"response": [arecord], "request": [aagent]}
+    async with httpx2.AsyncClient(event_hooks=hooks, **options) as http:
+
+        async def send(method: str, url: str, content: Any, streamed: Any, headers: Any) -> Any:
+            body = _body("httpx2", content, streamed)
+            response = await http.request(method, url, content=body, headers=headers)
+            return _httpx_answer(response)
 
         client.send = send
         yield client

@@ -30,7 +30,10 @@ settings.load_profile(os.environ.get("ASYNCAUTH_HYPOTHESIS_PROFILE", "asyncauth"
 
 
 BACKENDS = ("asyncio", "trio")
-DRIVERS = {"asyncio": ("httpx", "httpx-sync", "aiohttp"), "trio": ("httpx", "httpx-sync")}
+DRIVERS = {
+    "asyncio": ("httpx", "httpx-sync", "httpx2", "aiohttp"),
+    "trio": ("httpx", "httpx-sync", "httpx2"),
+}
 """The handshake's drivers each backend can run (tests/_drivers.py): aiohttp is asyncio-only, so
 a test that takes ``driver`` has no trio/aiohttp case at all (absent, not skipped). A test that
 takes ``task_driver`` runs the drivers whose requests are tasks (not threads): what cancelling a

@@ -505,3 +505,22 @@ def test_sync_clients_in_threads_with_the_default_chain(
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
     assert token_issuer.total == 20
+
+
+async def test_an_open_registry_stays_on_the_warm_path(
+    driver: str, open_registry: RegistryServer, open_registry_image: PushedImage
+) -> None:
+    """A registry that asks for nothing is learnt once; its requests then take the warm path
+    and learn nothing more (each used to rewrite the challenge, whose new version sent every
+    remembered route in the process back to the flow)."""
+    auth = auth_for(Credential("alice", "pw-not-asked-for"))
+    handshake = auth._handshake
+    async with open_client(driver, auth) as http:
+        url = open_registry.url + open_registry_image.manifest_path
+        assert (await http.get(url)).status == 200
+        learnt = handshake.challenges.version
+        for _ in range(20):
+            assert (await http.get(url)).status == 200
+    assert handshake.challenges.version == learnt
+    assert (auth.stats.challenges, auth.stats.resolutions, auth.stats.token_requests) == (0, 0, 0)
+    assert http.statuses == [200] * 21

@@ -353,6 +353,14 @@ import asyncauth
 
 backend, kind, target = sys.argv[1:]
 
+if kind == "sync":  # a sync client: the lookup runs on asyncauth's background event loop
+    try:
+        with httpx.Client(auth=asyncauth.RegistryAuth()) as http:
+            http.get(target)
+    except KeyboardInterrupt:
+        print("caught KeyboardInterrupt", flush=True)
+    sys.exit(0)
+
 
 async def lookup():
     if kind == "resolve":
@@ -506,5 +514,23 @@ def test_ctrl_c_while_asyncio_starts_the_helper_ends_what_the_helper_started(
         tmp_path, "asyncio", "resolve", "gcr.io/project/app", "gcr.io", reads_input=False
     )
     assert (ended.out, ended.err, ended.returncode) == (CAUGHT["asyncio"], "", 0)
+    assert ended.helper_gone, "the helper outlived the interrupted lookup"
+    assert ended.child_gone, "the helper's child outlived the interrupted lookup"
+
+
+def test_ctrl_c_during_a_sync_lookup_ends_the_helper_and_the_process_at_once(
+    tmp_path: Path, htpasswd_registry: RegistryServer, htpasswd_registry_image: PushedImage
+) -> None:
+    """A sync ``httpx.Client``: Ctrl-C reaches the main thread while the lookup runs on the
+    background loop. The lookup there is cancelled too, so the helper is killed and the process
+    exits at once (it lived on until the helper's timeout, 8.9 s)."""
+    target = htpasswd_registry.url + htpasswd_registry_image.manifest_path
+    ended = interrupt_a_lookup(
+        tmp_path, "asyncio", "sync", target, htpasswd_registry.host, reads_input=True
+    )
+    assert (ended.out, ended.err, ended.returncode) == ("caught KeyboardInterrupt\n", "", 0), (
+        ended.err
+    )
+    assert ended.seconds < 2.0, f"the process took {ended.seconds:.2f} s to end after Ctrl-C"
     assert ended.helper_gone, "the helper outlived the interrupted lookup"
     assert ended.child_gone, "the helper's child outlived the interrupted lookup"

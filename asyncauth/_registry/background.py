@@ -19,6 +19,7 @@ The loop belongs to this module:
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,10 @@ from typing import Any, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 T = TypeVar("T")
+
+CANCEL_WAIT = 2.0
+"""Seconds an interrupted caller waits for its cancelled work to end on the loop (a credential
+helper killed and reaped) before the interruption goes on."""
 
 _lock = threading.Lock()
 _portal: BlockingPortal | None = None
@@ -79,12 +84,13 @@ def run(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``await func(*args)`` on the background loop; blocks this thread until it is done.
 
     If this thread is interrupted while it waits (``KeyboardInterrupt``, ``GeneratorExit``), the
-    work is cancelled on the loop too. Must not be called from the background loop itself (it
+    work is cancelled on the loop too, and given :data:`CANCEL_WAIT` seconds to end. Must not be called from the background loop itself (it
     would wait for itself).
     """
     future = _current().start_task_soon(func, *args)
     try:
         return future.result()
     except BaseException:
-        future.cancel()  # no-op when the work itself raised; cancels it when we were interrupted
+        if future.cancel():  # interrupted while it ran: cancel it there too, and let it end
+            concurrent.futures.wait([future], timeout=CANCEL_WAIT)
         raise
