@@ -84,8 +84,8 @@ def run(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     """``await func(*args)`` on the background loop; blocks this thread until it is done.
 
     If this thread is interrupted while it waits (``KeyboardInterrupt``, ``GeneratorExit``), the
-    work is cancelled on the loop too, and given :data:`CANCEL_WAIT` seconds to end. Must not be called from the background loop itself (it
-    would wait for itself).
+    work is cancelled on the loop too, and given :data:`CANCEL_WAIT` seconds to end. Must not
+    be called from the background loop itself (it would wait for itself).
     """
     future = _current().start_task_soon(func, *args)
     try:
