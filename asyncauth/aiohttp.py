@@ -38,7 +38,7 @@ from ._registry.aiohttp_driver import (
     total_timeout,
 )
 from ._registry.auth import RegistryAuth, RegistryAuthBase
-from ._registry.flow import after, handshake
+from ._registry.flow import after, request_flow
 from ._registry.handshake import Errand, Route, Stats
 from ._registry.messages import Call, need_of
 from ._stores.protocol import TokenStore
@@ -160,7 +160,7 @@ class RegistryAuthMiddleware:
         need = need_of(target.registry, request.method, url.path, url.raw_query_string)
         call = Call(request.method, str(url), target, need, replayable(request))
         return await run(
-            shaking, handshake(call, shaking.settings), self._exchange(request, handler)
+            shaking, request_flow(call, shaking.settings), self._exchange(request, handler)
         )
 
     async def _after(

@@ -1,6 +1,6 @@
 """The handshake's flow, driven as h11 is tested: canned answers in, effects out.
 
-No network, no event loop, no clock: each test hands :func:`asyncauth._registry.flow.handshake`
+No network, no event loop, no clock: each test hands :func:`asyncauth._registry.flow.request_flow`
 a request described as data and answers every effect it yields from a script, then checks what
 it asked for, in order. This is the whole handshake matrix — Bearer, Basic, an open registry,
 ``insufficient_scope`` and ``invalid_token``, the identity-token POST and its GET fallback,
@@ -155,7 +155,7 @@ def test_bearer_learns_the_challenge_fetches_a_token_and_sends_it() -> None:
         Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
         Fetch=[reply(200, REALM, body=token_body())],
     )
-    value = script.run(flows.handshake(call_for(), SETTINGS))
+    value = script.run(flows.request_flow(call_for(), SETTINGS))
     assert value == f"Bearer {ACCESS}"
     assert script.kinds() == [
         "Headers",
@@ -187,7 +187,7 @@ def test_basic_goes_to_the_registry_itself() -> None:
         Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
         Transmit=[reply(401, WWW_Authenticate='Basic realm="r"'), reply(200)],
     )
-    assert script.run(flows.handshake(call_for(), SETTINGS)) == basic_value("alice", PASSWORD)
+    assert script.run(flows.request_flow(call_for(), SETTINGS)) == basic_value("alice", PASSWORD)
     assert script.kinds() == [
         "Headers",
         "AwaitChallenge",
@@ -201,14 +201,14 @@ def test_basic_goes_to_the_registry_itself() -> None:
 
 def test_an_open_registry_is_learnt_and_asked_nothing_more() -> None:
     script = state(Transmit=[reply(200)])
-    assert script.run(flows.handshake(call_for(), SETTINGS)) is None
+    assert script.run(flows.request_flow(call_for(), SETTINGS)) is None
     assert script.kinds() == ["Headers", "AwaitChallenge", "Transmit", "Learn"]
     assert script.of(Learn)[0].known is OPEN
 
 
 def test_a_known_open_registry_is_sent_the_request_as_it_is() -> None:
     script = state(AwaitChallenge=lambda effect: OPEN, Transmit=[reply(200)])
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     assert script.kinds() == ["Headers", "AwaitChallenge", "Transmit"]  # nothing re-learnt
 
 
@@ -221,7 +221,7 @@ def test_a_known_challenge_and_a_shared_token_need_no_request_but_the_call() -> 
         Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
         Transmit=[reply(200)],
     )
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     assert script.kinds() == ["Headers", "AwaitChallenge", "Resolve", "AwaitToken", "Transmit"]
 
 
@@ -232,7 +232,7 @@ def test_a_body_that_cannot_be_sent_twice_is_preceded_by_a_ping() -> None:
         Fetch=[reply(200, REALM, body=token_body())],
         Transmit=[reply(201)],
     )
-    script.run(flows.handshake(call_for(method="PUT", replayable=False), SETTINGS))
+    script.run(flows.request_flow(call_for(method="PUT", replayable=False), SETTINGS))
     assert script.of(Ping)[0].url == f"{REGISTRY}/v2/"
     assert len(script.of(Transmit)) == 1  # sent once, authorised
     fetch = script.of(Fetch)[0].request
@@ -251,7 +251,7 @@ def test_a_refused_token_is_dropped_and_one_retry_made_with_the_widened_scope(er
         ],
         Fetch=[reply(200, REALM, body=token_body()), reply(200, REALM, body=token_body("t2-x"))],
     )
-    assert script.run(flows.handshake(call_for(), SETTINGS)) == f"Bearer {ACCESS}"
+    assert script.run(flows.request_flow(call_for(), SETTINGS)) == f"Bearer {ACCESS}"
     assert script.kinds()[-6:] == [
         "Transmit",
         "DropToken",
@@ -277,7 +277,7 @@ def test_a_second_refusal_of_a_bearer_request_is_returned_not_retried_again() ->
         ],
         Fetch=[reply(200, REALM, body=token_body()), reply(200, REALM, body=token_body("t2-x"))],
     )
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     assert len(script.of(Transmit)) == 3
     assert len(script.of(DropToken)) == 1
 
@@ -288,7 +288,7 @@ def test_an_identity_token_is_posted_and_falls_back_to_get_on_404() -> None:
         Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
         Fetch=[reply(404, REALM), reply(200, REALM, body=token_body(refresh_token="r-NEW-1"))],
     )
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     post, get = (effect.request for effect in script.of(Fetch))
     assert post.method == "POST"
     form = parse_qs((post.body or b"").decode())
@@ -307,7 +307,7 @@ def test_a_refresh_token_handed_out_earlier_replaces_the_password() -> None:
         Fetch=[reply(401, REALM)],
     )
     with pytest.raises(AuthenticationError):
-        script.run(flows.handshake(call_for(), SETTINGS))
+        script.run(flows.request_flow(call_for(), SETTINGS))
     post = script.of(Fetch)[0].request
     assert parse_qs((post.body or b"").decode())["refresh_token"] == ["r-OLD-refresh"]
     assert script.of(KeepRefresh)[0].value is None  # a refused refresh token is forgotten
@@ -319,7 +319,7 @@ def test_retry_after_from_the_token_server_is_a_sleep_then_a_second_try() -> Non
         Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
         Fetch=[reply(429, REALM, Retry_After="2"), reply(200, REALM, body=token_body())],
     )
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     sleep = script.of(Sleep)[0]
     assert (sleep.attempt, sleep.retry_after) == (1, "2")
     assert "answered 429" in sleep.reason
@@ -333,7 +333,7 @@ def test_a_token_server_that_refuses_is_an_error_naming_scope_kind_and_source() 
         Fetch=[reply(401, REALM)],
     )
     with pytest.raises(AuthenticationError) as caught:
-        script.run(flows.handshake(call_for(), SETTINGS))
+        script.run(flows.request_flow(call_for(), SETTINGS))
     message = str(caught.value)
     assert (
         "answered 401 for scope repository:org/app:pull with basic credentials from fixed"
@@ -352,7 +352,7 @@ def test_refused_basic_credentials_name_the_user_and_the_source() -> None:
         ],
     )
     with pytest.raises(AuthenticationError, match="refused basic credentials for user alice"):
-        script.run(flows.handshake(call_for(), SETTINGS))
+        script.run(flows.request_flow(call_for(), SETTINGS))
 
 
 def test_a_401_after_sources_failed_names_them() -> None:
@@ -362,7 +362,7 @@ def test_a_401_after_sources_failed_names_them() -> None:
         Fetch=[reply(200, REALM, body=token_body())] * 2,
     )
     with pytest.raises(AuthenticationError, match="helper timed out"):
-        script.run(flows.handshake(call_for(), SETTINGS))
+        script.run(flows.request_flow(call_for(), SETTINGS))
 
 
 def test_a_public_registry_may_not_point_its_realm_inward() -> None:
@@ -372,7 +372,7 @@ def test_a_public_registry_may_not_point_its_realm_inward() -> None:
         Transmit=[reply(401, WWW_Authenticate=inward)],
     )
     with pytest.raises(InsecureTransportError, match="link-local"):
-        script.run(flows.handshake(call_for(), SETTINGS))
+        script.run(flows.request_flow(call_for(), SETTINGS))
     assert "Fetch" not in script.kinds()  # refused before anything was sent
 
 
@@ -384,14 +384,14 @@ def test_a_token_request_redirected_inward_is_refused() -> None:
         Fetch=[inward],
     )
     with pytest.raises(InsecureTransportError, match="private"):
-        script.run(flows.handshake(call_for(), SETTINGS))
+        script.run(flows.request_flow(call_for(), SETTINGS))
     assert "KeepToken" not in script.kinds()  # nothing from there is used
 
 
 def test_a_401_from_a_redirect_target_teaches_nothing() -> None:
     elsewhere = reply(401, "https://storage.example.net/blob", WWW_Authenticate=BEARER)
     script = state(Transmit=[elsewhere])
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     assert script.of(Learn)[0].known is OPEN
     assert "Resolve" not in script.kinds()
 
@@ -402,7 +402,7 @@ def test_only_authorize_returns_the_value_and_sends_nothing_but_the_ping() -> No
         Ping=[reply(401, f"{REGISTRY}/v2/", WWW_Authenticate=BEARER)],
         Fetch=[reply(200, REALM, body=token_body())],
     )
-    value = script.run(flows.handshake(call_for(), SETTINGS, only_authorize=True))
+    value = script.run(flows.request_flow(call_for(), SETTINGS, only_authorize=True))
     assert value == f"Bearer {ACCESS}"
     assert "Transmit" not in script.kinds()
 
@@ -414,7 +414,7 @@ def test_only_authorize_refuses_an_anonymous_answer_that_sources_failed_into() -
         Fetch=[reply(200, REALM, body=token_body())],
     )
     with pytest.raises(AuthenticationError, match="no credential, because these sources failed"):
-        script.run(flows.handshake(call_for(), SETTINGS, only_authorize=True))
+        script.run(flows.request_flow(call_for(), SETTINGS, only_authorize=True))
 
 
 def test_offline_token_asks_for_a_refresh_token_with_a_password() -> None:
@@ -424,7 +424,7 @@ def test_offline_token_asks_for_a_refresh_token_with_a_password() -> None:
         Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
         Fetch=[reply(200, REALM, body=token_body())],
     )
-    script.run(flows.handshake(call_for(), offline))
+    script.run(flows.request_flow(call_for(), offline))
     query = parse_qs(urlsplit(script.of(Fetch)[0].request.url).query)
     assert query["offline_token"] == ["true"]
     assert query["client_id"] == ["my-client"]
@@ -452,7 +452,7 @@ def test_extra_headers_go_with_every_send_of_the_request() -> None:
         Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
         Transmit=[reply(401, WWW_Authenticate='Basic realm="r"'), reply(200)],
     )
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     assert [t.headers[0] for t in script.of(Transmit)] == [("X-Meta", "1"), ("X-Meta", "1")]
 
 
@@ -508,7 +508,7 @@ def test_any_answers_end_the_flow_in_a_few_steps_or_raise_a_clean_error(
         Fetch=send,
     )
     try:
-        script.run(flows.handshake(call_for(replayable=replayable), SETTINGS))
+        script.run(flows.request_flow(call_for(replayable=replayable), SETTINGS))
     except AsyncAuthError as exc:
         assert PASSWORD not in str(exc)
         assert IDENTITY not in str(exc)
@@ -524,7 +524,7 @@ def test_effects_hold_data_only() -> None:
         Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
         Fetch=[reply(429, REALM), reply(200, REALM, body=token_body(refresh_token="r-x-y-z"))],
     )
-    script.run(flows.handshake(call_for(), SETTINGS))
+    script.run(flows.request_flow(call_for(), SETTINGS))
     for effect in script.effects:
         for name in getattr(effect, "__slots__", ()):
             assert not callable(getattr(effect, name)), (type(effect).__name__, name)

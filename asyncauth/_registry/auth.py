@@ -36,7 +36,7 @@ from .._resource import DOCKER_HUB, Resource, normalise_registry
 from .._stores.environ import chosen_store
 from .._stores.protocol import TokenStore
 from . import background, hops
-from .flow import Settings, after, handshake
+from .flow import Settings, after, request_flow
 from .handshake import Errand, Handshake, Interrupted, Route, Stats, TimedOut
 from .messages import Call, Fetch, Ping, Reply, Sending, Transmit, need_of
 from .streams import bound, token_request, within
@@ -139,7 +139,7 @@ class RegistryAuthBase:
         route = self._warm(request)
         if route is None:
             call = self._call(request)
-            return self._cold_async(request, handshake(call, self._settings), call.target.origin)
+            return self._cold_async(request, request_flow(call, self._settings), call.target.origin)
         return self._warm_async(request, route)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
@@ -148,7 +148,7 @@ class RegistryAuthBase:
         route = self._warm(request)
         if route is None:
             call = self._call(request)
-            return self._cold_sync(request, handshake(call, self._settings), call.target.origin)
+            return self._cold_sync(request, request_flow(call, self._settings), call.target.origin)
         return self._warm_sync(request, route)
 
     @property
@@ -361,7 +361,7 @@ class RegistryAuthBase:
         request = client.build_request("PUT" if push else "GET", url)
         errand = self._errand(request)
         call = self._call(request)
-        flow = handshake(call, self._settings, only_authorize=True)
+        flow = request_flow(call, self._settings, only_authorize=True)
         steps = self._handshake.steps(flow, errand)
         reply: Reply | None = None
         try:

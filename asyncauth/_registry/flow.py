@@ -1,6 +1,6 @@
 """The registry handshake as a sans-IO state machine: answers in, effects out.
 
-:func:`handshake` takes a :class:`~asyncauth._registry.messages.Call` (a request described as
+:func:`request_flow` takes a :class:`~asyncauth._registry.messages.Call` (a request described as
 data) and is a generator of effects (:mod:`~asyncauth._registry.messages`): it yields what it
 needs sent or looked up, and is sent back the answers. It reads no clock (a reply says when it
 arrived), touches no global or cache (learning is an effect too), holds no callable and does no
@@ -166,7 +166,7 @@ def _with(extra: Pairs, value: str | None) -> Pairs:
 # -- the flow --------------------------------------------------------------------------------
 
 
-def handshake(call: Call, settings: Settings, *, only_authorize: bool = False) -> Flow:
+def request_flow(call: Call, settings: Settings, *, only_authorize: bool = False) -> Flow:
     """Authorise ``call``'s request and send it (``only_authorize``: decide, send nothing)."""
     extra: Pairs = yield Headers()
     known = yield AwaitChallenge(call.target.origin)
@@ -387,8 +387,8 @@ __all__ = [
     "after",
     "authorization",
     "fetch_token",
-    "handshake",
     "learn",
     "ping_url",
     "refused_by",
+    "request_flow",
 ]
