@@ -120,6 +120,8 @@ def _httpx_family(job: dict[str, Any]) -> tuple[Any, Request]:
     import asyncauth
 
     driver = job["driver"]
+    client: Any  # three libraries' clients
+    auth: Any
     if driver == "create_client":
         client = asyncauth.create_client(chain=_chain(job), timeout=30.0, trust_env=False)
     elif driver == "httpx2":
@@ -211,7 +213,7 @@ def main() -> int:
     except Exception as exc:
         answer = {"asyncauth_from": str(package), "failed": f"{type(exc).__name__}: {exc}"[:500]}
     finally:
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         sys.setprofile(None)
     sys.stdout.write(json.dumps(answer) + "\n")
     sys.stdout.flush()

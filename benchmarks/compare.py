@@ -31,6 +31,9 @@ from .stack import ROOT, running_stack
 
 HERE = "here"
 SERIES = (
+    pipeline.MIDDLEWARE,
+    pipeline.STATIC,
+    pipeline.BY_HAND,
     "create_client:aiohttp:asyncio",
     "create_client:httpx2:trio",
     "httpx-aiohttp:floor:asyncio",
@@ -84,6 +87,34 @@ def run(trees: dict[str, Path], keys: list[str], settings: pipeline.Settings) ->
     return {"series": found, "failed": failed}
 
 
+PAIRS = (
+    (pipeline.MIDDLEWARE, pipeline.STATIC),
+    (pipeline.MIDDLEWARE, pipeline.BY_HAND),
+    ("create_client:aiohttp:asyncio", "httpx-aiohttp:floor:asyncio"),
+    ("create_client:httpx2:trio", "httpx2:floor:trio"),
+)
+"""Ratios within each tree besides asyncauth/static header per transport (issue 16's)."""
+
+
+def _pairs(found: dict[str, Any], trees: dict[str, str]) -> list[str]:
+    """Per tree: each asyncauth series over its reference, both measured in the same round."""
+    pairs = [(k, k.replace(":asyncauth:", ":floor:")) for k in found if ":asyncauth:" in k]
+    lines = [
+        "| series / reference | tree | cold req/s ratio | warm CPU ratio |",
+        "|---|---|---|---|",
+    ]
+    for ours, reference in [*PAIRS, *pairs]:
+        for name in trees:
+            pair = {
+                "a": found.get(ours, {}).get(name, {}),
+                "f": found.get(reference, {}).get(name, {}),
+            }
+            r_rps, r_cpu = _paired(pair, "a", "f", 0), _paired(pair, "a", "f", 1)
+            if r_rps is not None and r_cpu is not None:
+                lines.append(f"| {ours} / {reference} | {name} | {r_rps:.2f} | {r_cpu:.3f} |")
+    return lines
+
+
 def markdown(results: dict[str, Any], trees: dict[str, str]) -> str:
     found = results["series"]
     lines = [
@@ -106,22 +137,7 @@ def markdown(results: dict[str, Any], trees: dict[str, str]) -> str:
                 f"{'-' if r_rps is None else f'{r_rps:.2f}'} | "
                 f"{'-' if r_cpu is None else f'{r_cpu:.3f}'} |"
             )
-    lines += [
-        "",
-        "| transport, loop | tree | auth/floor cold req/s | auth/floor warm CPU |",
-        "|---|---|---|---|",
-    ]
-    for key in found:
-        if ":asyncauth:" not in key:
-            continue
-        floor = key.replace(":asyncauth:", ":floor:")
-        for name in trees:
-            pair = {"a": found[key].get(name, {}), "f": found.get(floor, {}).get(name, {})}
-            r_rps, r_cpu = _paired(pair, "a", "f", 0), _paired(pair, "a", "f", 1)
-            if r_rps is not None:
-                lines.append(
-                    f"| {key.replace(':asyncauth:', ', ')} | {name} | {r_rps:.2f} | {r_cpu:.3f} |"
-                )
+    lines += ["", *_pairs(found, trees)]
     if results["failed"]:
         lines += ["", "Failed: " + "; ".join(results["failed"][:5])]
     return "\n".join(lines)
