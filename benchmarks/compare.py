@@ -8,12 +8,15 @@ Each tree named gets a worker of its own whose working directory holds a link to
 registry in the same sitting; only the library differs. Round *r* runs every series once per
 tree (trees in an order rotated by *r*). Reported: per series and tree, the cold pass's req/s and
 the warm pass's CPU per request, and their ratios to this tree's (medians of per-round ratios);
-per tree, asyncauth/static header on each transport. The static-header series run the same code
-in every tree: their ratios show what the noise alone does.
+per tree, each asyncauth series over its reference (:data:`PAIRS`: the middleware over the
+static-header middleware and over the hand-written handshake, ``create_client()`` over its
+transport's floor; asyncauth/static header on each transport). The reference series run the
+same code in every tree: their ratios show what the noise alone does.
 
 The other trees must have the public API the clients use (``default_chain(environ=, username=,
-password=)``, ``RegistryAuth``, ``asyncauth.httpx2.RegistryAuth``, ``create_client``). Results go
-to ``compare.json`` and ``compare.md`` beside the other results.
+password=)``, ``RegistryAuth``, ``asyncauth.httpx2.RegistryAuth``, ``create_client``,
+``asyncauth.aiohttp.RegistryAuthMiddleware``). Results go to ``compare.json`` and
+``compare.md`` beside the other results.
 """
 
 from __future__ import annotations
