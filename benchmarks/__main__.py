@@ -2,7 +2,8 @@
 
     python -m benchmarks            # the full run (< 10 minutes on 2 cores)
     python -m benchmarks --quick    # a smoke run (< 2 minutes)
-    python -m benchmarks --only fleet   # one part (pipeline, resolution, overhead, fleet, startup)
+    python -m benchmarks --only fleet   # one part (pipeline, resolution, overhead, fleet, startup,
+                                        # crossings)
     nox -s bench [-- --quick]       # the same, with the peers and matplotlib installed
 
 Every process it starts (token issuer, registry, workers, ab, py-spy, the resolution worker) is
@@ -24,14 +25,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import fleet, overhead, pipeline, profiling, report, resolution, startup, targets
+from . import (
+    crossings,
+    fleet,
+    overhead,
+    pipeline,
+    profiling,
+    report,
+    resolution,
+    startup,
+    targets,
+)
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
 DOCS_PLOT = HERE.parent / "docs" / "benchmarks.png"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-PARTS = ("pipeline", "resolution", "overhead", "fleet", "startup")
+PARTS = ("pipeline", "resolution", "overhead", "fleet", "startup", "crossings")
 
 
 def _settings(args: argparse.Namespace) -> pipeline.Settings:
@@ -187,6 +198,8 @@ def _write(args: argparse.Namespace, results: dict[str, Any], docs: bool) -> str
         markdown += "\n\n" + fleet.markdown(results["fleet"])
     if "startup" in results:
         markdown += "\n\n" + startup.markdown(results["startup"])
+    if "crossings" in results:
+        markdown += "\n\n" + crossings.markdown(results["crossings"])
     if problem:
         markdown += f"\n\n{problem}\n"
     (args.out / "latest.md").write_text(markdown + "\n")
@@ -227,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     if "startup" in only:
         print("startup: fresh interpreters importing asyncauth and httpx", flush=True)
         results["startup"] = startup.run(quick=args.quick)
+    if "crossings" in only:
+        print("crossings: the asyncauth modules one request runs through, per driver", flush=True)
+        everything = list(crossings.DRIVERS)
+        results["crossings"] = crossings.run(
+            {crossings.HERE: None}, everything, ["asyncio", "trio"]
+        )
     results["seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["targets"] = targets.targets(results)

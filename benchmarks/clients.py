@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -204,41 +205,130 @@ def run_httpx_sync(job: Job) -> Outcome:
     return outcome
 
 
-# --- aiohttp: the limit (pre-fetched tokens), and asyncauth's middleware -----------------------
+# --- aiohttp: the limit, its floors, and asyncauth's middleware -----------------------------------
+
+
+def _counting(outcome: Outcome) -> Any:
+    """A middleware placed last (inside the one under test): every response the registry sends
+    to the session's requests, 401s included. The middleware rows all carry it, so the static
+    header and asyncauth pay the same for it and their ratio compares the two alone."""
+    statuses = outcome.statuses
+
+    async def counting(request: Any, handler: Any) -> Any:
+        response = await handler(request)
+        statuses[response.status] += 1
+        return response
+
+    return counting
+
+
+def _static_header(job: Job, urls: list[str]) -> Any:
+    """A middleware that sets a pre-fetched ``Authorization`` header: the token of the request's
+    repository, found by the URL's path (a registry token is per repository). Nothing else: the
+    floor under any auth middleware, which must at least find the request's token."""
+    from yarl import URL
+
+    tokens = _tokens(job)
+    by_path = {
+        URL(url).raw_path: f"Bearer {tokens[repository]}"
+        for url, repository in zip(urls, job["repositories"], strict=True)
+    }
+
+    async def static(request: Any, handler: Any) -> Any:
+        request.headers["Authorization"] = by_path[request.url.raw_path]
+        return await handler(request)
+
+    return static
+
+
+class ByHand:
+    """The registry handshake written by hand on raw aiohttp, as a careful client would do it:
+    one ``GET /v2/`` ping whose 401 names the token realm and service, then one token request
+    per repository (GET with Basic auth, ``scope=repository:NAME:pull``). Concurrent requests
+    share the ping, and a repository's token request, through a future; a warm request is a
+    dictionary lookup and an ``await`` of a finished future. No retries, no refresh, no rules:
+    what the middleware's cold pass is held against."""
+
+    def __init__(self, job: Job, session: Any, outcome: Outcome) -> None:
+        import asyncio  # noqa: TID251 - raw aiohttp's own futures: this client is asyncio-only
+
+        self._asyncio = asyncio
+        self._job, self._session, self._statuses = job, session, outcome.statuses
+        self._ping: Any = None
+        self._headers: dict[int, Any] = {}  # repository index -> future of its headers
+
+    async def headers(self, k: int) -> dict[str, str]:
+        """The request headers for repository ``k``, its token fetched once."""
+        future = self._headers.get(k)
+        if future is None:
+            future = self._headers[k] = self._asyncio.ensure_future(self._token(k))
+        headers: dict[str, str] = await future
+        return headers
+
+    async def _challenge(self) -> tuple[str, str]:
+        if self._ping is None:
+            self._ping = self._asyncio.ensure_future(self._learn())
+        realm_service: tuple[str, str] = await self._ping
+        return realm_service
+
+    async def _learn(self) -> tuple[str, str]:
+        async with self._session.get(f"{self._job['registry_url']}/v2/") as response:
+            self._statuses[response.status] += 1
+            challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status != 401 or not challenge.startswith("Bearer "):
+            raise RuntimeError(f"/v2/ answered {response.status} {challenge!r}")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        return fields["realm"], fields["service"]
+
+    async def _token(self, k: int) -> dict[str, str]:
+        import aiohttp
+
+        realm, service = await self._challenge()
+        repository = self._job["repositories"][k]
+        params = {"service": service, "scope": f"repository:{repository}:pull"}
+        basic = aiohttp.BasicAuth(self._job["username"], self._job["password"])
+        async with self._session.get(realm, params=params, auth=basic) as response:
+            response.raise_for_status()
+            answer = await response.json()
+        token = answer.get("token") or answer["access_token"]
+        return {"Accept": MANIFEST_ACCEPT, "Authorization": f"Bearer {token}"}
+
+
+def _aiohttp_middlewares(job: Job, urls: list[str], outcome: Outcome) -> tuple[Any, Any]:
+    """The session's middlewares for the job's mode, and asyncauth's middleware (or None)."""
+    mode = job["mode"]
+    if mode == "asyncauth":
+        from asyncauth.aiohttp import RegistryAuthMiddleware
+
+        auth = RegistryAuthMiddleware(_chain(job))
+        return (auth, _counting(outcome)), auth
+    if mode == "static":
+        return (_static_header(job, urls), _counting(outcome)), None
+    return (), None  # floor (the limit: pre-fetched headers per request), handshake (by hand)
 
 
 async def run_aiohttp(job: Job) -> Outcome:
-    """Raw aiohttp with pre-fetched tokens (``mode="floor"``: the limit), or with
-    ``asyncauth.aiohttp.RegistryAuthMiddleware`` and a cold cache (``mode="asyncauth"``)."""
+    """Raw aiohttp: with pre-fetched tokens (``mode="floor"``: the limit), with a middleware
+    that sets them (``"static"``), doing the handshake by hand (``"handshake"``, :class:`ByHand`),
+    or with ``asyncauth.aiohttp.RegistryAuthMiddleware`` and a cold cache (``"asyncauth"``)."""
     import aiohttp
 
     outcome = Outcome()
     statuses = outcome.statuses
     urls = [_url(job, r) for r in job["repositories"]]
-    middlewares: tuple[Any, ...] = ()
-    auth = None
-    if job["mode"] == "asyncauth":
-        from asyncauth.aiohttp import RegistryAuthMiddleware
-
-        auth = RegistryAuthMiddleware(_chain(job))
-
-        async def counting(request: Any, handler: Any) -> Any:
-            """Inside the auth middleware: every response the registry sends, 401s included."""
-            response = await handler(request)
-            statuses[response.status] += 1
-            return response
-
-        middlewares = (auth, counting)
-    headers = _headers(job, bearer=auth is None)
-    method, count = job["method"], len(urls)
+    middlewares, auth = _aiohttp_middlewares(job, urls, outcome)
+    fixed = _headers(job, bearer=job["mode"] == "floor")
+    method, count, counted = job["method"], len(urls), bool(middlewares)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, middlewares=middlewares) as session:
+        by_hand = ByHand(job, session, outcome) if job["mode"] == "handshake" else None
 
         async def one(i: int) -> tuple[int, str | None]:
             k = i % count
-            async with session.request(method, urls[k], headers=headers[k]) as response:
+            headers = fixed[k] if by_hand is None else await by_hand.headers(k)
+            async with session.request(method, urls[k], headers=headers) as response:
                 await response.read()
-                if auth is None:
+                if not counted:
                     statuses[response.status] += 1
                 return response.status, response.headers.get("Docker-Content-Digest")
 

@@ -8,12 +8,15 @@ Each tree named gets a worker of its own whose working directory holds a link to
 registry in the same sitting; only the library differs. Round *r* runs every series once per
 tree (trees in an order rotated by *r*). Reported: per series and tree, the cold pass's req/s and
 the warm pass's CPU per request, and their ratios to this tree's (medians of per-round ratios);
-per tree, asyncauth/static header on each transport. The static-header series run the same code
-in every tree: their ratios show what the noise alone does.
+per tree, each asyncauth series over its reference (:data:`PAIRS`: the middleware over the
+static-header middleware and over the hand-written handshake, ``create_client()`` over its
+transport's floor; asyncauth/static header on each transport). The reference series run the
+same code in every tree: their ratios show what the noise alone does.
 
 The other trees must have the public API the clients use (``default_chain(environ=, username=,
-password=)``, ``RegistryAuth``, ``asyncauth.httpx2.RegistryAuth``, ``create_client``). Results go
-to ``compare.json`` and ``compare.md`` beside the other results.
+password=)``, ``RegistryAuth``, ``asyncauth.httpx2.RegistryAuth``, ``create_client``,
+``asyncauth.aiohttp.RegistryAuthMiddleware``). Results go to ``compare.json`` and
+``compare.md`` beside the other results.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from .stack import ROOT, running_stack
 
 HERE = "here"
 SERIES = (
+    pipeline.MIDDLEWARE,
+    pipeline.STATIC,
+    pipeline.BY_HAND,
     "create_client:aiohttp:asyncio",
     "create_client:httpx2:trio",
     "httpx-aiohttp:floor:asyncio",
@@ -84,6 +90,34 @@ def run(trees: dict[str, Path], keys: list[str], settings: pipeline.Settings) ->
     return {"series": found, "failed": failed}
 
 
+PAIRS = (
+    (pipeline.MIDDLEWARE, pipeline.STATIC),
+    (pipeline.MIDDLEWARE, pipeline.BY_HAND),
+    ("create_client:aiohttp:asyncio", "httpx-aiohttp:floor:asyncio"),
+    ("create_client:httpx2:trio", "httpx2:floor:trio"),
+)
+"""Ratios within each tree besides asyncauth/static header per transport (issue 16's)."""
+
+
+def _pairs(found: dict[str, Any], trees: dict[str, str]) -> list[str]:
+    """Per tree: each asyncauth series over its reference, both measured in the same round."""
+    pairs = [(k, k.replace(":asyncauth:", ":floor:")) for k in found if ":asyncauth:" in k]
+    lines = [
+        "| series / reference | tree | cold req/s ratio | warm CPU ratio |",
+        "|---|---|---|---|",
+    ]
+    for ours, reference in [*PAIRS, *pairs]:
+        for name in trees:
+            pair = {
+                "a": found.get(ours, {}).get(name, {}),
+                "f": found.get(reference, {}).get(name, {}),
+            }
+            r_rps, r_cpu = _paired(pair, "a", "f", 0), _paired(pair, "a", "f", 1)
+            if r_rps is not None and r_cpu is not None:
+                lines.append(f"| {ours} / {reference} | {name} | {r_rps:.2f} | {r_cpu:.3f} |")
+    return lines
+
+
 def markdown(results: dict[str, Any], trees: dict[str, str]) -> str:
     found = results["series"]
     lines = [
@@ -106,22 +140,7 @@ def markdown(results: dict[str, Any], trees: dict[str, str]) -> str:
                 f"{'-' if r_rps is None else f'{r_rps:.2f}'} | "
                 f"{'-' if r_cpu is None else f'{r_cpu:.3f}'} |"
             )
-    lines += [
-        "",
-        "| transport, loop | tree | auth/floor cold req/s | auth/floor warm CPU |",
-        "|---|---|---|---|",
-    ]
-    for key in found:
-        if ":asyncauth:" not in key:
-            continue
-        floor = key.replace(":asyncauth:", ":floor:")
-        for name in trees:
-            pair = {"a": found[key].get(name, {}), "f": found.get(floor, {}).get(name, {})}
-            r_rps, r_cpu = _paired(pair, "a", "f", 0), _paired(pair, "a", "f", 1)
-            if r_rps is not None:
-                lines.append(
-                    f"| {key.replace(':asyncauth:', ', ')} | {name} | {r_rps:.2f} | {r_cpu:.3f} |"
-                )
+    lines += ["", *_pairs(found, trees)]
     if results["failed"]:
         lines += ["", "Failed: " + "; ".join(results["failed"][:5])]
     return "\n".join(lines)

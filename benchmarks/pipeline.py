@@ -22,6 +22,10 @@ from .stack import Stack
 HEADLINE = 256
 LIMIT = "limit:aiohttp"
 MIDDLEWARE = "aiohttp:asyncauth"
+STATIC = "aiohttp:static"
+"""aiohttp whose only middleware sets a pre-fetched header: the middleware's warm-CPU floor."""
+BY_HAND = "aiohttp:handshake"
+"""Raw aiohttp doing the handshake itself: the middleware's cold-pass reference (issue 16)."""
 TRANSPORTS = {
     "httpx-aiohttp": "httpx on httpx-aiohttp",
     "httpx2": "httpx2, default transport",
@@ -53,7 +57,7 @@ class Series:
 
     key: str
     label: str
-    group: str  # limit | middleware | create_client | transport | sync | peer
+    group: str  # limit | floor | middleware | create_client | transport | sync | peer
     client: str
     mode: str = "floor"
     transport: str | None = None
@@ -80,6 +84,17 @@ def middleware_available() -> bool:
         return importlib.util.find_spec("asyncauth.aiohttp") is not None
     except ImportError:
         return False
+
+
+def _aiohttp_floors() -> list[Series]:
+    """What the middleware is held against besides the limit (issue 16): the same session with
+    a middleware that only sets the pre-fetched header, and raw aiohttp doing the handshake."""
+    static = "aiohttp + a middleware setting the pre-fetched Authorization header (floor)"
+    by_hand = "raw aiohttp, handshake by hand (one /v2/ ping, a token per repository via a future)"
+    return [
+        Series(STATIC, static, "floor", "aiohttp", mode="static"),
+        Series(BY_HAND, by_hand, "floor", "aiohttp", mode="handshake"),
+    ]
 
 
 def _ours() -> list[Series]:
@@ -138,6 +153,7 @@ def plan(settings: Settings) -> list[Series]:
     series = [
         Series(LIMIT, "raw aiohttp, pre-fetched tokens", "limit", "aiohttp"),
         Series("limit:ab", "ab -k, one repository, pre-fetched token", "limit", "ab"),
+        *_aiohttp_floors(),
         *_ours(),
         *_transports(settings.sync),
     ]

@@ -272,6 +272,7 @@ def _resolution_waits(r: dict[str, Any]) -> list[str]:
 
 COLORS = {
     "limit": "black",
+    "floor": "tab:brown",
     "middleware": "tab:purple",
     "create_client": "tab:blue",
     "transport": "tab:green",
