@@ -159,9 +159,11 @@ class RegistryAuthMiddleware:
         target = shaking.target((url.scheme, url.raw_authority), str(url))
         need = need_of(target.registry, request.method, url.path, url.raw_query_string)
         call = Call(request.method, str(url), target, need, replayable(request))
-        return await run(
-            shaking, request_flow(call, shaking.settings), self._exchange(request, handler)
-        )
+        flow = request_flow(call, shaking.settings)
+        response = await run(shaking, flow, self._exchange(request, handler))
+        key = (url.scheme, url.raw_authority, request.method, url.raw_path, url.raw_query_string)
+        shaking.route(key, target, request.method, url.path, url.raw_query_string)
+        return response
 
     async def _after(
         self,

@@ -165,13 +165,21 @@ class RegistryAuthBase:
         key = (url.scheme, url.netloc, request.method, url.raw_path)
         route = shaking.routes.get(key)
         if route is None or (value := route.authorization(shaking)) is None:
-            target = shaking.target(key[:2], str(url))
-            route = shaking.route(key, target, request.method, url.path, _query(url))
+            route = self._remember(request)
             if route is None:
                 return None
             value = route.value
         self._set(request, route.target.origin, shaking.extra or (), value)
         return route
+
+    def _remember(self, request: httpx.Request) -> Route | None:
+        """The decision for ``request``'s route from the caches, kept for its next requests
+        (after a flow has run, so that the next request is warm at once)."""
+        shaking = self._handshake
+        url = request.url
+        key = (url.scheme, url.netloc, request.method, url.raw_path)
+        target = shaking.target(key[:2], str(url))
+        return shaking.route(key, target, request.method, url.path, _query(url))
 
     @staticmethod
     def _set(
@@ -237,6 +245,7 @@ class RegistryAuthBase:
                 try:
                     effect = await (steps.asend(reply) if error is None else steps.athrow(error))
                 except StopAsyncIteration:
+                    self._remember(request)
                     return
                 except (TimedOut, Interrupted) as exc:
                     raise self._native_error(exc, request) from None
@@ -263,6 +272,7 @@ class RegistryAuthBase:
                 except (TimedOut, Interrupted) as exc:
                     raise self._native_error(exc, request) from None
                 if effect is None:
+                    self._remember(request)
                     return
                 reply, error = None, None
                 response = yield self._outgoing(effect, request, errand, origin)
