@@ -219,7 +219,7 @@ FORGERIES: dict[str, dict[str, Any]] = {
     "other audience": {"audience": "some-other-registry"},
     "audience as a list": {"extra_claims": {"aud": ["asyncauth-test-registry"]}},
     "other issuer": {"issuer": "someone-else"},
-    "not yet valid": {"now": time.time() + 600},
+    "not yet valid": {"in_seconds": 600},  # from when the test runs, not when it was collected
 }
 
 
@@ -231,6 +231,8 @@ def test_registry_rejects_forged_tokens(
     forgery: dict[str, Any],
 ) -> None:
     options = dict(forgery)
+    if "in_seconds" in options:
+        options["now"] = time.time() + options.pop("in_seconds")
     if options.get("kid") == "trusted":
         options["kid"] = session_token_issuer.kid
     assert session_token_issuer.service == "asyncauth-test-registry"  # "audience as a list"
