@@ -259,13 +259,27 @@ def _resolution_waits(r: dict[str, Any]) -> list[str]:
     lines.append(
         f"| {flights['asyncio']['resolves']:,} concurrent resolves over "
         f"{flights['asyncio']['registries']} registries "
-        f"| {flights['asyncio']['seconds']:.2f} s, "
-        f"{flights['asyncio']['helper_runs']} helper runs, "
-        f"{flights['asyncio']['ecr_calls']} ECR calls "
-        f"| {flights['trio']['seconds']:.2f} s, {flights['trio']['helper_runs']} helper runs, "
-        f"{flights['trio']['ecr_calls']} ECR calls |"
+        f"| {_flight_cell(flights['asyncio'])} | {_flight_cell(flights['trio'])} |"
     )
     return lines
+
+
+def _flight_cell(flight: dict[str, Any]) -> str:
+    """Seconds, helper runs, ECR requests sent/answered, and any resolve left without a source
+    with the failure its trace gave (results from before these counts say less)."""
+    sent = flight.get("ecr_requests")
+    ecr = f"{flight['ecr_calls']} ECR calls"
+    if sent is not None:
+        ecr = f"{sent} ECR requests sent, {flight['ecr_calls']} answered"
+    cell = f"{flight['seconds']:.2f} s, {flight['helper_runs']} helper runs, {ecr}"
+    missing = flight.get("no_source", flight.get("sources", {}).get("None", 0))
+    if missing:
+        cell += f"; {missing:,} resolves with no source"
+        failures = flight.get("failures") or {}
+        if failures:
+            why, count = max(failures.items(), key=lambda item: item[1])
+            cell += f" ({count:,}: {why})"
+    return cell
 
 
 # --- the plot -------------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ single-flight
     10,000 concurrent resolves over 50 registries — 25 whose Docker config entry names a
     credential helper (a script that counts its runs) and 25 ECR registries (25 accounts) whose
     ``GetAuthorizationToken`` goes to a loopback ECR stand-in that counts calls — expecting
-    exactly 25 helper runs and 25 ECR calls.
+    exactly 25 helper runs, 25 ECR requests sent (counted by the transport) and answered
+    (counted by the stand-in), and every resolve answered by its source. A resolve that ends
+    with no source is counted with its trace's failures, so a miss says why.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ REGISTRIES = 50
 
 # --- peers in the harness process ---------------------------------------------------------------
 # BlackHole (accepts, never answers) is the test suite's: tests/peers/clouds.py.
+
+
+class _Server(ThreadingHTTPServer):
+    """A threaded server whose listen queue takes a burst of new connections.
+
+    The single-flight run's 25 ECR leaders each open a connection at the same instant.
+    ``socketserver``'s default queue is 5: the kernel overflowed it and reset some of those
+    connections before the server saw a byte, so their lookups failed (and all their waiters
+    with them) and the stand-in counted fewer calls than were made. Real ECR is not five
+    connections deep; the stand-in must not be either.
+    """
+
+    daemon_threads = True
+    request_queue_size = 256
 
 
 class ECRStandIn:
@@ -108,8 +124,7 @@ class ECRStandIn:
                     "application/x-amz-json-1.1",
                 )
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -401,10 +416,14 @@ async def _single_flight(params: dict[str, Any], count: int) -> dict[str, Any]:
     chain = default_chain(environ=environ, transport=transport)
     registries = helper_registries() + ecr_registries()
     sources: dict[str, int] = {}
+    failures: dict[str, int] = {}
 
     async def one(i: int) -> None:
         resolution = await chain.resolve(f"{registries[i % len(registries)]}/team/app{i % 7}")
         sources[str(resolution.source)] = sources.get(str(resolution.source), 0) + 1
+        if resolution.source is None:  # a miss: say which source failed, and how
+            why = "; ".join(f"{e.resolver} {e.outcome}: {e.detail}" for e in resolution.failures)
+            failures[why or "no source matched"] = failures.get(why or "no source matched", 0) + 1
 
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -418,10 +437,13 @@ async def _single_flight(params: dict[str, Any], count: int) -> dict[str, Any]:
         "seconds": took,
         "resolves_per_s": count / took,
         "helper_runs": helper_after - helper_before,
+        "ecr_requests": transport.calls,
         "ecr_calls": ecr_after - ecr_before,
         "expected_helper_runs": len(helper_registries()),
         "expected_ecr_calls": len(ecr_registries()),
         "sources": sources,
+        "no_source": sum(failures.values()),
+        "failures": failures,
     }
 
 

@@ -25,7 +25,14 @@ from asyncauth._sources.ecr import ECRResolver, decode_authorization_token, load
 from tests._assertions import assert_hidden
 
 from .peers._tools import require_tool
-from .peers.clouds import ECR_ACCOUNT, ECRPublic, IMDSv2, MotoProxy, RoutingTransport
+from .peers.clouds import (
+    ECR_ACCOUNT,
+    ECRPublic,
+    IMDSv2,
+    MotoProxy,
+    Resetter,
+    RoutingTransport,
+)
 
 PRIVATE = f"{ECR_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
 MOTO_PASSWORD = f"{ECR_ACCOUNT}-auth-token"  # what moto answers for that registry id
@@ -221,6 +228,27 @@ async def test_an_api_error_is_traced_without_secrets(
     assert entry.detail is not None
     assert "AccessDeniedException" in entry.detail
     assert "IMGPKG_ENABLE_IAAS_AUTH=false" in entry.detail
+    assert_hidden(repr(resolution), aws_keys["AWS_SECRET_ACCESS_KEY"], where="trace")
+
+
+async def test_a_reset_connection_is_traced_with_its_cause(aws_keys: dict[str, str]) -> None:
+    # Under asyncio httpx's read error has no text, and the trace used to end at botocore's
+    # "An HTTP Client raised an unhandled exception: " (the resolution benchmark's misses).
+    with Resetter() as peer:
+        routes = {"api.ecr.eu-west-1.amazonaws.com": peer.address}
+        async with RoutingTransport(routes) as transport:
+            chain = Chain([ECRResolver(environ={}, transport=transport)])
+            resolution = await chain.resolve(PRIVATE)
+    assert len(peer.requests) == 1
+    assert peer.requests[0].startswith(b"POST / HTTP/1.1\r\n")
+    assert b"GetAuthorizationToken" in peer.requests[0]
+    entry = resolution.trace[0]
+    assert resolution.source is None
+    assert entry.outcome is Outcome.ERROR
+    detail = entry.detail or ""
+    cause = detail.partition("An HTTP Client raised an unhandled exception:")[2]
+    assert cause.split(";")[0].strip(), detail
+    assert "reset" in cause.lower() or "disconnected" in cause.lower(), detail
     assert_hidden(repr(resolution), aws_keys["AWS_SECRET_ACCESS_KEY"], where="trace")
 
 

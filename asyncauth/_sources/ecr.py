@@ -66,6 +66,8 @@ THROTTLING_CODES: Final = frozenset(
     }
 )
 """AWS error codes that mean "slow down" (botocore's standard retry mode's list, abridged)."""
+_CHAIN_LIMIT: Final = 12
+"""How far down a wrapped error's ``__cause__``/``__context__`` chain a message is looked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,28 @@ def _throttled(what: str, exc: Any) -> cloud.Throttled | None:
     return cloud.Throttled(f"{what}: GetAuthorizationToken throttled", headers.get("retry-after"))
 
 
+def _sdk_error_text(exc: Exception) -> str:
+    """``Type: message`` of a botocore error, completed when the HTTP error it wraps has no text.
+
+    Under asyncio an httpx read error says nothing (anyio's ``BrokenResourceError`` has no
+    message), so botocore's "An HTTP Client raised an unhandled exception: " ended there and a
+    reset connection left an empty trace; the first message down the wrapped error's chain
+    (``ConnectionResetError: [Errno 104] ...``) is what a user needs to see.
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    kwargs = getattr(exc, "kwargs", None)
+    wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
+    if not isinstance(wrapped, BaseException) or str(wrapped).strip():
+        return text
+    seen: BaseException | None = wrapped
+    for _ in range(_CHAIN_LIMIT):
+        if seen is None or str(seen).strip():
+            break
+        seen = seen.__cause__ or seen.__context__
+    said = f": {type(seen).__name__}: {seen}" if seen is not None and str(seen).strip() else ""
+    return f"{text.rstrip(': ')}: {type(wrapped).__name__}{said}"
+
+
 class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
     """Credentials for Amazon ECR and ECR Public from the AWS credential chain.
 
@@ -244,7 +268,7 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         except errors.NoCredentialsError:
             return None  # no AWS identity here: no opinion, ask the next source
         except errors.BotoCoreError as exc:
-            raise ResolverError(f"{what}: {type(exc).__name__}: {exc}") from None
+            raise ResolverError(f"{what}: {_sdk_error_text(exc)}") from None
 
         token = data.get("authorizationToken") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:

@@ -17,6 +17,8 @@ does what its real counterpart documents and *rejects* what the real one rejects
 * :class:`GoogleOAuth` -- Google's OAuth2 token endpoint for service-account JWT grants.
 * :class:`ECRPublic` -- ECR Public's ``GetAuthorizationToken`` (moto does not serve ECR Public).
 * :class:`BlackHole` -- accepts connections and never answers, for timeouts.
+* :class:`Resetter` -- reads one whole HTTP request per connection, then resets the connection
+  (what an overflowing listen queue, a proxy or a load balancer does to a request in flight).
 
 ECR itself is served by moto (:func:`moto_server`), and moto's proxy mode (:func:`moto_proxy`)
 lets Debian's ``docker-credential-ecr-login`` reach the same emulator.
@@ -35,6 +37,7 @@ import json
 import os
 import secrets
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -655,6 +658,71 @@ class BlackHole:
         self._thread.join(timeout=2)
         for conn in self._held:
             conn.close()
+        self._sock.close()
+
+
+class Resetter:
+    """A listening socket that reads each request whole, then resets its connection (RST).
+
+    ``requests`` holds the request heads it read (method, path and headers, as bytes), so a test
+    can assert that the request did arrive before it was cut off.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(256)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="Resetter", daemon=True)
+        self.requests: list[bytes] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.1)
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                self.requests.append(self._read_request(conn))
+                # Linger 0: close() sends RST, not FIN, while the client waits for the reply.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    @staticmethod
+    def _read_request(conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+             if line.lower().startswith(b"content-length:")),
+            0,
+        )  # fmt: skip
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return head
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=2)
         self._sock.close()
 
 
