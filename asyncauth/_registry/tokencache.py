@@ -9,9 +9,11 @@
   only on a miss, after this process's own single-flight, so a warm request never touches it
   (its rules, leases and failures are :mod:`asyncauth._stores.shared`'s).
 
-The flow asks :meth:`TokenCache.fresh` (no I/O) and, on a miss, :meth:`TokenCache.acquire`: a
-token, or a :class:`TokenLead` whose holder fetches and ends it with :meth:`TokenCache.keep`,
-``fail`` or ``abandon`` (and then :meth:`TokenCache.release`, which hands the fleet's lease on).
+The handshake's state (:mod:`~asyncauth._registry.handshake`) asks it when a flow yields
+``AwaitToken``: :meth:`TokenCache.acquire` gives a token, or a :class:`TokenLead` whose holder
+fetches and ends it with :meth:`TokenCache.keep`, ``fail`` or ``abandon`` (and then
+:meth:`TokenCache.release`, which hands the fleet's lease on). The warm path peeks with
+:meth:`TokenCache.fresh` (no I/O).
 """
 
 from __future__ import annotations
