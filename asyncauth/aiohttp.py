@@ -73,16 +73,18 @@ class RegistryAuthMiddleware:
 
     * Token requests and the ``GET /v2/`` ping go through the request's own session (connector,
       proxy, cookie jar, trace configs, ``ssl=``) but not through its middlewares.
-    * Timeouts: a request's total timeout bounds all of it, token requests included; a token
-      request on its own is bounded by the session's ``timeout`` (aiohttp does not show a
-      middleware the request's own ``timeout=``).
+    * Timeouts: the session's ``timeout`` bounds each request's whole handshake (its ``total``,
+      else the longest of its other bounds): waiting for a token another request is fetching,
+      the ping and the token request, a ``Retry-After`` pause (aiohttp does not show a
+      middleware the request's own ``timeout=``, which bounds the request as usual).
     * Redirects: aiohttp follows them after the middleware returns, and each hop passes through
       the middleware again. A hop that leaves the registry's origin is passed through untouched:
       no credential goes with it, and a 401 from there is the caller's.
     * Errors are aiohttp's for the network, and asyncauth's for the handshake
       (:class:`~asyncauth.AuthenticationError`, :class:`~asyncauth.InsecureTransportError`...).
-      Waiting past the budget for a token another request is fetching raises
-      ``aiohttp.ServerTimeoutError``.
+      When the handshake's time runs out it raises ``aiohttp.ServerTimeoutError`` naming the
+      wait; when the request fetching a token for this one failed in the transport,
+      ``aiohttp.ClientConnectionError``. No httpx type crosses this middleware.
     """
 
     def __init__(
