@@ -220,11 +220,13 @@ def address_kind(host: str) -> AddressKind:
     """The kind of ``host`` (an IP literal, bracketed or not, or a name), read as
     :func:`canonical_host` reads it; a host it refuses raises :class:`NonCanonicalHostError`.
 
-    ``localhost`` is loopback. Other names are public: what a name resolves to is decided
-    elsewhere (DNS), and ``evil.localhost`` is not guaranteed to stay on this machine.
+    ``localhost`` is loopback, and so is every name under ``.localhost``: RFC 6761 reserves
+    them for loopback and systemd-resolved and nss-myhostname resolve them there, so a realm on
+    one may point inward. Other names are public: what a name resolves to is decided elsewhere
+    (DNS). Which hosts may receive credentials in cleartext is :func:`is_loopback`'s, stricter.
     """
     host = canonical_host(host)
-    if host == "localhost":
+    if host == "localhost" or host.endswith(".localhost"):
         return AddressKind.LOOPBACK
     try:
         address = ipaddress.ip_address(host.partition("%")[0])
@@ -245,9 +247,12 @@ def address_kind(host: str) -> AddressKind:
 
 def is_loopback(host: str) -> bool:
     """``localhost``, 127.0.0.0/8 in any form the resolver reads (``127.1``) and ``::1``
-    (brackets allowed); never other names, and never a host :func:`canonical_host` refuses:
-    this decides who may receive credentials in cleartext."""
+    (brackets allowed); never other names (``evil.localhost`` included), and never a host
+    :func:`canonical_host` refuses: this decides who may receive credentials in cleartext."""
     try:
-        return address_kind(host) is AddressKind.LOOPBACK
+        canonical = canonical_host(host)
     except NonCanonicalHostError:
         return False
+    if canonical.endswith(".localhost"):
+        return False  # not guaranteed to stay on this machine (a resolver may ask DNS)
+    return address_kind(canonical) is AddressKind.LOOPBACK

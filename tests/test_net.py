@@ -129,7 +129,7 @@ ISSUE_FORMS = {
     "[::ffff:a9fe:a9fe]": ("::ffff:a9fe:a9fe", AddressKind.LINK_LOCAL),
     "[fe80::1%25eth0]": ("fe80::1%eth0", AddressKind.LINK_LOCAL),
     "LOCALHOST.": ("localhost", AddressKind.LOOPBACK),
-    "evil.localhost": ("evil.localhost", AddressKind.PUBLIC),
+    "evil.localhost": ("evil.localhost", AddressKind.LOOPBACK),  # may resolve there (RFC 6761)
     "8.8.8.8": ("8.8.8.8", AddressKind.PUBLIC),
     "1e1": ("1e1", AddressKind.PUBLIC),
     "Registry.Example.COM": ("registry.example.com", AddressKind.PUBLIC),

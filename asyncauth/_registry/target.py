@@ -20,7 +20,9 @@ DNS lookup.
   10.0.0.1 (private), ``2852039166`` is 169.254.169.254 (link-local); one trailing dot is
   ignored. An IPv6 literal is its address (an IPv4-mapped one, ``::ffff:a.b.c.d``, is the IPv4
   address; a zone id is kept).
-* A name is public, except ``localhost`` (loopback); ``evil.localhost`` is a name. An
+* A name is public, except ``localhost`` and names under ``.localhost`` (loopback: RFC 6761,
+  and systemd-resolved resolves them there, so a public registry's realm may not point at
+  one); but only ``localhost`` itself may receive credentials in cleartext. An
   internationalised name is judged by its IDNA A-label (``bücher.de`` is ``xn--bcher-kva.de``).
 * Refused outright (:class:`~asyncauth._net.NonCanonicalHostError`, an
   :class:`InsecureTransportError`), before anything is sent: a host with a non-ASCII character

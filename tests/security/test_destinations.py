@@ -176,6 +176,22 @@ async def test_evil_localhost_is_not_loopback(
     assert_hidden(everything(internet.seen), *SECRETS, where="evil.localhost")
 
 
+@every_transport
+async def test_a_public_registry_cannot_point_its_realm_under_localhost(
+    transport: str, environ: pytest.MonkeyPatch, internet: FakeInternet
+) -> None:
+    """A name under ``.localhost`` may resolve to loopback (RFC 6761; systemd-resolved does):
+    a public registry's realm there is a pivot inward, refused before anything is sent — even
+    an anonymous token request."""
+    realm = "http://evil.localhost/token"
+    internet.route("/v2/", token_registry(realm), host="registry.example.com")
+    internet.route("/token", Reply(200, body=b'{"token": "issued-TOKEN"}'), host="evil.localhost")
+    async with client_on(environ, transport, Credential.anonymous(), internet=internet) as http:
+        with pytest.raises(InsecureTransportError, match="loopback"):
+            await http.get("http://registry.example.com" + MANIFEST)
+    assert internet.seen_at("evil.localhost") == []
+
+
 # --- hosts judged as the resolver and the URL libraries read them (issue 16, item 5) ----------
 
 SHORTHANDS = {
