@@ -237,8 +237,14 @@ async def test_redis_drops_a_refused_value_but_keeps_one_written_since(
     redis_server.cli("COPY", "tenant:copy", where, "REPLACE")  # the refused value written back
     assert await first.get(name) is None
     assert await second.get(name) is None
-    await first.aclose()
-    await second.aclose()
+    fresh = RedisTokenStore(redis_server.url, encryption_key=key)  # a process that saw neither
+    assert await fresh.get(name) == b"token 1"  # cannot tell: its request is refused once...
+    await fresh.forget(name, b"token 1")
+    assert redis_server.keys("asyncauth:t:*") == []  # ...and the value is gone
+    redis_server.cli("COPY", "tenant:copy", where, "REPLACE")
+    assert await fresh.get(name) is None  # and written back once more, a miss there too
+    for store in (first, second, fresh):
+        await store.aclose()
 
 
 class WithoutForget:

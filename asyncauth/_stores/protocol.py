@@ -56,7 +56,13 @@ the lease expires by itself if the process dies."""
 
 @runtime_checkable
 class TokenStore(Protocol):
-    """A store shared by processes; see the module documentation for the contract."""
+    """A store shared by processes; see the module documentation for the contract.
+
+    A store may also define ``async forget(name, value)``: the registry refused that value's
+    token, so the store drops it unless a newer one replaced it. A store without it still
+    works: each process takes a value it was refused for a miss, and the new token's ``set``
+    replaces it (docs/fleet.md, "When a registry refuses a shared token").
+    """
 
     lease_time: float = DEFAULT_LEASE_TIME
     """Seconds a lease lasts (declared by every store; inherited by subclasses)."""
