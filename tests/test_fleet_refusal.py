@@ -11,6 +11,7 @@ the key rotates. The registry's log counts the refused tokens (``invalid token``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import re
@@ -184,8 +185,11 @@ def test_after_a_key_rotation_without_a_store_each_process_fetches_anew_once_per
 # -- one process: what the store keeps after a refusal ----------------------------------------
 
 
-def _auth(accounts: PeerAccounts, store: TokenStore | None) -> RegistryAuth:
-    chain = Chain([FlagsResolver(username=accounts.writer[0], password=accounts.writer[1])])
+def _auth(
+    accounts: PeerAccounts, store: TokenStore | None, *, user: tuple[str, str] | None = None
+) -> RegistryAuth:
+    username, password = user or accounts.writer
+    chain = Chain([FlagsResolver(username=username, password=password)])
     return RegistryAuth(chain, token_store=store if store is not None else False)
 
 
@@ -345,6 +349,24 @@ async def test_a_refusal_while_redis_does_not_answer_costs_one_bounded_wait(
     assert len(failed) == 1
     assert failed[0].levelno == logging.WARNING
     await store.aclose()
+
+
+async def test_a_push_right_granted_since_is_picked_up_by_the_retry_with_a_store(
+    rotating: Rotating, oci_image: OCIImage, peer_accounts: PeerAccounts
+) -> None:
+    """``insufficient_scope`` drops the token for the fleet too, as a retry without a store
+    fetches anew: a right granted since is picked up, not refused until the token expires."""
+    store = MemoryTokenStore()
+    url = rotating.urls[0].rsplit("/", 1)[0] + "/granted"
+    put = {"content": oci_image.manifest, "headers": {"Content-Type": oci_image.media_type}}
+    reader = _auth(peer_accounts, store, user=peer_accounts.reader)
+    async with httpx.AsyncClient(auth=reader) as http:
+        assert (await http.put(url, **put)).status_code == 401  # pull only, so far
+    rotating.issuer.policy = dataclasses.replace(rotating.issuer.policy, permissions={})
+    another = _auth(peer_accounts, store, user=peer_accounts.reader)  # the token is in the store
+    async with httpx.AsyncClient(auth=another) as http:
+        assert (await http.put(url, **put)).status_code == 201
+    assert rotating.issuer.total == 3  # first try and its retry, the other's retry
 
 
 # -- the token cache: which token a refusal drops -----------------------------------------------
