@@ -189,6 +189,17 @@ class SingleFlightCache(Generic[V]):
             self.version += 1
             self._values.pop(key, None)
 
+    def discard(self, key: Hashable, value: V) -> bool:
+        """Drop ``key`` if ``value`` is still what it holds (not a value put since); whether
+        it was dropped. One step under the lock: no other thread's value is dropped instead."""
+        with self._lock:
+            item = self._values.get(key)
+            if item is None or item[1] is not value:
+                return False
+            self.version += 1
+            del self._values[key]
+            return True
+
     def clear(self) -> None:
         with self._lock:
             self.version += 1

@@ -176,7 +176,8 @@ class RegistryAuthMiddleware:
     ) -> aiohttp.ClientResponse:
         """A 401 to a request sent from its route: retry once, or say why it was refused."""
         shaking = self._handshake
-        call = route.call(request.method, str(request.url), replayable(request))
+        sent = request.headers.get("Authorization")
+        call = route.call(request.method, str(request.url), replayable(request), sent)
         flow = after(
             call,
             reply(response),

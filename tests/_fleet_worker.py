@@ -13,6 +13,8 @@ The JSON argument:
 * ``phases``: lists of URLs to GET; after each phase but the last the worker prints
   ``{"phase": i}`` and waits for a line on stdin (the test breaks Redis in between);
 * ``concurrency``: requests in flight at once;
+* ``agent``: the ``User-Agent`` of its requests (a test tells the workers apart in the
+  registry's access log);
 * or ``resolve``: an image reference to resolve with ``default_chain()`` (the clouds' path).
 
 It prints one JSON line per phase and a last one with what happened: statuses, failures (type
@@ -63,6 +65,10 @@ def _auth() -> RegistryAuth:
     return RegistryAuth(chain)
 
 
+def _headers(spec: dict[str, Any]) -> dict[str, str]:
+    return {**ACCEPT, "User-Agent": spec["agent"]} if "agent" in spec else ACCEPT
+
+
 def _say(data: dict[str, Any]) -> None:
     print(json.dumps(data), flush=True)
 
@@ -82,7 +88,7 @@ async def _run_async(spec: dict[str, Any], records: _Records) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     failures: list[str] = []
     limiter = anyio.CapacityLimiter(spec.get("concurrency", 8))
-    async with create_client(auth=_auth(), timeout=30.0, headers=ACCEPT) as client:
+    async with create_client(auth=_auth(), timeout=30.0, headers=_headers(spec)) as client:
 
         async def get(url: str) -> None:
             async with limiter:
@@ -105,7 +111,7 @@ async def _run_async(spec: dict[str, Any], records: _Records) -> dict[str, Any]:
 def _run_sync(spec: dict[str, Any], records: _Records) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     failures: list[str] = []
-    with create_sync_client(auth=_auth(), timeout=30.0, headers=ACCEPT) as client:
+    with create_sync_client(auth=_auth(), timeout=30.0, headers=_headers(spec)) as client:
 
         def get(url: str) -> None:
             try:

@@ -261,6 +261,7 @@ def test_a_refused_token_is_dropped_and_one_retry_made_with_the_widened_scope(er
         "Transmit",
     ]
     assert script.of(DropToken)[0].key == script.of(AwaitToken)[0].key
+    assert script.of(DropToken)[0].refused == f"Bearer {ACCESS}"  # that one, not one kept since
     second = parse_qs(urlsplit(script.of(Fetch)[1].request.url).query)["scope"]
     assert second == ["repository:org/app:pull", "repository:org/base:pull"]
     assert script.of(Transmit)[2].headers == (("Authorization", "Bearer t2-x"),)

@@ -217,7 +217,9 @@ class RegistryAuthBase:
             yield from self._cold_sync(request, flow, route.target.origin)
 
     def _after(self, request: httpx.Request, route: Route, response: httpx.Response) -> Any:
-        call = route.call(request.method, str(request.url), _replayable(self._http, request))
+        replayable = _replayable(self._http, request)
+        sent = request.headers.get("Authorization")
+        call = route.call(request.method, str(request.url), replayable, sent)
         extra = self._handshake.extra or ()
         return after(call, _reply(response), self._settings, extra, authorized=bool(route.value))
 

@@ -192,6 +192,7 @@ def request_flow(call: Call, settings: Settings, *, only_authorize: bool = False
     if value is None and first is not None:
         explain_refusal(call, sent=False)  # nothing to add: the 401 stands
         return None
+    call.sent = value
     reply = yield Transmit(_with(extra, value))
     yield from after(call, reply, settings, extra, authorized=value is not None)
     return value
@@ -215,6 +216,7 @@ def after(
         if value is None:
             explain_refusal(call, sent=False)
             return
+        call.sent = value
         reply = yield Transmit(_with(extra, value))
         if not refused_by(call.target, reply):
             return
@@ -270,11 +272,13 @@ def _retry(
         widened = scopes  # a malformed scope parameter: ask for what the request needs
     credential = call.resolution.credential
     yield DropToken(
-        token_cache_key(call.target.registry, call.challenge.service, scopes, credential)
+        token_cache_key(call.target.registry, call.challenge.service, scopes, credential),
+        call.sent,
     )
     value = yield from _authorize(call, settings, widened)
     if value is None:
         return None
+    call.sent = value
     again: Reply = yield Transmit(_with(extra, value))
     return again
 

@@ -288,9 +288,7 @@ class Handshake:
         if isinstance(effect, Learn):
             return self._learn(effect, errand)
         if isinstance(effect, DropToken):
-            self.stats.retries += 1
-            self.tokens.forget(effect.key)
-            return None
+            return await self._drop_token(effect, errand)
         if isinstance(effect, KeepRefresh):
             self.tokens.keep_refresh_token(
                 effect.registry, effect.service, effect.credential, effect.value
@@ -365,6 +363,14 @@ class Handshake:
             await self.tokens.keep(lead, effect.token)
         finally:
             lead.abandon()  # nothing once kept; interrupted before keeping hands the lead on
+
+    async def _drop_token(self, effect: DropToken, errand: Errand) -> None:
+        """The one place a refused token is dropped: here at once, then in the shared store
+        within the request's deadline (a store slower than that is skipped; a failing one is a
+        miss): no request of the fleet reads it back (see :meth:`TokenCache.forget`)."""
+        self.stats.retries += 1
+        with anyio.move_on_after(errand.remaining()):
+            await self.tokens.forget(effect.key, effect.refused)
 
     async def _sleep(self, effect: Sleep, errand: Errand) -> None:
         seconds = DEFAULT_RETRY.delay(effect.attempt, effect.retry_after, now=time.time())
@@ -476,10 +482,12 @@ class Route:
         self.versions = versions
         return self.value
 
-    def call(self, method: str, url: str, replayable: bool) -> Call:
+    def call(self, method: str, url: str, replayable: bool, sent: str | None) -> Call:
         """The :class:`Call` the flow needs when the registry answers a warm request with 401
-        (no challenge for an open registry: its 401 is news)."""
-        call = Call(method, url, self.target, self.need, replayable)
+        (no challenge for an open registry: its 401 is news). ``sent`` is the ``Authorization``
+        value the request carried, read off the request: by now another request may have
+        changed :attr:`value`."""
+        call = Call(method, url, self.target, self.need, replayable, sent=sent)
         if isinstance(self.known, Challenge):
             call.challenge, call.resolution = self.known, self.resolution
         return call

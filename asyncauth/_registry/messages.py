@@ -79,6 +79,9 @@ class Call:
     """Whether its body can be sent twice (a probe and then the authorised request)."""
     challenge: Challenge | None = None
     resolution: Resolution | None = None
+    sent: str | None = field(default=None, repr=False)
+    """The ``Authorization`` value the request was last sent with (``None``: none), so that a
+    refusal drops that token and not one a concurrent request has fetched since."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +205,14 @@ class KeepToken:
 
 @dataclass(frozen=True, slots=True)
 class DropToken:
-    """The registry refused the token kept for ``key``: drop it."""
+    """The registry refused the token kept for ``key``: drop it, here and in a shared store.
+
+    ``refused`` is the ``Authorization`` value it refused: a token kept since (another request's
+    retry fetched it) stays. ``None``: whatever is kept for ``key`` is dropped.
+    """
 
     key: TokenKey
+    refused: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,9 +98,11 @@ class TokenLead:
 
 
 def _encode(token: Token) -> bytes:
-    return json.dumps(
-        {"v": 1, "a": token.access_token, "e": token.expires_at, "i": token.issued_at}
-    ).encode()
+    """The token as the shared store keeps it; canonical (``_encode(_decode(v)) == v`` for
+    every value it made), so that a refused token is told to the store as the very value the
+    store gave out."""
+    expires_at, issued_at = float(token.expires_at), float(token.issued_at)
+    return json.dumps({"v": 1, "a": token.access_token, "e": expires_at, "i": issued_at}).encode()
 
 
 def _decode(value: bytes) -> Token | None:
@@ -161,9 +163,21 @@ class TokenCache:
             lead.held = False
             await self._store.release(lead.shared_name)
 
-    def forget(self, key: TokenKey) -> None:
-        """Drop a token the registry refused (here only: other processes find out themselves)."""
-        self._tokens.invalidate(key)
+    async def forget(self, key: TokenKey, refused: str | None = None) -> None:
+        """Drop the token the registry refused for ``key`` (``refused``: the ``Authorization``
+        value it refused; ``None``: whatever is kept), unless a token kept since replaced it.
+
+        Here at once; then, with a shared store, there too (:meth:`SharedStore.forget`): this
+        process never takes that value from the store again, and a store that can forget drops
+        it for the fleet. So no retry reads the refused token back, and each process pays at
+        most one refused request per refused token.
+        """
+        token = self.fresh(key)
+        if token is None or (refused is not None and token.authorization != refused):
+            return  # gone already, or replaced by another request's retry: keep that one
+        if not self._tokens.discard(key, token) or self._store is None:
+            return
+        await self._store.forget(self._store.name(key.material()), _encode(token))
 
     def refresh_token(self, registry: str, service: str, credential: Credential) -> str | None:
         found = self._refresh.peek((registry, service, credential))

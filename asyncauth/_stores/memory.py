@@ -53,6 +53,12 @@ class MemoryTokenStore:
         if ttl > 0:
             self._values[name] = (time.monotonic() + ttl, value)
 
+    async def forget(self, name: str, value: bytes) -> None:
+        """Drop ``value`` under ``name`` (its registry refused it) unless another replaced it."""
+        item = self._values.get(name)
+        if item is not None and item[1] == value:
+            del self._values[name]
+
     async def lease(self, name: str, ttl: float) -> bool:
         """Take the lease on ``name`` for ``ttl`` seconds unless another holds it."""
         now = time.monotonic()

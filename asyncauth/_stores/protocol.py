@@ -6,8 +6,8 @@ as ``RegistryAuth(token_store=...)``: on a miss, the process asks the store befo
 server, and the first process to miss takes a short lease so that the others wait for its token
 instead of asking too. The store is never on the warm path.
 
-The protocol is deliberately small (five methods) so that a backend is easy to write and easy to
-check. Its contract:
+The protocol is deliberately small (five methods, and one optional) so that a backend is easy to
+write and easy to check. Its contract:
 
 * ``name(material)`` turns key material into the name values are kept under. The material holds
   secrets (it identifies a credential): a store must derive names with a keyed hash (HMAC) and
@@ -24,6 +24,21 @@ check. Its contract:
   waits for a process that died while fetching. Every store declares it (a class attribute will
   do); a class that subclasses :class:`TokenStore` inherits :data:`DEFAULT_LEASE_TIME`. A store
   without it is refused when it is handed to ``RegistryAuth`` or a chain, not at its first use.
+* ``forget(name, value)`` (optional: the :class:`Forgetting` capability) is called when the
+  registry refused a token that came from the store or went to it (``401 invalid_token``: keys
+  rotated, token revoked); ``value`` is that token's value, as ``get`` gave it or ``set`` kept
+  it. The store drops it unless a newer value replaced it since (compare and delete); a store
+  that others can write to should also refuse it, and older values under ``name``, when they
+  are written back (:class:`~asyncauth.RedisTokenStore` seals a generation into each value for
+  that). Then no process reads the refused token back, and each pays at most one refused
+  request for it. Like every method, it is bounded, and a failure is a miss.
+
+  A store without ``forget`` still works: each process remembers what it was refused and takes
+  that value for a miss, so its retry fetches a new token and ``set`` replaces the refused one
+  for the fleet. Each process still pays at most one refused request per refused token; what it
+  lacks is the store's own memory: until the new value is set, a process that never held the
+  refused token may read it once (and pay that one refusal), and a refused value written back
+  later is used by every process that has not refused it itself.
 
 :class:`~asyncauth.MemoryTokenStore` (:mod:`.memory`) is the reference implementation, and
 :class:`~asyncauth.RedisTokenStore` the backend for fleets of processes and machines.
@@ -41,7 +56,13 @@ the lease expires by itself if the process dies."""
 
 @runtime_checkable
 class TokenStore(Protocol):
-    """A store shared by processes; see the module documentation for the contract."""
+    """A store shared by processes; see the module documentation for the contract.
+
+    A store may also define ``async forget(name, value)``: the registry refused that value's
+    token, so the store drops it unless a newer one replaced it. A store without it still
+    works: each process takes a value it was refused for a miss, and the new token's ``set``
+    replaces it (docs/fleet.md, "When a registry refuses a shared token").
+    """
 
     lease_time: float = DEFAULT_LEASE_TIME
     """Seconds a lease lasts (declared by every store; inherited by subclasses)."""
@@ -64,6 +85,17 @@ class TokenStore(Protocol):
 
     async def release(self, name: str) -> None:
         """Give the lease on ``name`` back (early; it expires anyway)."""
+        ...
+
+
+@runtime_checkable
+class Forgetting(Protocol):
+    """A :class:`TokenStore` that drops a value its registry refused, for the whole fleet (the
+    optional ``forget`` of the contract; a store without it gets the default described there).
+    """
+
+    async def forget(self, name: str, value: bytes) -> None:
+        """``value`` under ``name`` was refused: drop it unless a newer value replaced it."""
         ...
 
 

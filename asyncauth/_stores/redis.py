@@ -12,7 +12,10 @@ Whoever else can write to the Redis is not trusted (see docs/fleet.md, threat mo
   and no more than that is ever copied or decrypted, however large the string in Redis;
 * a lease is taken by a script that also takes over a lease without an expiry, or with a longer
   one than a lease lasts: nobody can stall the fleet's cold misses with a lease set by hand;
-* a value older than one this store object already saw under its name is a miss (a replay).
+* a value older than one this store object already saw under its name, or no newer than one
+  its registry refused, is a miss (a replay);
+* a refused value (:meth:`RedisTokenStore.forget`) is deleted by a compare-and-delete script
+  that keeps a newer value another process has written since.
 
 coredis is imported when the first client is built, never by the core; a client is opened per
 event loop by :class:`~asyncauth._stores.loops.LoopClients` (the sync clients' calls run on the
@@ -63,6 +66,11 @@ return 2
 """
 """Take the lease unless someone holds it for at most a lease time: a lease without an expiry
 (PTTL -1), or with a longer one, was not set by a fleet's process and is taken over (2)."""
+_FORGET: Final = (
+    "if redis.pcall('getrange', KEYS[1], 0, #ARGV[1] - 1) == ARGV[1] then "
+    "return redis.call('del', KEYS[1]) else return 0 end"
+)
+"""Delete the value if it is still the refused one (its :func:`~.sealing.mark`)."""
 
 
 class RedisTokenStore:
@@ -174,8 +182,8 @@ class RedisTokenStore:
         :data:`MAX_VALUE`, not a string, not opening, or older than one already seen here.
 
         What a caller that checks generations itself needs (:meth:`get` is this, without the
-        generation); :attr:`generations` ``.refused(name, generation)`` makes a value and the
-        older ones stale for this store object.
+        generation); :meth:`forget` makes a value and the older ones stale for this store
+        object.
         """
         where = self._keys(name)[0]
         warnings = self._sealer.warnings
@@ -195,11 +203,12 @@ class RedisTokenStore:
             return None
         opened = self._sealer.open(where, bytes(value))
         if opened is not None and not self.generations.current(name, opened.generation):
-            text = "a value in the shared token store is older than one already seen (replayed?)"
+            text = "a value in the shared token store is older than one already seen or refused"
+            text += " (replayed?)"
             warnings.warning("replay", where, text + "; a miss")
             return None
         if opened is not None:
-            self.generations.saw(name, opened.generation)
+            self.generations.saw(name, opened.generation, opened.plaintext, bytes(value))
         return opened
 
     async def get(self, name: str) -> bytes | None:
@@ -224,7 +233,22 @@ class RedisTokenStore:
             self._sealer.warnings.warning("size", where, text, len(sealed), MAX_VALUE)
             return
         await self._run("set", where, sealed, px=milliseconds)
-        self.generations.saw(name, generation)
+        self.generations.saw(name, generation, value, sealed)
+
+    async def forget(self, name: str, value: bytes) -> None:
+        """``value`` (as :meth:`get` gave it or :meth:`set` kept it) was refused by its
+        registry: it, and any older value under ``name``, are misses for this store object from
+        now on, and Redis deletes it unless a newer value replaced it (one script).
+
+        Only the newest value this store object saw under ``name`` is looked for: an older one
+        is a miss here already, and Redis holds a newer one.
+        """
+        newest = self.generations.newest(name, value)
+        if newest is None:
+            return
+        generation, sealed_mark = newest
+        self.generations.refused(name, generation)
+        await self._run("eval", _FORGET, keys=[self._keys(name)[0]], args=[sealed_mark])
 
     async def lease(self, name: str, ttl: float) -> bool:
         """Take the fleet's lease on ``name`` for ``ttl`` seconds (one Lua call); a lease left

@@ -13,8 +13,10 @@ same instance) must learn nothing from it: not a token, not which credential it 
 * each value carries its *generation* (milliseconds since the epoch when it was sealed, or one
   more than the newest this process saw under its name), authenticated with it: someone who can
   write to Redis but has no key can copy an older value back under its own name, but not make it
-  look newer. :class:`Generations` remembers, per name, the newest generation seen and refused,
-  so that such a replay is told apart from the current value.
+  look newer. :class:`Generations` remembers, per name, the newest generation seen and refused
+  (a token its registry refused), so that such a replay is told apart from the current value,
+  and which value the newest one was (:meth:`Generations.newest`), so that a refused value is
+  deleted from Redis only while it is still there (:func:`mark`).
 
 Both keys come from ``encryption_key`` (32 random bytes) through HKDF-SHA256 with distinct
 ``info`` labels. ``cryptography`` is imported when a store is built, never by the core.
@@ -87,6 +89,24 @@ class Opened:
     generation: int
 
 
+def mark(sealed: bytes) -> bytes:
+    """What tells one sealed value from every other: its format, generation and random nonce
+    (in clear, the format and generation, and the plaintext's first bytes)."""
+    return sealed[: _HEADER + _NONCE]
+
+
+@dataclass(slots=True)
+class _Seen:
+    generation: int = 0
+    """The newest generation seen under the name."""
+    refused: int = -1
+    """The newest generation refused under it."""
+    digest: bytes = b""
+    """A digest of the newest value's plaintext (not the plaintext: it holds a token)."""
+    mark: bytes = b""
+    """That value's :func:`mark`."""
+
+
 class Generations:
     """Per name, the newest generation this process saw and the newest one it refused.
 
@@ -101,11 +121,11 @@ class Generations:
     def __init__(self, *, maxsize: int = 4096, clock: Callable[[], float] = time.time) -> None:
         self._maxsize = maxsize
         self._clock = clock
-        self._names: dict[str, tuple[int, int]] = {}  # name: (newest seen, newest refused)
+        self._names: dict[str, _Seen] = {}
         self._lock = threading.Lock()
 
-    def _get(self, name: str) -> tuple[int, int]:
-        found = self._names.pop(name, (0, -1))
+    def _get(self, name: str) -> _Seen:
+        found = self._names.pop(name, None) or _Seen()
         self._names[name] = found  # most recently used last
         while len(self._names) > self._maxsize:
             del self._names[next(iter(self._names))]
@@ -114,26 +134,43 @@ class Generations:
     def current(self, name: str, generation: int) -> bool:
         """Whether a value of ``generation`` under ``name`` may be used."""
         with self._lock:
-            seen, refused = self._get(name)
-        return generation >= seen and generation > refused
+            seen = self._get(name)
+            return generation >= seen.generation and generation > seen.refused
 
-    def saw(self, name: str, generation: int) -> None:
-        """A value of ``generation`` was read or written under ``name``."""
+    def saw(self, name: str, generation: int, plaintext: bytes = b"", sealed: bytes = b"") -> None:
+        """A value of ``generation`` (``plaintext``, ``sealed``) was read or written."""
         with self._lock:
-            seen, refused = self._get(name)
-            self._names[name] = (max(seen, generation), refused)
+            seen = self._get(name)
+            if generation >= seen.generation:
+                seen.generation, seen.digest = generation, _digest(plaintext)
+                seen.mark = mark(sealed)
 
     def refused(self, name: str, generation: int) -> None:
         """The value of ``generation`` under ``name`` was refused: it and older ones are stale."""
         with self._lock:
-            seen, refused = self._get(name)
-            self._names[name] = (max(seen, generation), max(refused, generation))
+            seen = self._get(name)
+            seen.generation = max(seen.generation, generation)
+            seen.refused = max(seen.refused, generation)
+
+    def newest(self, name: str, plaintext: bytes) -> tuple[int, bytes] | None:
+        """The generation and :func:`mark` of the newest value seen under ``name`` if it is
+        ``plaintext``; ``None`` if it is not (so ``plaintext``'s value is older: stale already)
+        or nothing was seen."""
+        with self._lock:
+            seen = self._names.get(name)
+            if seen is None or not seen.mark or seen.digest != _digest(plaintext):
+                return None
+            return seen.generation, seen.mark
 
     def next(self, name: str) -> int:
         """The generation to seal a new value under ``name`` with."""
         with self._lock:
-            seen, refused = self._get(name)
-        return max(int(self._clock() * 1000), seen + 1, refused + 1)
+            seen = self._get(name)
+            return max(int(self._clock() * 1000), seen.generation + 1, seen.refused + 1)
+
+
+def _digest(plaintext: bytes) -> bytes:
+    return hashlib.blake2b(plaintext, digest_size=16).digest()
 
 
 def encryption_key(value: object, *, what: str) -> bytes:

@@ -16,10 +16,15 @@ object. That is where the fleet's rules live, once:
   a holder that dies holds nobody up for longer than that; a waiter whose patience runs out
   fetches for itself. After taking a lease the value is looked up once more: a holder that
   published and released between a waiter's two calls must not cause a second fetch.
+* **A refused value is never read back.** :meth:`SharedStore.forget` (a token the registry
+  refused) remembers the value in this process, whatever the store can do, so that reading it
+  again is a miss and the fetch that follows replaces it for the fleet; a store that can forget
+  (:class:`~asyncauth._stores.protocol.Forgetting`) is told too, and drops it for everyone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -30,7 +35,7 @@ from typing import Final, Generic, TypeVar
 
 import anyio
 
-from .protocol import TokenStore, lease_time_of
+from .protocol import Forgetting, TokenStore, lease_time_of
 
 log = logging.getLogger("asyncauth.tokens")
 
@@ -44,6 +49,8 @@ FIRST_CALL_TIMEOUT: Final = 15.0
 store's client library and connect (a busy machine starting many processes takes seconds)."""
 RETRY_AFTER_FAILURE: Final = 1.0
 """Seconds a store that failed is left alone before one call probes it again."""
+MAX_REFUSED: Final = 4096
+"""Refused values a process remembers per store (past it, the oldest are forgotten)."""
 _POLL: Final = 0.01
 _MAX_POLL: Final = 0.1
 
@@ -96,6 +103,9 @@ class SharedStore:
         self._lock = threading.Lock()
         self._down_until: float | None = None
         self._answered = False
+        self.forgets = isinstance(store, Forgetting) and callable(store.forget)
+        """Whether the store drops refused values itself (else only this process knows)."""
+        self._refused: dict[tuple[str, bytes], None] = {}  # (name, digest): oldest first
 
     def __repr__(self) -> str:
         return f"SharedStore({self.store!r})"
@@ -142,9 +152,31 @@ class SharedStore:
             log.warning("shared token store answers again: %r", self.store)
 
     async def fetch(self, name: str, decode: Callable[[bytes], V | None]) -> V | None:
-        """The decoded value under ``name``, or ``None`` (absent, unusable, or a failure)."""
+        """The decoded value under ``name``, or ``None`` (absent, unusable, refused here, or a
+        failure)."""
         value = await self.call("get", name)
-        return decode(value) if isinstance(value, bytes) else None
+        if not isinstance(value, bytes) or self._was_refused(name, value):
+            return None
+        return decode(value)
+
+    async def forget(self, name: str, value: bytes) -> None:
+        """``value`` under ``name`` was refused by its registry: from now on it is a miss here
+        (so the next fetch replaces it for the fleet), and a store that can forget drops it."""
+        with self._lock:
+            self._refused[(name, _digest(value))] = None
+            while len(self._refused) > MAX_REFUSED:
+                del self._refused[next(iter(self._refused))]
+        if self.forgets:
+            await self.call("forget", name, value)
+
+    def _was_refused(self, name: str, value: bytes) -> bool:
+        if not self._refused:
+            return False
+        with self._lock:
+            if (name, _digest(value)) not in self._refused:
+                return False
+        log.debug("the shared store gave back a value its registry refused; a miss")
+        return True
 
     async def claim(
         self, name: str, decode: Callable[[bytes], V | None], *, wait: float | None
@@ -192,6 +224,11 @@ class SharedStore:
         """Give the lease back; also when cancelled (bounded all the same)."""
         with anyio.CancelScope(shield=True):
             await self.call("release", name)
+
+
+def _digest(value: bytes) -> bytes:
+    """What a refused value is remembered by (not the value itself: it holds a token)."""
+    return hashlib.blake2b(value, digest_size=16).digest()
 
 
 _SHARED: weakref.WeakKeyDictionary[object, SharedStore] = weakref.WeakKeyDictionary()

@@ -234,6 +234,21 @@ class RegistryServer:
             return self
         raise PeerError(f"could not bind a free port after 3 attempts: {last_error}")
 
+    def restart(self) -> Self:
+        """Stop and start again on the same port and storage, rereading the configuration's
+        files (a rotated ``rootcertbundle``): clients keep their URLs, and so their caches' keys.
+        """
+        port = self.port
+        self._reap()
+        self.config_path.write_text(json.dumps(self._config(port), indent=2), encoding="utf-8")
+        self._spawn(self.binary or require_tool("docker-registry"))
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def stop(self) -> None:
         """Terminate the registry (SIGTERM, then SIGKILL after 5 s) and wait for it.
 

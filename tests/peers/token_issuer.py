@@ -329,6 +329,16 @@ class TokenIssuer:
             rootcertbundle=self.rootcertbundle,
         )
 
+    def rotate_key(self) -> None:
+        """Sign with a new key from now on, and trust only it: ``rootcertbundle`` is rewritten
+        with the new key's certificate, so a registry (re)started on it refuses every token
+        signed before with ``invalid_token``, as after a real key rotation or revocation."""
+        key = new_signing_key(self.algorithm)
+        certificate = _self_signed_certificate(key, self.issuer)
+        self.rootcertbundle.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        with self._lock:
+            self._key, self.kid = key, libtrust_key_id(key)
+
     # -- addresses ----------------------------------------------------------------------------
 
     @property
