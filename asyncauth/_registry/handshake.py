@@ -478,10 +478,11 @@ class Route:
 
     def call(self, method: str, url: str, replayable: bool) -> Call:
         """The :class:`Call` the flow needs when the registry answers a warm request with 401
-        (no challenge for an open registry: its 401 is news)."""
+        (no challenge for an open registry: its 401 is news), or a cached token with 400/403."""
         call = Call(method, url, self.target, self.need, replayable)
         if isinstance(self.known, Challenge):
             call.challenge, call.resolution = self.known, self.resolution
+            call.carried = self.key
         return call
 
 
