@@ -786,16 +786,14 @@ def test_a_proxy_401_to_a_ping_or_a_warm_request_is_the_proxys_too() -> None:
         state().run(flows.after(call, proxied(401), SETTINGS, (), authorized=True))
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        proxied(
-            401, WWW_Authenticate='Basic realm="r"', Docker_Distribution_API_Version="registry/2.0"
-        ),
-        dataclasses.replace(proxied(401, WWW_Authenticate='Basic realm="r"'), via=None),
-    ],
-)
-def test_a_401_from_the_registry_itself_is_answered_as_always(answer: Reply) -> None:
+@pytest.mark.parametrize(("header", "proxy"), [(True, PROXY), (False, None)])
+def test_a_401_from_the_registry_itself_is_answered_as_always(
+    header: bool, proxy: str | None
+) -> None:
+    """Through a proxy with the registry's header, or with no proxy at all: a challenge."""
+    headers = {"Docker_Distribution_API_Version": "registry/2.0"} if header else {}
+    answer = reply(401, PLAIN, WWW_Authenticate='Basic realm="r"', **headers)
+    answer = dataclasses.replace(answer, via=proxy)
     script = state(
         Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
         Transmit=[answer, reply(200, PLAIN)],
