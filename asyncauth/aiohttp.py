@@ -142,7 +142,7 @@ class RegistryAuthMiddleware:
             headers["Authorization"] = value
         response = await handler(request)
         status = response.status
-        if wants_after(status, route.key is not None):
+        if status >= 400 and wants_after(status, route.key is not None):
             return await self._after(request, handler, route, response)
         if status in REDIRECTS:
             note_redirect(request, response)

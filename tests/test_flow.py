@@ -775,6 +775,18 @@ def test_a_401_through_a_proxy_without_the_registry_header_is_the_proxys() -> No
     assert script.kinds() == ["Headers", "AwaitChallenge", "Transmit"]  # nothing learnt, sent
 
 
+def test_a_bearer_challenge_through_a_proxy_is_the_registrys_header_or_not() -> None:
+    """No proxy sends its clients to a token server: a Bearer challenge with a realm is the
+    registry's even without the header (registries that leave it out still work)."""
+    bearer = 'Bearer realm="http://127.0.0.1:5001/token",service="s"'
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[proxied(401, WWW_Authenticate=bearer), reply(200, PLAIN)],
+        Fetch=[reply(200, "http://127.0.0.1:5001/token", body=token_body())],
+    )
+    assert script.run(flows.request_flow(call_for(PLAIN), SETTINGS)) == f"Bearer {ACCESS}"
+
+
 def test_a_proxy_401_to_a_ping_or_a_warm_request_is_the_proxys_too() -> None:
     script = state(Ping=[proxied(401, "http://127.0.0.1:5000/v2/", WWW_Authenticate=TINYPROXY)])
     with pytest.raises(AuthenticationError, match=PROXY):

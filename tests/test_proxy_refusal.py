@@ -39,6 +39,9 @@ PROXY_PASSWORD = secret("proxy-REFUSAL-right-pw", user=PROXY_USER)
 WRONG_PASSWORD = secret("proxy-REFUSAL-wrong-pw", user=PROXY_USER)
 
 
+ONE_SHOT = httpx.Limits(max_keepalive_connections=0)
+
+
 @pytest.fixture(scope="module")
 def tinyproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardProxy]:
     """tinyproxy that demands ``PROXY_USER``'s credentials."""
@@ -92,7 +95,11 @@ async def test_create_client_reports_the_proxys_401_as_the_proxys(
 
 
 async def _get(client: str, proxy: str, peer_accounts: PeerAccounts, url: str) -> int:
-    """``GET url`` through ``proxy`` with a hand-built client of kind ``client``."""
+    """``GET url`` through ``proxy`` with a hand-built client of kind ``client``.
+
+    No kept-alive connections: tinyproxy closes one after each request without saying so, and
+    a hand-built httpx client (unlike create_client's routes and aiohttp) does not send the
+    next request again on a fresh one."""
     if client == "aiohttp":
         import aiohttp
 
@@ -109,18 +116,22 @@ async def _get(client: str, proxy: str, peer_accounts: PeerAccounts, url: str) -
 
         from asyncauth.httpx2 import RegistryAuth as Httpx2Auth
 
-        options: dict[str, Any] = dict(auth=Httpx2Auth(chain(peer_accounts)), proxy=proxy)
+        options: dict[str, Any] = dict(
+            auth=Httpx2Auth(chain(peer_accounts)),
+            proxy=proxy,
+            limits=httpx2.Limits(max_keepalive_connections=0),
+        )
         async with httpx2.AsyncClient(**options, trust_env=False) as http2:
             return (await http2.get(url, headers=ACCEPT)).status_code
     auth = RegistryAuth(chain(peer_accounts))
     if client == "httpx-sync":
 
         def sync_get() -> int:
-            with httpx.Client(auth=auth, proxy=proxy, trust_env=False) as sync:
+            with httpx.Client(auth=auth, proxy=proxy, trust_env=False, limits=ONE_SHOT) as sync:
                 return sync.get(url, headers=ACCEPT).status_code
 
         return await anyio.to_thread.run_sync(sync_get)
-    async with httpx.AsyncClient(auth=auth, proxy=proxy, trust_env=False) as http:
+    async with httpx.AsyncClient(auth=auth, proxy=proxy, trust_env=False, limits=ONE_SHOT) as http:
         return (await http.get(url, headers=ACCEPT)).status_code
 
 

@@ -196,7 +196,8 @@ class RegistryAuthBase:
         self, request: httpx.Request, route: Route
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         response = yield request
-        if wants_after(response.status_code, route.key is not None):
+        status = response.status_code
+        if status >= 400 and wants_after(status, route.key is not None):
             flow = self._after(request, route, response)
             rest = self._cold_async(request, flow, route.target.origin)
             try:
@@ -212,7 +213,8 @@ class RegistryAuthBase:
         self, request: httpx.Request, route: Route
     ) -> Generator[httpx.Request, httpx.Response]:
         response = yield request
-        if wants_after(response.status_code, route.key is not None):
+        status = response.status_code
+        if status >= 400 and wants_after(status, route.key is not None):
             flow = self._after(request, route, response)
             yield from self._cold_sync(request, flow, route.target.origin)
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .._credentials import Credential
 from .._errors import AsyncAuthError, AuthenticationError
-from .._redact import clip
+from .._redact import clip, redact
 from .._resolution import Outcome, Resolution, TraceEntry
 from .._resolution import failures_text as _failures_text
 from .._resolution import refuse_failed_anonymous as refuse_failed_anonymous
@@ -102,17 +102,27 @@ def proxy_refusal(registry: str, reply: Reply) -> AuthenticationError | None:
     Such a 401 (tinyproxy answers wrong proxy credentials with ``401`` and ``WWW-Authenticate:
     Basic realm="Tinyproxy"``) is not the registry's challenge: answering it with the
     registry's password would send that password to the proxy, and blame the registry for the
-    proxy's refusal."""
+    proxy's refusal. A Bearer challenge with a realm is the registry's, header or not: no proxy
+    sends clients to a token server."""
     if reply.status != 401 or reply.via is None or not reply.url.startswith("http://"):
         return None
-    if reply.header(API_VERSION_HEADER) is not None:
+    if reply.header(API_VERSION_HEADER) is not None or _token_challenge(reply):
         return None
     return AuthenticationError(
-        f"{registry}: the answer 401 came through the proxy {reply.via} without the registry's "
+        f"{registry}: a 401 came through the proxy {reply.via} without the registry's "
         f"Docker-Distribution-API-Version header{_challenge_shown(reply)}: probably the proxy "
         "refusing its own credentials (check the user and password in proxy= or HTTP_PROXY), "
         "not the registry; no registry credential was sent in answer to it"
     )
+
+
+def _token_challenge(reply: Reply) -> bool:
+    """Whether ``reply`` challenges for a token (a Bearer challenge with a realm)."""
+    try:
+        challenges = parse_challenges(reply.header_list("www-authenticate"))
+    except AsyncAuthError:
+        return False
+    return any(challenge.is_bearer and challenge.realm for challenge in challenges)
 
 
 def _challenge_shown(reply: Reply) -> str:
@@ -125,8 +135,10 @@ def _challenge_shown(reply: Reply) -> str:
         return ""
     first = challenges[0]
     realm = first.params.get("realm")
-    shown = first.scheme.capitalize() + (f' realm="{realm}"' if realm is not None else "")
-    return f" (WWW-Authenticate: {_PRINTABLE.sub('?', clip(shown, 60))})"
+    shown = clip(first.scheme.capitalize(), 24)
+    if realm is not None:
+        shown += f' realm="{_PRINTABLE.sub("?", redact(realm, limit=40))}"'
+    return f" (WWW-Authenticate: {shown})"
 
 
 def not_replayable(call: Call) -> AuthenticationError:
