@@ -128,13 +128,34 @@ def _chain(args: argparse.Namespace, secrets: _Secrets) -> Chain:
 
 
 async def _explain(args: argparse.Namespace, secrets: _Secrets) -> _Answer:
-    resolution = await _chain(args, secrets).resolve(args.reference)
+    if args.anonymous_fallback:
+        resolution = await _as_pulled(args, secrets)
+    else:
+        resolution = await _chain(args, secrets).resolve(args.reference)
     return _Answer(resolution_json(resolution), resolution_text(resolution))
 
 
+async def _as_pulled(args: argparse.Namespace, secrets: _Secrets) -> Resolution:
+    """The resolution a pull of REF ends with: the chain's, or the one ``anonymous_fallback``
+    left when the token server refused its credential (its trace says so, and why)."""
+    resource = Resource.parse(args.reference)
+    async with _client(args, secrets) as client:
+        assert isinstance(client.auth, RegistryAuth)
+        base = await registry_base_url(client, resource, insecure_registries=args.insecure_registry)
+        _, call = await client.auth._authorized(client, resource, base_url=base)
+        if call.fallback is not None:
+            return call.fallback
+        return call.resolution or await client.auth.chain.resolve(resource)  # open: no ask
+
+
 def _client(args: argparse.Namespace, secrets: _Secrets) -> httpx.AsyncClient:
+    auth = RegistryAuth(
+        _chain(args, secrets),
+        insecure_registries=args.insecure_registry,
+        anonymous_fallback=args.anonymous_fallback,
+    )
     return create_client(
-        chain=_chain(args, secrets),
+        auth=auth,
         ca_cert_paths=args.ca_cert,
         insecure_registries=args.insecure_registry,
         timeout=args.timeout or 30.0,

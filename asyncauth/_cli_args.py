@@ -121,6 +121,12 @@ def _network_options() -> _Parser:
         metavar="HOST[:PORT]",
         help="no TLS verification, and plain http allowed, for this registry",
     )
+    network.add_argument(
+        "--anonymous-fallback",
+        action="store_true",
+        help="if the registry's token server refuses the credential of a pull, pull "
+        "anonymously (never for --push); with explain: ask the registry, and show it",
+    )
     return network
 
 
@@ -151,10 +157,12 @@ def build_parser() -> _Parser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "explain",
-        parents=[lookup],
+        parents=[lookup, network],
         help="show which source answers for a reference, and the whole trace",
         description="Resolve credentials for REF through the default chain "
-        "(environment, IaaS, options, Docker config) and show how each source fared.",
+        "(environment, IaaS, options, Docker config) and show how each source fared. "
+        "With --anonymous-fallback, also ask REF's registry for a pull token: the trace then "
+        "says whether the credential was refused and the pull would go anonymous.",
     )
     token = commands.add_parser(
         "token",

@@ -36,9 +36,10 @@ from ._registry.aiohttp_driver import (
     reply,
     run,
     total_timeout,
+    via,
 )
 from ._registry.auth import RegistryAuth, RegistryAuthBase
-from ._registry.flow import after, request_flow
+from ._registry.flow import after, request_flow, wants_after
 from ._registry.handshake import Errand, Route, Stats
 from ._registry.messages import Call, need_of
 from ._stores.protocol import TokenStore
@@ -60,6 +61,7 @@ class RegistryAuthOptions(TypedDict, total=False):
     max_token_response: int
     offline_token: bool
     token_store: TokenStore | None
+    anonymous_fallback: bool
 
 
 class RegistryAuthMiddleware:
@@ -142,7 +144,7 @@ class RegistryAuthMiddleware:
             headers["Authorization"] = value
         response = await handler(request)
         status = response.status
-        if status == 401:
+        if status >= 400 and wants_after(status, route.key is not None):
             return await self._after(request, handler, route, response)
         if status in REDIRECTS:
             note_redirect(request, response)
@@ -174,13 +176,14 @@ class RegistryAuthMiddleware:
         route: Route,
         response: aiohttp.ClientResponse,
     ) -> aiohttp.ClientResponse:
-        """A 401 to a request sent from its route: retry once, or say why it was refused."""
+        """A 401 (or a cached token's 400/403) to a request sent from its route: retry once,
+        or say why it was refused."""
         shaking = self._handshake
         sent = request.headers.get("Authorization")
         call = route.call(request.method, str(request.url), replayable(request), sent)
         flow = after(
             call,
-            reply(response),
+            reply(response, proxy=via(request)),
             shaking.settings,
             shaking.extra or (),
             authorized=bool(route.value),

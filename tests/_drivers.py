@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio.to_thread
 import httpx
@@ -66,11 +66,13 @@ class DriverClient:
         method: str,
         url: str,
         *,
-        content: bytes | None = None,
+        content: bytes | str | BinaryIO | None = None,
         streamed: list[int] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        """``streamed``: send ``content`` as a one-shot stream, counting its iterations there."""
+        """``content`` goes to the client as it is (bytes, a str, a file: httpx's ``content=``,
+        aiohttp's ``data=``); ``streamed``: send ``content`` (bytes) as a one-shot stream,
+        counting its iterations there."""
         answer: Answer = await self.send(method, url, content, streamed, dict(headers or {}))
         return answer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -631,3 +632,47 @@ def test_a_404_shows_the_registry_error_code(
         "(manifest unknown)"
     )
     assert_hidden(result.stderr, peer_accounts.reader[1], where="JSON error")
+
+
+STALE_PASSWORD = secret("stale-CLI-password-9")
+
+
+def test_anonymous_fallback_pulls_and_explain_shows_why(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """A stale login for a registry with public images: ``--anonymous-fallback`` pulls, and
+    ``explain --anonymous-fallback`` asks the registry and shows whose credential it refused."""
+    token_issuer.policy = dataclasses.replace(token_issuer.policy, anonymous_pull=True)
+    user = peer_accounts.writer[0]
+    env = registry_env(token_registry, (user, STALE_PASSWORD))
+    refused = run(["manifest", token_registry_image.reference], tmp_path, env)
+    assert refused.returncode == 1
+    assert "AuthenticationError" in refused.stderr
+    assert "credentials were refused" in refused.stderr
+    pulled = run(
+        ["manifest", "--anonymous-fallback", token_registry_image.reference], tmp_path, env
+    )
+    assert (pulled.returncode, pulled.stdout.split()[0]) == (0, token_registry_image.digest)
+    reference = f"{token_registry.host}/peers/app"
+    plain = run(["explain", reference], tmp_path, env)  # asks no registry: the chain's answer
+    assert "source:     env" in plain.stdout
+    explained = run(["explain", "--anonymous-fallback", reference], tmp_path, env)
+    assert explained.returncode == 0, explained.stderr
+    assert "source:     anonymous fallback" in explained.stdout
+    line = explained.stdout.splitlines()[-1]
+    assert line.lstrip().startswith("anonymous fallback")
+    assert f"refused basic credentials for user {user} from env (401)" in line
+    data = json.loads(
+        run(["explain", "--json", "--anonymous-fallback", reference], tmp_path, env).stdout
+    )
+    assert (data["source"], data["credential"]["kind"]) == ("anonymous fallback", "anonymous")
+    assert data["trace"][-1]["resolver"] == "anonymous fallback"
+    assert _fields(data) == _documented_fields("explain")
+    pushed = run(["token", "--push", "--anonymous-fallback", reference], tmp_path, env)
+    assert pushed.returncode == 1  # never for a push
+    everything = "".join(r.stdout + r.stderr for r in (refused, pulled, explained, pushed))
+    assert_hidden(everything, STALE_PASSWORD, where="the CLI's output")

@@ -10,6 +10,7 @@ it asked for, in order. This is the whole handshake matrix — Bearer, Basic, an
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -301,17 +302,70 @@ def test_an_identity_token_is_posted_and_falls_back_to_get_on_404() -> None:
 
 
 def test_a_refresh_token_handed_out_earlier_replaces_the_password() -> None:
+    """The refresh token goes in the POST; refused (401), it is forgotten and the one GET
+    fallback carries the password it replaced (not the refused refresh token)."""
     script = state(
         Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
         AwaitToken=lambda effect: TokenDuty(refresh_token="r-OLD-refresh"),
         Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
-        Fetch=[reply(401, REALM)],
+        Fetch=[reply(401, REALM), reply(200, REALM, body=token_body())],
     )
-    with pytest.raises(AuthenticationError):
-        script.run(flows.request_flow(call_for(), SETTINGS))
-    post = script.of(Fetch)[0].request
+    assert script.run(flows.request_flow(call_for(), SETTINGS)) == f"Bearer {ACCESS}"
+    post, get = (effect.request for effect in script.of(Fetch))
     assert parse_qs((post.body or b"").decode())["refresh_token"] == ["r-OLD-refresh"]
-    assert script.of(KeepRefresh)[0].value is None  # a refused refresh token is forgotten
+    assert dict(get.headers)["Authorization"] == basic_value("alice", PASSWORD)
+    assert [k.value for k in script.of(KeepRefresh)] == [None]  # the refused one is forgotten
+
+
+def test_a_refused_refresh_token_and_password_are_an_error_after_two_token_requests() -> None:
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        AwaitToken=lambda effect: TokenDuty(refresh_token="r-OLD-refresh"),
+        Transmit=[reply(401, WWW_Authenticate=BEARER)],
+        Fetch=[reply(401, REALM), reply(401, REALM)],
+    )
+    with pytest.raises(AuthenticationError, match="answered 401"):
+        script.run(flows.request_flow(call_for(), SETTINGS))
+    assert len(script.of(Fetch)) == 2
+    assert script.of(KeepRefresh)[0].value is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 405])
+def test_a_refresh_token_post_answered_so_falls_back_to_one_get_with_basic(status: int) -> None:
+    """As containerd: ACR answers 400, Artifactory 401, GCR 404, ghcr.io 405."""
+    script = state(
+        Resolve=lambda effect: resolution(Credential(username="alice", identity_token=IDENTITY)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
+        Fetch=[reply(status, REALM), reply(200, REALM, body=token_body())],
+    )
+    assert script.run(flows.request_flow(call_for(), SETTINGS)) == f"Bearer {ACCESS}"
+    post, get = (effect.request for effect in script.of(Fetch))
+    assert (post.method, get.method) == ("POST", "GET")
+    assert dict(get.headers)["Authorization"] == basic_value("alice", IDENTITY)
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_a_refresh_token_post_refused_otherwise_does_not_fall_back(status: int) -> None:
+    script = state(
+        Resolve=lambda effect: resolution(Credential(username="alice", identity_token=IDENTITY)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER)],
+        Fetch=[reply(status, REALM)],
+    )
+    with pytest.raises(AuthenticationError, match=f"answered {status}"):
+        script.run(flows.request_flow(call_for(), SETTINGS))
+    assert len(script.of(Fetch)) == 1
+
+
+def test_a_token_response_without_expires_in_lasts_60_seconds() -> None:
+    """Quay leaves ``expires_in`` out: the token spec's 60 s, no more."""
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
+        Fetch=[reply(200, REALM, body=json.dumps({"token": ACCESS}).encode())],
+    )
+    script.run(flows.request_flow(call_for(), SETTINGS))
+    kept = script.of(KeepToken)[0].token
+    assert (kept.issued_at, kept.expires_at) == (NOW, NOW + 60)
 
 
 def test_retry_after_from_the_token_server_is_a_sleep_then_a_second_try() -> None:
@@ -457,6 +511,311 @@ def test_extra_headers_go_with_every_send_of_the_request() -> None:
     assert [t.headers[0] for t in script.of(Transmit)] == [("X-Meta", "1"), ("X-Meta", "1")]
 
 
+# -- stale cached tokens (public.ecr.aws answers an expired one with 400, no challenge) -------
+
+CACHED = Token("cached-STALE-token", NOW + 3600, NOW - 600)
+DENIED = b'{"errors":[{"code":"DENIED","message":"token expired"}]}'
+
+
+def cached_then_fetched() -> Callable[[Any], Any]:
+    """AwaitToken's answers: the cached token first, then the duty to fetch a fresh one."""
+    answers: list[Any] = [CACHED, TokenDuty()]
+    return lambda effect: answers.pop(0)
+
+
+def known_bearer(**answers: Any) -> Script:
+    challenge = Challenge("bearer", {"realm": REALM, "service": "registry.example.com"})
+    defaults: dict[str, Any] = {
+        "AwaitChallenge": lambda effect: challenge,
+        "Resolve": lambda effect: resolution(Credential("alice", PASSWORD)),
+        "AwaitToken": cached_then_fetched(),
+    }
+    return state(**{**defaults, **answers})
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_a_400_or_403_without_a_challenge_drops_a_cached_token_and_retries_once(
+    status: int,
+) -> None:
+    script = known_bearer(
+        Transmit=[reply(status), reply(200)],
+        Fetch=[reply(200, REALM, body=token_body("fresh-token-2"))],
+    )
+    assert script.run(flows.request_flow(call_for(), SETTINGS)) == "Bearer cached-STALE-token"
+    assert script.kinds()[-6:] == [
+        "Transmit",
+        "DropToken",
+        "AwaitToken",
+        "Fetch",
+        "KeepToken",
+        "Transmit",
+    ]
+    assert script.of(DropToken)[0].key == script.of(AwaitToken)[0].key
+    first, second = script.of(Transmit)
+    assert first.headers == (("Authorization", "Bearer cached-STALE-token"),)
+    assert second.headers == (("Authorization", "Bearer fresh-token-2"),)
+
+
+def test_a_stale_token_retry_is_made_once_and_its_answer_stands() -> None:
+    script = known_bearer(
+        Transmit=[reply(403), reply(403)],
+        Fetch=[reply(200, REALM, body=token_body("fresh-token-2"))],
+    )
+    script.run(flows.request_flow(call_for(), SETTINGS))
+    assert len(script.of(Transmit)) == 2
+    assert len(script.of(DropToken)) == 1
+
+
+def test_a_400_to_a_token_fetched_for_the_request_stands() -> None:
+    """A token fetched just now is not stale: its 400 is the registry's answer."""
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER), reply(400)],
+        Fetch=[reply(200, REALM, body=token_body())],
+    )
+    script.run(flows.request_flow(call_for(), SETTINGS))
+    assert "DropToken" not in script.kinds()
+    assert len(script.of(Transmit)) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        reply(403, WWW_Authenticate=f'{BEARER},error="insufficient_scope"'),
+        reply(400, "https://storage.example.net/blob"),  # from where a redirect led
+        reply(404),
+        reply(500),
+    ],
+)
+def test_other_answers_to_a_cached_token_stand(answer: Reply) -> None:
+    script = known_bearer(Transmit=[answer])
+    script.run(flows.request_flow(call_for(), SETTINGS))
+    assert "DropToken" not in script.kinds()
+    assert len(script.of(Transmit)) == 1
+
+
+def test_a_stale_token_under_a_one_shot_body_is_dropped_and_the_answer_stands() -> None:
+    script = known_bearer(Transmit=[reply(400)])
+    script.run(flows.request_flow(call_for(method="PUT", replayable=False), SETTINGS))
+    assert script.kinds()[-2:] == ["Transmit", "DropToken"]  # the next request fetches
+
+
+def test_a_warm_request_answered_400_drops_its_route_token_and_retries() -> None:
+    """The warm path hands the flow its route's call: the token it carried was a cached one."""
+    call = call_for()
+    call.challenge = Challenge("bearer", {"realm": REALM, "service": "registry.example.com"})
+    call.resolution = resolution(Credential("alice", PASSWORD))
+    call.carried = carried = flows.token_cache_key(
+        "registry.example.com", "registry.example.com", call.need.scopes, call.resolution.credential
+    )
+    assert flows.wants_after(400, carried=True)
+    assert not flows.wants_after(400, carried=False)
+    script = state(
+        Transmit=[reply(200)],
+        Fetch=[reply(200, REALM, body=token_body("fresh-token-2"))],
+    )
+    script.run(flows.after(call, reply(400), SETTINGS, (), authorized=True))
+    assert script.kinds() == ["DropToken", "AwaitToken", "Fetch", "KeepToken", "Transmit"]
+    assert script.of(DropToken)[0].key == carried
+
+
+# -- uploads that outlive their token -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "POST"])
+def test_a_401_to_a_replayable_upload_refreshes_the_token_and_sends_it_again(method: str) -> None:
+    url = f"{REGISTRY}/v2/org/app/blobs/uploads/session-1"
+    expired = f'{BEARER},error="invalid_token"'
+    script = known_bearer(
+        Transmit=[reply(401, url, WWW_Authenticate=expired), reply(201, url)],
+        Fetch=[reply(200, REALM, body=token_body("fresh-token-2"))],
+    )
+    script.run(flows.request_flow(call_for(url, method), SETTINGS))
+    assert script.kinds()[-5:] == ["DropToken", "AwaitToken", "Fetch", "KeepToken", "Transmit"]
+    assert script.of(Transmit)[1].headers == (("Authorization", "Bearer fresh-token-2"),)
+
+
+def test_a_401_to_a_one_shot_upload_says_the_body_could_not_be_sent_again() -> None:
+    url = f"{REGISTRY}/v2/org/app/blobs/uploads/session-1"
+    expired = f'{BEARER},error="invalid_token"'
+    script = known_bearer(Transmit=[reply(401, url, WWW_Authenticate=expired)])
+    with pytest.raises(AuthenticationError) as caught:
+        script.run(flows.request_flow(call_for(url, "PATCH", replayable=False), SETTINGS))
+    message = str(caught.value)
+    assert "one-shot stream" in message
+    assert "pass the body as bytes, a str or a seekable file" in message
+    assert "Uploads that outlive a token" in message
+    assert len(script.of(Transmit)) == 1  # never sent again
+    assert len(script.of(DropToken)) == 1  # the next request starts with a fresh token
+
+
+# -- anonymous fallback (opt-in) -----------------------------------------------------------------
+
+FALLBACK = flows.Settings(
+    frozenset(), "asyncauth", 1 << 20, offline_token=False, anonymous_fallback=True
+)
+
+
+def test_a_refused_pull_goes_anonymous_once_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    call = call_for()
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER), reply(200)],
+        Fetch=[reply(401, REALM), reply(200, REALM, body=token_body("anonymous-token"))],
+    )
+    with caplog.at_level("DEBUG", logger="asyncauth.registry"):
+        assert script.run(flows.request_flow(call, FALLBACK)) == "Bearer anonymous-token"
+    refused, anonymous = (effect.request for effect in script.of(Fetch))
+    assert dict(refused.headers)["Authorization"] == basic_value("alice", PASSWORD)
+    assert "Authorization" not in dict(anonymous.headers)
+    assert anonymous.url == refused.url  # the same scope, the same realm
+    assert script.of(KeepToken)[0].key == script.of(AwaitToken)[0].key
+    assert call.fallback is not None
+    assert call.fallback.credential.is_anonymous
+    entry = call.fallback.trace[-1]
+    assert (entry.resolver, entry.outcome) == ("anonymous fallback", Outcome.MATCHED)
+    assert entry.detail is not None
+    assert "refused basic credentials for user alice from fixed (401)" in entry.detail
+    assert "the pull went anonymous" in caplog.text
+    assert PASSWORD not in repr(call.fallback) + caplog.text
+
+
+def test_without_anonymous_fallback_a_refused_pull_is_an_error() -> None:
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER)],
+        Fetch=[reply(401, REALM)],
+    )
+    with pytest.raises(AuthenticationError, match="credentials were refused"):
+        script.run(flows.request_flow(call_for(), SETTINGS))
+    assert len(script.of(Fetch)) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("PUT", MANIFEST),
+        ("DELETE", MANIFEST),
+        ("POST", f"{REGISTRY}/v2/org/app/blobs/uploads/?mount=sha256:ab&from=org/base"),
+    ],
+)
+def test_anonymous_fallback_never_pushes_or_deletes(method: str, url: str) -> None:
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(401, url, WWW_Authenticate=BEARER)],
+        Fetch=[reply(401, REALM)],
+    )
+    with pytest.raises(AuthenticationError, match="credentials were refused"):
+        script.run(flows.request_flow(call_for(url, method), FALLBACK))
+    assert len(script.of(Fetch)) == 1
+
+
+def test_an_anonymous_try_refused_too_names_both() -> None:
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER)],
+        Fetch=[reply(403, REALM), reply(401, REALM)],
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        script.run(flows.request_flow(call_for(), FALLBACK))
+    assert "answered 403" in str(caught.value)
+    assert "the anonymous try (anonymous_fallback) was refused too (401)" in str(caught.value)
+    assert len(script.of(Fetch)) == 2
+
+
+def test_a_registry_that_refuses_the_anonymous_token_too_is_an_error_naming_why() -> None:
+    """Private after all: the anonymous token is refused; no retry (the credential was refused
+    already), and the error says whose credential the token server refused."""
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[
+            reply(401, WWW_Authenticate=BEARER),
+            reply(401, WWW_Authenticate=f'{BEARER},error="insufficient_scope"'),
+        ],
+        Fetch=[reply(401, REALM), reply(200, REALM, body=token_body("anonymous-token"))],
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        script.run(flows.request_flow(call_for(), FALLBACK))
+    message = str(caught.value)
+    assert "refused basic credentials for user alice" in message
+    assert "refused the anonymous try too" in message
+    assert len(script.of(Transmit)) == 2
+    assert len(script.of(Fetch)) == 2
+
+
+def test_an_anonymous_credential_has_nothing_to_fall_back_from() -> None:
+    script = state(
+        Resolve=lambda effect: resolution(Credential.anonymous()),
+        Transmit=[reply(401, WWW_Authenticate=BEARER)],
+        Fetch=[reply(401, REALM)],
+    )
+    with pytest.raises(AuthenticationError):
+        script.run(flows.request_flow(call_for(), FALLBACK))
+    assert len(script.of(Fetch)) == 1
+
+
+# -- a proxy's 401 is the proxy's --------------------------------------------------------------
+
+PLAIN = "http://127.0.0.1:5000/v2/org/app/manifests/v1"
+PROXY = "127.0.0.1:8888"
+TINYPROXY = 'Basic realm="Tinyproxy"'
+
+
+def proxied(status: int, url: str = PLAIN, **headers: str) -> Reply:
+    return dataclasses.replace(reply(status, url, **headers), via=PROXY)
+
+
+def test_a_401_through_a_proxy_without_the_registry_header_is_the_proxys() -> None:
+    script = state(Transmit=[proxied(401, WWW_Authenticate=TINYPROXY)])
+    with pytest.raises(AuthenticationError) as caught:
+        script.run(flows.request_flow(call_for(PLAIN), SETTINGS))
+    message = str(caught.value)
+    assert f"came through the proxy {PROXY}" in message
+    assert 'WWW-Authenticate: Basic realm="Tinyproxy"' in message
+    assert "no registry credential was sent" in message
+    assert script.kinds() == ["Headers", "AwaitChallenge", "Transmit"]  # nothing learnt, sent
+
+
+def test_a_bearer_challenge_through_a_proxy_is_the_registrys_header_or_not() -> None:
+    """No proxy sends its clients to a token server: a Bearer challenge with a realm is the
+    registry's even without the header (registries that leave it out still work)."""
+    bearer = 'Bearer realm="http://127.0.0.1:5001/token",service="s"'
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[proxied(401, WWW_Authenticate=bearer), reply(200, PLAIN)],
+        Fetch=[reply(200, "http://127.0.0.1:5001/token", body=token_body())],
+    )
+    assert script.run(flows.request_flow(call_for(PLAIN), SETTINGS)) == f"Bearer {ACCESS}"
+
+
+def test_a_proxy_401_to_a_ping_or_a_warm_request_is_the_proxys_too() -> None:
+    script = state(Ping=[proxied(401, "http://127.0.0.1:5000/v2/", WWW_Authenticate=TINYPROXY)])
+    with pytest.raises(AuthenticationError, match=PROXY):
+        script.run(flows.request_flow(call_for(PLAIN, "PUT", replayable=False), SETTINGS))
+    assert "Resolve" not in script.kinds()
+    call = call_for(PLAIN)
+    call.challenge, call.resolution = Challenge("basic", {}), resolution(Credential("a", PASSWORD))
+    with pytest.raises(AuthenticationError, match=PROXY):
+        state().run(flows.after(call, proxied(401), SETTINGS, (), authorized=True))
+
+
+@pytest.mark.parametrize(("header", "proxy"), [(True, PROXY), (False, None)])
+def test_a_401_from_the_registry_itself_is_answered_as_always(
+    header: bool, proxy: str | None
+) -> None:
+    """Through a proxy with the registry's header, or with no proxy at all: a challenge."""
+    headers = {"Docker_Distribution_API_Version": "registry/2.0"} if header else {}
+    answer = reply(401, PLAIN, WWW_Authenticate='Basic realm="r"', **headers)
+    answer = dataclasses.replace(answer, via=proxy)
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[answer, reply(200, PLAIN)],
+    )
+    assert script.run(flows.request_flow(call_for(PLAIN), SETTINGS)) == basic_value(
+        "alice", PASSWORD
+    )
+
+
 # -- properties --------------------------------------------------------------------------------
 
 _STATUSES = st.sampled_from([200, 201, 307, 400, 401, 403, 404, 405, 429, 500, 503])
@@ -478,17 +837,28 @@ _BODIES = st.one_of(st.just(token_body()), st.binary(max_size=64), st.just(b"{}"
 
 @settings(max_examples=300, deadline=None)
 @given(
-    statuses=st.lists(_STATUSES, min_size=12, max_size=12),
-    challenges=st.lists(_CHALLENGES, min_size=12, max_size=12),
-    bodies=st.lists(_BODIES, min_size=12, max_size=12),
+    statuses=st.lists(_STATUSES, min_size=20, max_size=20),
+    challenges=st.lists(_CHALLENGES, min_size=20, max_size=20),
+    bodies=st.lists(_BODIES, min_size=20, max_size=20),
     kind=st.sampled_from(["basic", "identity", "anonymous"]),
     replayable=st.booleans(),
+    fallback=st.booleans(),
+    cached=st.booleans(),
+    proxy=st.sampled_from([None, "127.0.0.1:3128"]),
 )
 def test_any_answers_end_the_flow_in_a_few_steps_or_raise_a_clean_error(
-    statuses: list[int], challenges: list[str], bodies: list[bytes], kind: str, replayable: bool
+    statuses: list[int],
+    challenges: list[str],
+    bodies: list[bytes],
+    kind: str,
+    replayable: bool,
+    fallback: bool,
+    cached: bool,
+    proxy: str | None,
 ) -> None:
     """Whatever the registry and token server say, the flow ends (no loop: a bounded number
-    of effects) with a value or an ``AsyncAuthError`` that carries no secret."""
+    of effects) with a value or an ``AsyncAuthError`` that carries no secret: with or without
+    ``anonymous_fallback``, a cached token, a proxy in the way."""
     credential = {
         "basic": Credential("alice", PASSWORD),
         "identity": Credential(username="alice", identity_token=IDENTITY),
@@ -496,26 +866,35 @@ def test_any_answers_end_the_flow_in_a_few_steps_or_raise_a_clean_error(
     }[kind]
     answers = iter(zip(statuses, challenges, bodies, strict=True))
 
+    url = PLAIN if proxy else MANIFEST
+
     def send(effect: Any) -> Reply:
         status, challenge, body = next(answers)
-        url = REALM if isinstance(effect, Fetch) else MANIFEST
         headers = (("www-authenticate", challenge),) if challenge else ()
-        return Reply(status, url, headers, (), body if isinstance(effect, Fetch) else None, NOW)
+        if isinstance(effect, Fetch):
+            return Reply(status, REALM, headers, (), body, NOW)
+        return Reply(status, url, headers, (), None, NOW, proxy)
 
+    tokens: list[Any] = [CACHED] if cached else []
     script = state(
         Resolve=lambda effect: resolution(credential),
         Transmit=send,
         Ping=send,
         Fetch=send,
+        AwaitToken=lambda effect: tokens.pop() if tokens else TokenDuty(),
     )
+    settings = FALLBACK if fallback else SETTINGS
     try:
-        script.run(flows.request_flow(call_for(replayable=replayable), SETTINGS))
+        script.run(flows.request_flow(call_for(url, replayable=replayable), settings))
     except AsyncAuthError as exc:
         assert PASSWORD not in str(exc)
         assert IDENTITY not in str(exc)
-    assert len(script.effects) <= 24
     sends = [e for e in script.effects if isinstance(e, Transmit | Ping | Fetch)]
-    assert len(sends) <= 10  # a probe, at most 2x3 token requests, 2 retries of the request
+    # No loop. At most: the probe; a token fetch (a POST and its GET fallback, each tried up to
+    # 3 times when told to wait: 6); the request; the one retry's fetch (6, and 3 anonymous
+    # tries when its credential is refused: 9); the request again. 1 + 6 + 1 + 9 + 1 = 18.
+    assert len(sends) <= 18
+    assert len(script.effects) <= 48
 
 
 def test_effects_hold_data_only() -> None:

@@ -29,7 +29,7 @@ from ._fakes import Fixed
 from .peers.accounts import SEEDED_REPOSITORY_COUNT, PeerAccounts
 from .peers.images import OCIImage, PushedImage
 from .peers.registry import RegistryServer
-from .peers.token_issuer import TokenIssuer
+from .peers.token_issuer import IssuerPolicy, TokenIssuer
 
 
 def auth_for(credential: Credential, **kwargs: Any) -> RegistryAuth:
@@ -372,6 +372,94 @@ async def test_streaming_body_is_sent_only_with_a_token(
     assert streamed == [1]
     assert http.seen[0] == (401, "GET /v2/")  # the ping learnt the challenge
     assert http.statuses == [401, 200, 201]
+
+
+def _prime_a_stale_push_token(token_issuer: TokenIssuer) -> IssuerPolicy:
+    """Make the issuer hand out tokens the registry rejects (expired past its leeway) while
+    claiming 300 s; returns the policy to restore."""
+    policy = token_issuer.policy
+    token_issuer.policy = dataclasses.replace(policy, token_lifetime=-120, expires_in=300)
+    return policy
+
+
+async def _leave_a_stale_push_token(
+    http: Any, auth: RegistryAuth, token_registry: RegistryServer, token_issuer: TokenIssuer
+) -> None:
+    """Leave a push token for peers/app in the cache that the registry will refuse: a push
+    started (with nothing cached) while the issuer hands out expired tokens (refused twice:
+    it ends 401, the second token kept)."""
+    auth.clear()
+    policy = _prime_a_stale_push_token(token_issuer)
+    start = f"{token_registry.url}/v2/peers/app/blobs/uploads/"
+    assert (await http.request("POST", start)).status == 401
+    token_issuer.policy = policy
+    token_issuer.reset()
+    http.seen.clear()
+
+
+async def test_an_upload_whose_token_expired_is_sent_again_with_a_fresh_one(
+    driver: str,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,  # its blobs: a manifest PUT needs them
+    oci_image: OCIImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+    tmp_path: Path,
+) -> None:
+    """A PUT whose cached token the registry refuses (it expired during a long upload) gets
+    one token refresh and one retry, its body sent again in full: bytes, a str and a seekable
+    file (on the drivers whose clients take a sync file: httpx's sync client and aiohttp)."""
+    kinds = ["bytes", "str"] + (["file"] if driver in ("httpx-sync", "aiohttp") else [])
+    manifest_file = tmp_path / "manifest.json"
+    manifest_file.write_bytes(oci_image.manifest)
+    auth = auth_for(writer(peer_accounts))
+    async with open_client(driver, auth) as http:
+        for kind in kinds:
+            await _leave_a_stale_push_token(http, auth, token_registry, token_issuer)
+            url = f"{token_registry.url}/v2/peers/app/manifests/{kind}-{driver}"
+            with manifest_file.open("rb") as file:
+                body = {"bytes": oci_image.manifest, "str": oci_image.manifest.decode()}
+                response = await http.request(
+                    "PUT",
+                    url,
+                    content=body.get(kind, file),
+                    headers={"Content-Type": oci_image.media_type},
+                )
+            assert response.status == 201, (kind, response.body)
+            assert token_issuer.total == 1, kind  # exactly one refresh
+            assert http.statuses == [401, 200, 201], kind  # stale token, token, the retry
+            pulled = await http.get(url)
+            assert pulled.body == oci_image.manifest, kind  # the retry carried all of it
+
+
+async def test_a_one_shot_upload_whose_token_expired_says_why(
+    driver: str,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,  # its blobs: a manifest PUT needs them
+    oci_image: OCIImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """A streamed body (an async generator; an iterator for the sync client) cannot be sent
+    again: the registry's 401 becomes an error that says so and what to pass instead."""
+    streamed: list[int] = []
+    auth = auth_for(writer(peer_accounts))
+    async with open_client(driver, auth) as http:
+        await _leave_a_stale_push_token(http, auth, token_registry, token_issuer)
+        with pytest.raises(AuthenticationError) as caught:
+            await http.request(
+                "PUT",
+                f"{token_registry.url}/v2/peers/app/manifests/one-shot-{driver}",
+                content=oci_image.manifest,
+                streamed=streamed,
+                headers={"Content-Type": oci_image.media_type},
+            )
+    message = str(caught.value)
+    assert "one-shot stream" in message
+    assert "pass the body as bytes, a str or a seekable file" in message
+    assert streamed == [1]  # sent once, never replayed half-empty
+    assert http.statuses == [401]
+    assert token_issuer.total == 0
 
 
 async def test_docker_config_headers_are_sent(

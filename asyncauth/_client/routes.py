@@ -9,7 +9,8 @@ holds a verifying transport and, when there are insecure registries, a non-verif
 same proxy, and picks between them by host; httpx keeps choosing the proxy.
 
 Every route also names the host (and proxy) in its connection errors
-(:mod:`asyncauth._http.errors`).
+(:mod:`asyncauth._http.errors`), and marks each response that came through a proxy with it
+(:data:`~asyncauth._registry.hops.VIA`): a forwarding proxy can answer in the registry's place.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 import anyio
 import httpx
 
-from .._http.errors import named
-from .._registry.hops import DEADLINE
+from .._http.errors import authority, named
+from .._registry.hops import DEADLINE, VIA
 from .._resource import split_host_port
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -62,6 +63,13 @@ class _Routing:
         self.unverified = unverified
         self.proxy = proxy
         self._insecure = insecure
+        self._via = None if proxy is None else authority(proxy.url)
+
+    def _marked(self, response: httpx.Response) -> httpx.Response:
+        """``response``, marked with the proxy it came through (if it did)."""
+        if self._via is not None:
+            response.extensions = {**response.extensions, VIA: self._via}
+        return response
 
     def _pick(self, request: httpx.Request) -> Any:
         if self.unverified is not None and request.url in self._insecure:
@@ -120,7 +128,7 @@ class TransportRoute(_Routing, httpx.AsyncBaseTransport):
     async def _send(self, request: httpx.Request) -> httpx.Response:
         for attempt in (0, 1):
             try:
-                return await self._pick(request).handle_async_request(request)  # type: ignore[no-any-return]
+                return self._marked(await self._pick(request).handle_async_request(request))
             except httpx.TransportError as exc:
                 self._retry_or_raise(exc, request, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -139,7 +147,7 @@ class SyncTransportRoute(_Routing, httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         for attempt in (0, 1):
             try:
-                return self._pick(request).handle_request(request)  # type: ignore[no-any-return]
+                return self._marked(self._pick(request).handle_request(request))
             except httpx.TransportError as exc:
                 self._retry_or_raise(exc, request, attempt)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -33,16 +33,16 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
     return None
 
 
-def _authority(url: httpx.URL) -> str:
+def authority(url: httpx.URL) -> str:
     host = f"[{url.host}]" if ":" in url.host else url.host
     port = url.port or {"https": 443, "http": 80}.get(url.scheme)
     return f"{host}:{port}" if port else host
 
 
 def _where(request: httpx.Request, proxy: httpx.Proxy | None) -> str:
-    where = _authority(request.url)
+    where = authority(request.url)
     if proxy is not None:
-        where += f" through the proxy {_authority(proxy.url)}"
+        where += f" through the proxy {authority(proxy.url)}"
     return where
 
 

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import aiohttp
 from aiohttp.client_middlewares import ClientHandlerType
-from aiohttp.payload import BytesPayload
+from aiohttp.payload import BytesPayload, IOBasePayload
 from yarl import URL
 
 from .bodies import BoundedDecoder
@@ -103,8 +103,27 @@ async def pass_through(
 
 
 def replayable(request: aiohttp.ClientRequest) -> bool:
-    """A body that can be sent twice (the first try may be the probe that learns the challenge)."""
-    return isinstance(request.body, bytes | BytesPayload)
+    """A body that can be sent twice (the first try may be the probe that learns the challenge;
+    a 401 to an upload whose token expired is tried once more): bytes or a str, or a seekable
+    file (aiohttp writes a file's payload again from where it started)."""
+    body = request.body
+    if isinstance(body, bytes | BytesPayload):
+        return True
+    if not isinstance(body, IOBasePayload) or body.consumed:
+        return False
+    try:  # the payload's file: aiohttp names it only privately (aiohttp 3.12 to 3.14)
+        return bool(getattr(body, "_value", None).seekable())  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):  # not a file after all, or a closed one
+        return False
+
+
+def via(request: aiohttp.ClientRequest) -> str | None:
+    """The ``host:port`` of the proxy a plain-http ``request`` goes through, if any."""
+    proxy = request.proxy
+    if proxy is None or request.url.scheme != "http":
+        return None
+    host = f"[{proxy.host}]" if proxy.host and ":" in proxy.host else proxy.host
+    return f"{host}:{proxy.port}"
 
 
 def total_timeout(timeout: aiohttp.ClientTimeout) -> float | None:
@@ -115,8 +134,10 @@ def total_timeout(timeout: aiohttp.ClientTimeout) -> float | None:
     return float(max(given)) if given else None
 
 
-def reply(response: aiohttp.ClientResponse, body: bytes | None = None) -> Reply:
-    """An aiohttp answer as the flow reads it."""
+def reply(
+    response: aiohttp.ClientResponse, body: bytes | None = None, proxy: str | None = None
+) -> Reply:
+    """An aiohttp answer as the flow reads it (``proxy``: the one it came through)."""
     return Reply(
         response.status,
         str(response.url),
@@ -124,6 +145,7 @@ def reply(response: aiohttp.ClientResponse, body: bytes | None = None) -> Reply:
         tuple(str(hop.url) for hop in response.history),
         body,
         time.time(),
+        proxy,
     )
 
 
@@ -191,7 +213,7 @@ class Exchange:
             headers[name] = value
         self.release()
         self.response = await self.handler(self.request)
-        return reply(self.response)
+        return reply(self.response, proxy=via(self.request))
 
     def release(self) -> None:
         if self.response is not None:
@@ -207,12 +229,19 @@ class Exchange:
         }
 
     async def _ping(self, effect: Ping) -> Reply:
-        agent = [(k, v) for k, v in self.request.headers.items() if k.lower() == "user-agent"]
-        session = self.request.session
-        async with session.request(
-            "GET", URL(effect.url, encoded=True), headers=agent, **self._options()
+        """``GET /v2/`` at the request's own origin, through the request's own proxy."""
+        request = self.request
+        agent = [(k, v) for k, v in request.headers.items() if k.lower() == "user-agent"]
+        async with request.session.request(
+            "GET",
+            URL(effect.url, encoded=True),
+            headers=agent,
+            proxy=request.proxy,
+            proxy_auth=request.proxy_auth,
+            proxy_headers=request.proxy_headers,
+            **self._options(),
         ) as response:
-            return reply(response)
+            return reply(response, proxy=via(request))
 
     async def _token(self, effect: Fetch) -> Reply:
         described = effect.request

@@ -21,6 +21,7 @@ bounds the whole handshake (see docs/handshake.md, "Every wait has a bound").
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from types import ModuleType
@@ -36,16 +37,17 @@ from .._resource import DOCKER_HUB, Resource, normalise_registry
 from .._stores.environ import chosen_store
 from .._stores.protocol import TokenStore
 from . import background, hops
-from .flow import Settings, after, request_flow
+from .flow import Settings, after, request_flow, wants_after
 from .handshake import Errand, Handshake, Interrupted, Route, Stats, TimedOut
 from .messages import Call, Fetch, Ping, Reply, Sending, Transmit, need_of
-from .streams import bound, token_request, within
+from .streams import bound, keep_replayable, replayable, token_request, within
 from .tokencache import TokenCache
 from .tokens import DEFAULT_CLIENT_ID
 
 MAX_TOKEN_RESPONSE = 1 << 20
 """Decoded bytes a token response may have; a token server that sends more is not one."""
 DESTINATION: Final = hops.DESTINATION
+_UPLOADS: Final = frozenset({"PUT", "POST", "PATCH"})
 
 
 def total_timeout(request: Any) -> float | None:
@@ -81,6 +83,7 @@ class RegistryAuthBase:
         max_token_response: int = MAX_TOKEN_RESPONSE,
         offline_token: bool = False,
         token_store: TokenStore | Literal[False] | None = None,
+        anonymous_fallback: bool = False,
     ) -> None:
         self._chain = chain
         settings = Settings(
@@ -88,6 +91,7 @@ class RegistryAuthBase:
             client_id=client_id,
             max_token_response=max_token_response,
             offline_token=offline_token,
+            anonymous_fallback=anonymous_fallback,
         )
         self._tokens = TokenCache(maxsize=token_cache_size, shared=chosen_store(token_store))
         self._handshake = Handshake(
@@ -136,6 +140,8 @@ class RegistryAuthBase:
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """httpx's entry point for ``AsyncClient``: the warm path when the request's route is
         known, else the flow, its effects run in the caller's task."""
+        if request.method in _UPLOADS:
+            keep_replayable(self._http, request)
         route = self._warm(request)
         if route is None:
             call = self._call(request)
@@ -145,6 +151,8 @@ class RegistryAuthBase:
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         """httpx's entry point for ``Client``: the warm path, else the flow, its effects run on
         the background event loop while this thread sends the requests."""
+        if request.method in _UPLOADS:
+            keep_replayable(self._http, request)
         route = self._warm(request)
         if route is None:
             call = self._call(request)
@@ -196,7 +204,8 @@ class RegistryAuthBase:
         self, request: httpx.Request, route: Route
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         response = yield request
-        if response.status_code == 401:
+        status = response.status_code
+        if status >= 400 and wants_after(status, route.key is not None):
             flow = self._after(request, route, response)
             rest = self._cold_async(request, flow, route.target.origin)
             try:
@@ -212,14 +221,14 @@ class RegistryAuthBase:
         self, request: httpx.Request, route: Route
     ) -> Generator[httpx.Request, httpx.Response]:
         response = yield request
-        if response.status_code == 401:
+        status = response.status_code
+        if status >= 400 and wants_after(status, route.key is not None):
             flow = self._after(request, route, response)
             yield from self._cold_sync(request, flow, route.target.origin)
 
     def _after(self, request: httpx.Request, route: Route, response: httpx.Response) -> Any:
-        replayable = _replayable(self._http, request)
         sent = request.headers.get("Authorization")
-        call = route.call(request.method, str(request.url), replayable, sent)
+        call = route.call(request.method, str(request.url), replayable(self._http, request), sent)
         extra = self._handshake.extra or ()
         return after(call, _reply(response), self._settings, extra, authorized=bool(route.value))
 
@@ -228,9 +237,8 @@ class RegistryAuthBase:
     def _call(self, request: httpx.Request) -> Call:
         url = request.url
         target = self._handshake.target((url.scheme, url.netloc), str(url))
-        replayable = _replayable(self._http, request)
         need = need_of(target.registry, request.method, url.path, _query(url))
-        return Call(request.method, str(url), target, need, replayable)
+        return Call(request.method, str(url), target, need, replayable(self._http, request))
 
     def _errand(self, request: httpx.Request) -> Errand:
         return Errand.within(total_timeout(request), self._timeouts)
@@ -365,6 +373,19 @@ class RegistryAuthBase:
         registry needs no authorisation. Raises :class:`~asyncauth.AuthenticationError` when the
         answer would be anonymous only because sources failed.
         """
+        value, _ = await self._authorized(client, reference, push=push, base_url=base_url)
+        return value
+
+    async def _authorized(
+        self,
+        client: httpx.AsyncClient,
+        reference: str | Resource,
+        *,
+        push: bool = False,
+        base_url: str | None = None,
+    ) -> tuple[str, Call]:
+        """:meth:`bearer_token`, and the call as the flow left it: its resolution, and what
+        ``anonymous_fallback`` made of it (``asyncauth explain --anonymous-fallback`` shows)."""
         resource = Resource.parse(reference)
         if resource.repository is None:
             raise AsyncAuthError(f"{resource}: a token is for a repository, not a registry")
@@ -381,7 +402,7 @@ class RegistryAuthBase:
                 try:
                     effect = await steps.asend(reply)
                 except StopAsyncIteration:
-                    return errand.authorization or ""
+                    return errand.authorization or "", call
                 except (TimedOut, Interrupted) as exc:
                     raise self._native_error(exc, request) from None
                 outgoing = self._outgoing(effect, request, errand, call.target.origin)
@@ -409,10 +430,6 @@ def _query(url: httpx.URL) -> str:
     return url.query.decode("ascii", "replace")
 
 
-def _replayable(http: ModuleType, request: httpx.Request) -> bool:
-    return isinstance(request.stream, http.ByteStream)
-
-
 def _reply(response: httpx.Response, body: bytes | None = None) -> Reply:
     """``response`` as the flow reads it (``history``: the URLs a redirect led through)."""
     return Reply(
@@ -422,7 +439,40 @@ def _reply(response: httpx.Response, body: bytes | None = None) -> Reply:
         tuple(str(hop.request.url) for hop in response.history),
         body,
         time.time(),
+        _via(response),
     )
+
+
+def _via(response: httpx.Response) -> str | None:
+    """The ``host:port`` of the proxy a plain-http ``response`` came through, if one is known:
+    the route of a :func:`~asyncauth.create_client` client names it; on another transport, a
+    connection whose peer is not the URL's host and port (httpx's own, httpx2's) shows it. A
+    proxy on the same port as a registry named by a host name is not seen."""
+    url = response.url
+    if url.scheme != "http":
+        return None  # through a proxy, https is a tunnel: nothing in it is the proxy's
+    named = response.extensions.get(hops.VIA)
+    if named is not None:
+        return str(named)
+    stream = response.extensions.get("network_stream")
+    try:
+        peer = None if stream is None else stream.get_extra_info("server_addr")
+    except Exception:  # diagnostics only: a closed socket, a transport without the information
+        return None
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return None
+    address, port = str(peer[0]), peer[1]
+    if port == (url.port or 80) and not _other_address(url.host, address):
+        return None
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _other_address(host: str, address: str) -> bool:
+    """Whether ``host`` is an IP address other than ``address`` (a name cannot be compared)."""
+    try:
+        return ipaddress.ip_address(host) != ipaddress.ip_address(address)
+    except ValueError:
+        return False
 
 
 def _remaining_timeout(request: httpx.Request, errand: Errand) -> dict[str, float | None]:
@@ -462,6 +512,9 @@ class RegistryAuth(RegistryAuthBase, httpx.Auth):
     are always kept in process too. By default the store ``ASYNCAUTH_TOKEN_STORE`` and
     ``ASYNCAUTH_TOKEN_STORE_KEY`` describe is used, if they are set (read now); ``False`` opts
     out. The default chain shares cloud credentials through the same store.
+    ``anonymous_fallback=True``: when a token server refuses the credential of a *pull*, the
+    pull is tried once anonymously (public images of a registry whose login went stale); never
+    a push or a delete. The DEBUG log says when it happens.
 
     Each request's timeout bounds its whole handshake: the longest of its client's timeouts
     (connect, read, write, pool), from when the handshake starts; waiting for a token another

@@ -20,8 +20,19 @@ driver (httpx and httpx2, async and sync, the aiohttp middleware) runs the same 
    tries) after the server's capped ``Retry-After`` (:class:`Sleep`, which the request's own
    deadline bounds); ``401``/``403`` never are.
 5. A 401 to an authorised request (``invalid_token``, ``insufficient_scope``) drops the token,
-   widens the scope from the challenge and retries once. A final 401 is returned, or raised as
-   :class:`~asyncauth.AuthenticationError` when the user must learn why.
+   widens the scope from the challenge and retries once; a body that cannot be sent again (a
+   one-shot stream) is an :class:`~asyncauth.AuthenticationError` saying so instead. A final
+   401 is returned, or raised as :class:`~asyncauth.AuthenticationError` when the user must
+   learn why.
+6. A ``400`` or ``403`` without a challenge to a request that carried a *cached* token drops
+   it and tries once more with a fresh one (:func:`stale_token`: ``public.ecr.aws`` answers an
+   expired token so, and a cache that waits for a 401 would serve it until it "expires").
+7. A token server that refuses the credential of a pull (401/403) is asked once more,
+   anonymously, when ``anonymous_fallback`` is on (never for a push or a delete); the call's
+   :attr:`~asyncauth._registry.messages.Call.fallback` and the log say so.
+8. A 401 that a forwarding proxy gave in the registry's place (a plain-http answer through a
+   proxy, without the registry's ``Docker-Distribution-API-Version``) is nobody's challenge: it
+   is raised as the proxy's refusal, and nothing is sent in answer to it.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .._credentials import Credential
@@ -64,7 +75,14 @@ from .messages import (
     TokenDuty,
     Transmit,
 )
-from .refusals import explain_refusal, refuse_failed_anonymous, token_refused
+from .refusals import (
+    explain_refusal,
+    fallen_back,
+    not_replayable,
+    proxy_refusal,
+    refuse_failed_anonymous,
+    token_refused,
+)
 from .scope import ScopeSet
 from .target import Target, check_destination, origin_of_text
 from .tokencache import TokenKey, token_cache_key
@@ -81,6 +99,11 @@ from .tokens import (
 log = logging.getLogger("asyncauth.registry")
 
 _RETRY_ERRORS = frozenset({"invalid_token", "insufficient_scope"})
+STALE_TOKEN_STATUSES: Final = frozenset({400, 403})
+"""Answers without a challenge that, to a request carrying a cached token, may mean the token
+went stale (``public.ecr.aws``: 400; registries that say "denied: token expired": 403)."""
+_PULLS: Final = frozenset({"GET", "HEAD"})
+_REFUSALS: Final = frozenset({401, 403})
 
 Pairs = tuple[tuple[str, str], ...]
 Flow = Generator[Effect, Any, str | None]
@@ -96,6 +119,7 @@ class Settings:
     client_id: str
     max_token_response: int
     offline_token: bool
+    anonymous_fallback: bool = False
 
 
 # -- pure decisions --------------------------------------------------------------------------
@@ -107,7 +131,9 @@ def refused_by(target: Target, reply: Reply) -> bool:
 
 
 def learn(target: Target, reply: Reply) -> Known:
-    """What the registry's own answer says about its authentication."""
+    """What the registry's own answer says about its authentication (a forwarding proxy's 401
+    in its place is raised: see :func:`~asyncauth._registry.refusals.proxy_refusal`)."""
+    not_the_proxys(target, reply)
     if not refused_by(target, reply):
         if reply.status == 401:
             log.debug("ignored a 401 from %s: not %s", origin_of_text(reply.url), target.origin)
@@ -151,6 +177,30 @@ def _bearer(credential: Credential, resolution: Resolution, target: Target) -> s
             "has characters a header cannot carry (whitespace or a line break?); not sent"
         )
     return f"Bearer {token}"
+
+
+def not_the_proxys(target: Target, reply: Reply) -> None:
+    """Raise when ``reply`` is a forwarding proxy's 401, not the registry's."""
+    refusal = proxy_refusal(target.registry, reply)
+    if refusal is not None:
+        raise refusal
+
+
+def stale_token(call: Call, reply: Reply) -> TokenKey | None:
+    """The cached token ``reply`` may say is stale: a 400 or 403 from the registry, without a
+    challenge, to a request that carried a token it did not fetch itself (a token fetched just
+    now is not stale: its refusal stands)."""
+    if reply.status not in STALE_TOKEN_STATUSES or call.carried is None:
+        return None
+    if reply.header_list("www-authenticate") or origin_of_text(reply.url) != call.target.origin:
+        return None
+    return call.carried
+
+
+def wants_after(status: int, carried: bool) -> bool:
+    """Whether a warm route's answer needs :func:`after`: a 401, or (``carried``: the request
+    carried a cached token) one of :data:`STALE_TOKEN_STATUSES`. Cheap: the warm path asks."""
+    return status == 401 or (carried and status in STALE_TOKEN_STATUSES)
 
 
 def ping_url(url: str) -> str:
@@ -202,9 +252,13 @@ def after(
     call: Call, reply: Reply, settings: Settings, extra: Pairs, *, authorized: bool
 ) -> Generator[Effect, Any, None]:
     """What follows the registry's answer to a request sent authorised as decided (nothing,
-    unless it is the registry's 401). ``call.challenge`` is ``None`` for a registry known to
-    be open: its 401 is learnt, and the request is authorised and sent again if it can be."""
+    unless it is the registry's 401, or a stale cached token's 400/403). ``call.challenge`` is
+    ``None`` for a registry known to be open: its 401 is learnt, and the request is authorised
+    and sent again if it can be."""
+    not_the_proxys(call.target, reply)
     if not refused_by(call.target, reply):
+        if stale_token(call, reply) is not None:
+            yield from _renew(call, reply, settings, extra)
         return
     if call.challenge is None:
         known = yield from _learnt(call.target, reply, already=OPEN)
@@ -220,7 +274,7 @@ def after(
         reply = yield Transmit(_with(extra, value))
         if not refused_by(call.target, reply):
             return
-    elif authorized and call.replayable and call.challenge.is_bearer:
+    elif authorized and call.challenge.is_bearer and call.fallback is None:
         again = yield from _retry(call, reply, settings, extra)
         if again is None or not refused_by(call.target, again):
             return
@@ -275,12 +329,38 @@ def _retry(
         token_cache_key(call.target.registry, call.challenge.service, scopes, credential),
         call.sent,
     )
+    if not call.replayable:
+        raise not_replayable(call)
     value = yield from _authorize(call, settings, widened)
     if value is None:
         return None
     call.sent = value
     again: Reply = yield Transmit(_with(extra, value))
     return again
+
+
+def _renew(
+    call: Call, reply: Reply, settings: Settings, extra: Pairs
+) -> Generator[Effect, Any, None]:
+    """Drop the cached token a 400/403 may call stale (:func:`stale_token`) and, if the body
+    can be sent again, send the request once more with a fresh token; its answer is final."""
+    key = stale_token(call, reply)
+    assert key is not None
+    yield DropToken(key, call.sent)
+    if not call.replayable:
+        return  # the answer stands; the next request fetches a fresh token
+    log.debug(
+        "%s: %d without a challenge to a cached token: dropped it, one more try with a fresh one",
+        call.need.resource,
+        reply.status,
+    )
+    call.carried = None
+    value = yield from _authorize(call, settings, key.scopes)
+    call.sent = value
+    again: Reply = yield Transmit(_with(extra, value))
+    not_the_proxys(call.target, again)
+    if refused_by(call.target, again):
+        explain_refusal(call, sent=value is not None)
 
 
 def _authorize(
@@ -295,8 +375,10 @@ def _authorize(
     got = yield AwaitToken(value)
     if isinstance(got, Token):
         log.debug("token for %s %s: from another request", call.need.resource, scopes)
+        call.carried = value
         return got.authorization
     assert isinstance(got, TokenDuty)
+    call.carried = None
     log.debug("token for %s %s: fetching", call.need.resource, scopes)
     token = yield from fetch_token(call, settings, scopes, got.refresh_token)
     yield KeepToken(value, token)
@@ -310,7 +392,7 @@ def fetch_token(
     call: Call, settings: Settings, scopes: ScopeSet, refresh: str | None
 ) -> Generator[Effect, Any, Token]:
     """Fetch a token for ``scopes`` with the call's credential (or the refresh token a token
-    server handed out for it)."""
+    server handed out for it, which is forgotten once refused)."""
     target, challenge, resolution = call.target, call.challenge, call.resolution
     assert challenge is not None
     assert resolution is not None
@@ -318,12 +400,13 @@ def fetch_token(
     service = challenge.service or ""
     asked = credential
     if refresh is not None and credential.kind in ("basic", "identity_token"):
-        asked = Credential(username=credential.username, identity_token=refresh)
-    reply = yield from _exchange(target, challenge, scopes, asked, settings)
+        # The refresh token in place of the secret; a password stays for the GET fallback.
+        asked = Credential(credential.username, credential.password, identity_token=refresh)
+    reply, by_get = yield from _exchange(target, challenge, scopes, asked, settings)
+    if refresh is not None and (by_get or reply.status != 200):
+        yield KeepRefresh(target.registry, service, credential, None)
     if reply.status != 200:
-        if refresh is not None:
-            yield KeepRefresh(target.registry, service, credential, None)
-        raise token_refused(target, challenge, scopes, credential, resolution, reply.status)
+        reply = yield from _refused(call, settings, scopes, reply)
     if reply.body is None:  # pragma: no cover - drivers always read a token response
         raise TokenResponseError("token response: the body was not read")
     token = parse_token_response(reply.body, received_at=reply.received_at)
@@ -332,29 +415,75 @@ def fetch_token(
         target.registry,
         scopes or "(no scope)",
         urlsplit(challenge.realm or "").hostname,
-        credential.kind,
+        credential.kind if call.fallback is None else "anonymous (fallback)",
         token.lifetime,
     )
-    if token.refresh_token:
+    if token.refresh_token and call.fallback is None:
         yield KeepRefresh(target.registry, service, credential, token.refresh_token)
     return token
 
 
+def pulls_only(scopes: ScopeSet) -> bool:
+    """Whether ``scopes`` ask to pull repositories and for nothing else."""
+    return len(scopes) > 0 and all(
+        scope.type == "repository" and set(scope.actions) == {"pull"} for scope in scopes
+    )
+
+
+def _may_go_anonymous(call: Call, settings: Settings, scopes: ScopeSet, status: int) -> bool:
+    """``anonymous_fallback``'s rule: a pull (GET/HEAD asking ``pull`` only), whose credential
+    the token server refused (401/403), goes anonymous once; a push or a delete never does."""
+    assert call.resolution is not None
+    return (
+        settings.anonymous_fallback
+        and status in _REFUSALS
+        and call.fallback is None
+        and call.method in _PULLS
+        and not call.resolution.credential.is_anonymous
+        and pulls_only(scopes)
+    )
+
+
+def _refused(
+    call: Call, settings: Settings, scopes: ScopeSet, reply: Reply
+) -> Generator[Effect, Any, Reply]:
+    """A token server's refusal: raised, unless ``anonymous_fallback`` allows one anonymous try
+    (:func:`_may_go_anonymous`); then its answer (a token), or both refusals raised."""
+    target, challenge, resolution = call.target, call.challenge, call.resolution
+    assert challenge is not None
+    assert resolution is not None
+    credential = resolution.credential
+    refused = token_refused(target, challenge, scopes, credential, resolution, reply.status)
+    if not _may_go_anonymous(call, settings, scopes, reply.status):
+        raise refused
+    call.fallback = fallen_back(resolution, challenge, reply.status)
+    log.debug("%s: %s", call.need.resource, call.fallback.trace[-1].detail)
+    anonymous = Credential.anonymous()
+    answer, _ = yield from _exchange(target, challenge, scopes, anonymous, settings)
+    if answer.status != 200:
+        raise AuthenticationError(
+            f"{refused}; the anonymous try (anonymous_fallback) was refused too ({answer.status})"
+        )
+    return answer
+
+
 def _exchange(
     target: Target, challenge: Challenge, scopes: ScopeSet, asked: Credential, settings: Settings
-) -> Generator[Effect, Any, Reply]:
-    """The token request (and the GET fallback of an OAuth2 POST nobody speaks)."""
+) -> Generator[Effect, Any, tuple[Reply, bool]]:
+    """The token request, and the GET fallback of an OAuth2 POST the server refused (see
+    :data:`~asyncauth._registry.tokens.OAUTH_FALLBACK_STATUSES`); whether it came to that."""
     build: dict[str, Any] = dict(client_id=settings.client_id, allow_http=target.plain_http)
     request = _described(build_token_request(challenge, scopes, asked, **build), asked, settings)
     reply = yield from _send_token(target, request, asked, settings)
-    if asked.kind == "identity_token" and reply.status in OAUTH_FALLBACK_STATUSES:
+    by_get = asked.kind == "identity_token" and reply.status in OAUTH_FALLBACK_STATUSES
+    if by_get:
         fallback = build_token_request(challenge, scopes, asked, oauth_fallback=True, **build)
         reply = yield from _send_token(
             target, _described(fallback, asked, settings), asked, settings
         )
     for hop in (*reply.history, reply.url):  # where a client that follows redirects went
         check_destination(target, hop, settings.insecure, carries=False)
-    return reply
+    return reply, by_get
 
 
 def _described(request: TokenRequest, asked: Credential, settings: Settings) -> TokenRequest:
@@ -385,6 +514,7 @@ def _send_token(
 __all__ = [
     "LEAD",
     "OPEN",
+    "STALE_TOKEN_STATUSES",
     "WWW_AUTHENTICATE",
     "Flow",
     "Settings",
@@ -392,7 +522,11 @@ __all__ = [
     "authorization",
     "fetch_token",
     "learn",
+    "not_the_proxys",
     "ping_url",
+    "pulls_only",
     "refused_by",
     "request_flow",
+    "stale_token",
+    "wants_after",
 ]

@@ -484,12 +484,13 @@ class Route:
 
     def call(self, method: str, url: str, replayable: bool, sent: str | None) -> Call:
         """The :class:`Call` the flow needs when the registry answers a warm request with 401
-        (no challenge for an open registry: its 401 is news). ``sent`` is the ``Authorization``
-        value the request carried, read off the request: by now another request may have
-        changed :attr:`value`."""
+        (no challenge for an open registry: its 401 is news), or a cached token with 400/403.
+        ``sent`` is the ``Authorization`` value the request carried, read off the request: by
+        now another request may have changed :attr:`value`."""
         call = Call(method, url, self.target, self.need, replayable, sent=sent)
         if isinstance(self.known, Challenge):
             call.challenge, call.resolution = self.known, self.resolution
+            call.carried = self.key
         return call
 
 

@@ -33,6 +33,9 @@ DEADLINE = "asyncauth.deadline"
 they serve must have ended (``time.monotonic()``). httpx bounds each phase and each read on its
 own; a transport that honours this (:func:`asyncauth.create_client`'s do) bounds the whole
 exchange, so a token server that drips its headers byte by byte is cut off in time."""
+VIA = "asyncauth.via"
+"""Response extension the routes of :func:`asyncauth.create_client` set: the ``host:port`` of
+the proxy the response came through (a forwarding proxy can answer in the registry's place)."""
 
 
 def mark(request: httpx.Request, origin: str, names: tuple[str, ...]) -> None:

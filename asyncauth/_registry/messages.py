@@ -82,6 +82,12 @@ class Call:
     sent: str | None = field(default=None, repr=False)
     """The ``Authorization`` value the request was last sent with (``None``: none), so that a
     refusal drops that token and not one a concurrent request has fetched since."""
+    carried: TokenKey | None = None
+    """The key of the cached token the request was last sent with (one another request, or an
+    earlier one, fetched); ``None`` when it carried none, or one fetched for it just now."""
+    fallback: Resolution | None = None
+    """Set when ``anonymous_fallback`` sent this pull anonymously: the resolution as it ended,
+    its trace saying which credential was refused, and by whom."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +96,9 @@ class Reply:
 
     ``headers`` are ``(lower-case name, value)`` pairs; ``history`` the URLs of the requests a
     redirect led through before this one (oldest first); ``body`` is set only for a
-    :class:`Fetch` (read within its limit); ``received_at`` is the wall-clock time of arrival.
+    :class:`Fetch` (read within its limit); ``received_at`` is the wall-clock time of arrival;
+    ``via`` the ``host:port`` of the proxy a plain-http answer came through, when the driver
+    knows of one (a forwarding proxy can answer in the registry's place).
     """
 
     status: int
@@ -99,6 +107,7 @@ class Reply:
     history: tuple[str, ...] = ()
     body: bytes | None = field(default=None, repr=False)
     received_at: float = 0.0
+    via: str | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower case), or ``None``."""

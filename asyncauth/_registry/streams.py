@@ -149,6 +149,54 @@ def _one_shot(http: ModuleType) -> tuple[type[Any], type[Any]]:
     return OneShotStream, OneShotRequest
 
 
+@functools.cache
+def _rewinding(http: ModuleType) -> type[Any]:
+    """A request body stream of ``http``'s kind over a seekable file, read from where the file
+    stood when the request entered the handshake, each time the request is sent.
+
+    httpx streams a file through an ``IteratorByteStream``, which reads on from wherever the
+    file is: sent a second time (after the probe, or a 401 with a fresh token) it would send
+    nothing after a ``Content-Length`` that promised the whole file. Sync only, as httpx's
+    own stream for a file is (an ``AsyncClient`` refuses a sync file)."""
+
+    class RewindingStream(http.SyncByteStream):  # type: ignore[name-defined,misc]
+        CHUNK_SIZE = 65_536
+
+        def __init__(self, file: Any, start: int) -> None:
+            self._file, self._start = file, start
+
+        def __iter__(self) -> Iterator[bytes]:
+            self._file.seek(self._start)
+            while chunk := self._file.read(self.CHUNK_SIZE):
+                yield chunk
+
+    return RewindingStream
+
+
+def keep_replayable(http: ModuleType, request: httpx.Request) -> None:
+    """Before ``request`` is first sent: make a seekable file's body one that can be sent
+    again (:func:`_rewinding`). Other bodies are left as they are."""
+    stream = request.stream
+    if isinstance(stream, http.ByteStream):
+        return
+    file = getattr(stream, "_stream", None)  # httpx's IteratorByteStream over a file
+    if file is None or not hasattr(file, "read"):
+        return
+    try:
+        if not file.seekable():
+            return
+        start = file.tell()
+    except (AttributeError, OSError, ValueError):  # not a file, or a closed one
+        return
+    request.stream = _rewinding(http)(file, start)
+
+
+def replayable(http: ModuleType, request: httpx.Request) -> bool:
+    """Whether ``request``'s body can be sent twice: bytes or a str (httpx's ``ByteStream``),
+    or a seekable file (after :func:`keep_replayable`)."""
+    return isinstance(request.stream, http.ByteStream | _rewinding(http))
+
+
 def bound(http: ModuleType, response: httpx.Response, limit: int, deadline: float | None) -> None:
     """Make ``response`` decode its own body, at most ``limit`` decoded bytes of it, and stop
     reading it once ``deadline`` (``time.monotonic()``) has passed."""

@@ -10,8 +10,9 @@ pure pieces. The flows follow distribution's token spec (``docs/spec/auth/token.
 * anonymous: the same ``GET`` without ``Authorization``;
 * identity token (an OAuth2 refresh token): ``POST realm`` with the form
   ``grant_type=refresh_token&service=…&client_id=…&refresh_token=…&scope=<space-separated>``;
-  token servers without OAuth2 answer ``404`` (GCR did), and then the ``GET`` with Basic is
-  used instead (``oauth_fallback=True``);
+  token servers without OAuth2 answer ``400``, ``401``, ``404`` or ``405``
+  (:data:`OAUTH_FALLBACK_STATUSES`), and then the ``GET`` with Basic is used instead
+  (``oauth_fallback=True``);
 * registry token: sent as ``Bearer`` verbatim, nothing to request.
 
 Nothing here lets a secret out through ``repr``, ``str`` or an exception message.
@@ -41,12 +42,17 @@ MIN_EXPIRES_IN = 60.0
 
 DEFAULT_CLIENT_ID = "asyncauth"
 
-OAUTH_FALLBACK_STATUSES = frozenset({404, 405})
-"""Answers to the OAuth2 ``POST`` that mean "no OAuth2 here": retry with ``GET`` and Basic.
+OAUTH_FALLBACK_STATUSES = frozenset({400, 401, 404, 405})
+"""Answers to the OAuth2 ``POST`` after which the one ``GET`` with Basic is tried, as containerd
+does.
 
-``404`` is the spec's (and go-containerregistry's) signal; ``405`` says the same more honestly.
-containerd also falls back on 400 and 401, but those can be a rejected refresh token, and
-re-sending the secret to a second endpoint on a rejection is not worth the compatibility.
+``404`` is the spec's (and go-containerregistry's) signal for "no OAuth2 here" (GCR answered
+so) and ``405`` says the same more honestly (``ghcr.io``). Token servers that do not speak the
+``refresh_token`` grant also answer ``400`` (ACR) or ``401`` (JFrog Artifactory), which is also
+what a server that *does* speak it answers to a revoked refresh token: then the ``GET`` is
+refused as well and costs one request more. It goes to the same realm, checked by the same
+destination rules, so the secret reaches no party the ``POST`` did not; and it is tried once,
+never in a loop. ``403`` is not among them: it refuses the credential, not the grant.
 """
 
 HEADER_SAFE = re.compile(r"[\x21-\x7e]+")

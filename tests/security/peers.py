@@ -74,13 +74,17 @@ def redirect(location: str, status: int = 307) -> Reply:
     return Reply(status, [("Location", location)])
 
 
+API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
+"""What every registry sends on its answers (a proxy's own 401 lacks it)."""
+
+
 def bearer_challenge(realm: str, service: str = "registry.test") -> Reply:
     header = f'Bearer realm="{realm}",service="{service}"'
-    return Reply(401, [("WWW-Authenticate", header)], b'{"errors":[]}')
+    return Reply(401, [("WWW-Authenticate", header), API_VERSION], b'{"errors":[]}')
 
 
 def basic_challenge() -> Reply:
-    return Reply(401, [("WWW-Authenticate", 'Basic realm="registry"')])
+    return Reply(401, [("WWW-Authenticate", 'Basic realm="registry"'), API_VERSION])
 
 
 def token_reply(token: str = "issued-TOKEN", **extra: Any) -> Reply:

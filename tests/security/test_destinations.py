@@ -16,7 +16,16 @@ from .._fakes import Fixed
 from .._secrets import secret
 from .._transport_choice import every_transport
 from .conftest import client_on
-from .peers import FakeInternet, Reply, Server, basic_forms, everything, redirect, token_registry
+from .peers import (
+    FakeInternet,
+    Reply,
+    Server,
+    basic_challenge,
+    basic_forms,
+    everything,
+    redirect,
+    token_registry,
+)
 
 USER = "alice"
 PASSWORD = secret("pw-DEST-secret-1", user=USER)
@@ -167,9 +176,7 @@ async def test_evil_localhost_is_not_loopback(
 ) -> None:
     """#10: a name under ``.localhost`` is a name like any other (it resolves where DNS says),
     so plain http to it carries no credentials."""
-    internet.route(
-        "/v2/", Reply(401, [("WWW-Authenticate", 'Basic realm="r"')]), host="evil.localhost"
-    )
+    internet.route("/v2/", basic_challenge(), host="evil.localhost")
     async with client_on(environ, transport, CREDENTIALS["basic"], internet=internet) as http:
         with pytest.raises(InsecureTransportError, match="not loopback"):
             await http.get("http://evil.localhost" + MANIFEST)
