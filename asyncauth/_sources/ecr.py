@@ -68,6 +68,11 @@ THROTTLING_CODES: Final = frozenset(
 """AWS error codes that mean "slow down" (botocore's standard retry mode's list, abridged)."""
 _CHAIN_LIMIT: Final = 12
 """How far down a wrapped error's ``__cause__``/``__context__`` chain a message is looked for."""
+WEB_IDENTITY_METHOD: Final = "assume-role-with-web-identity"
+"""botocore's name for credentials from a web identity token (EKS IRSA)."""
+WEB_IDENTITY_CALL: Final = "AssumeRoleWithWebIdentity"
+ROLE_VARIABLE: Final = "AWS_ROLE_ARN"
+TOKEN_FILE_VARIABLE: Final = "AWS_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +259,12 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         aws = await anyio.to_thread.run_sync(_import_aws, abandon_on_cancel=True)
         service = "ecr-public" if host.public else "ecr"
         loader = await anyio.to_thread.run_sync(aws.warm_loader, service, abandon_on_cancel=True)
-        session = aws.new_session(load_config=self.load_config, loader=loader)
+        session = aws.new_session(
+            load_config=self.load_config,
+            loader=loader,
+            timeout=self.timeout,
+            attempts=self.retry.attempts,
+        )
         config = aws.client_config(self.transport, fips=host.fips, timeout=self.timeout)
         what = "ECR Public" if host.public else f"ECR in {host.region}"
         errors = aws.errors
@@ -262,6 +272,8 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
             async with session.create_client(
                 service, region_name=host.region, config=config
             ) as client:
+                if not await _identity_ready(session, what, errors):
+                    return None  # no AWS identity here: no opinion, ask the next source
                 data = await cloud.retrying(
                     lambda: self._call(client, host, what, errors), self.retry
                 )
@@ -297,6 +309,41 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
             ) from None
         items = answer.get("authorizationData") or []
         return items[0] if items else {}
+
+
+async def _identity_ready(session: Any, what: str, errors: ModuleType) -> bool:
+    """Find the AWS identity and fetch its keys now, before the ECR call; ``False`` if none.
+
+    botocore fetches temporary keys (STS for web identity and assume role, SSO, the container
+    endpoint) lazily, while signing the first call: a refusal by STS then surfaced as
+    ``GetAuthorizationToken failed: InvalidIdentityToken``, blaming ECR for STS's answer. Here
+    a failure names the provider that failed; the client created before this already holds
+    these same credentials, so nothing is fetched twice.
+    """
+    credentials = await session.get_credentials()
+    if credentials is None:
+        return False
+    method = str(getattr(credentials, "method", None) or "unknown")
+    provider = f"AWS credentials ({method})"
+    if method == WEB_IDENTITY_METHOD:
+        provider = f"STS {WEB_IDENTITY_CALL} ({ROLE_VARIABLE}, {TOKEN_FILE_VARIABLE})"
+        path = os.environ.get(TOKEN_FILE_VARIABLE)
+        if path:
+            await cloud.check_token_file(TOKEN_FILE_VARIABLE, path)
+    try:
+        await credentials.get_frozen_credentials()
+    except errors.ClientError as exc:
+        error = exc.response.get("Error", {})
+        name = f"STS {WEB_IDENTITY_CALL}" if method == WEB_IDENTITY_METHOD else provider
+        raise ResolverError(
+            f"{what}: {name} failed: "
+            f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+        ) from None
+    except errors.BotoCoreError as exc:
+        raise ResolverError(f"{what}: {provider}: {_sdk_error_text(exc)}") from None
+    except (OSError, RuntimeError) as exc:
+        raise ResolverError(f"{what}: {provider}: {type(exc).__name__}: {exc}") from None
+    return True
 
 
 def cloud_resolver(settings: cloud.CloudSettings) -> ECRResolver:

@@ -128,19 +128,30 @@ def session_class(transport: httpx.AsyncBaseTransport) -> type[HttpxSession]:
     return TransportSession
 
 
-def new_session(*, load_config: bool, loader: Any) -> Any:
+def new_session(*, load_config: bool, loader: Any, timeout: float, attempts: int) -> Any:
     """A fresh ``AioSession`` (no event-loop state outlives a lookup) on the shared loader.
 
     ``load_config=False`` is aws-sdk-go v1's rule without ``AWS_SDK_LOAD_CONFIG``: the shared
     credentials file only, not ``~/.aws/config``. The default client config is what the
-    credential providers use: without the httpx backend they fall back to aiohttp, which does
-    not run under trio.
+    credential providers' clients use (STS for web identity and assume role, SSO): the httpx
+    backend, without which they fall back to aiohttp, which does not run under trio; and the
+    lookup's bounds -- without them an unreachable STS got botocore's 60 s timeouts and five
+    attempts, and the lookup's timeout ran out before anything said why. ``attempts`` counts
+    botocore's standard-mode tries (throttling, 5xx and connection failures are tried again).
     """
     session = aiobotocore.session.AioSession()
     session.register_component("data_loader", loader)
     if not load_config:
         session.set_config_variable("config_file", os.devnull)
-    session.set_default_client_config(aiobotocore.config.AioConfig(http_session_cls=HttpxSession))
+    limit = min(timeout, AWS_CALL_TIMEOUT)
+    session.set_default_client_config(
+        aiobotocore.config.AioConfig(
+            http_session_cls=HttpxSession,
+            connect_timeout=limit,
+            read_timeout=limit,
+            retries={"total_max_attempts": max(attempts, 1), "mode": "standard"},
+        )
+    )
     return session
 
 
