@@ -145,14 +145,16 @@ def _token_file_problem(path: str) -> str | None:
     return None
 
 
-async def check_token_file(variable: str, path: str) -> None:
+async def check_token_file(variable: str, path: str, *, what: str = "") -> None:
     """Refuse a workload identity token file the SDK could not read, naming ``variable``.
 
     Why: the SDKs (botocore's web identity provider, azure-identity's workload identity
     credential) read this file with a blocking ``open()`` on the event loop's thread. A FIFO in
     its place would block the whole program -- no timeout can fire while the loop is stuck --
     and a missing file came back as a bare ``FileNotFoundError`` that named no variable.
+    ``what`` (the cloud, say) begins the message.
     """
     problem = await anyio.to_thread.run_sync(_token_file_problem, path, abandon_on_cancel=True)
     if problem is not None:
-        raise ResolverError(f"{variable} ({path}): {problem}")
+        where = f"{what}: " if what else ""
+        raise ResolverError(f"{where}{variable} ({path}): {problem}")

@@ -23,6 +23,8 @@ Private touch points, verified against aiobotocore 3.10.0 (botocore 1.43) and pi
 | ``aiobotocore.httpxsession.httpx``                   | which of httpx/httpx2 the session uses  |
 | ``Session.register_component("data_loader", ...)``   | one loader shared by every lookup       |
 | ``Loader.load_data("_retry")`` (and three more)      | read ahead; a missing one is skipped    |
+| ``AssumeRoleWithWebIdentityProvider.METHOD``         | tells web identity credentials (IRSA)   |
+|                                                      | by their ``method``                     |
 
 Import this module only where aiobotocore is installed (the ``aws`` extra).
 """
@@ -38,6 +40,7 @@ from typing import Any, Final
 import aiobotocore.config  # type: ignore[import-untyped]
 import aiobotocore.httpxsession  # type: ignore[import-untyped]
 import aiobotocore.session  # type: ignore[import-untyped]
+import botocore.credentials  # type: ignore[import-untyped]
 import botocore.exceptions  # type: ignore[import-untyped]
 import botocore.loaders  # type: ignore[import-untyped]
 import httpx
@@ -54,6 +57,8 @@ AWS_CALL_TIMEOUT: Final = 5.0
 
 errors: Final = botocore.exceptions
 """botocore's public exception classes, for the resolver."""
+WEB_IDENTITY_METHOD: Final[str] = botocore.credentials.AssumeRoleWithWebIdentityProvider.METHOD
+"""The ``method`` of credentials from a web identity token file (EKS IRSA)."""
 
 _BOTO_HTTPX: ModuleType = aiobotocore.httpxsession.httpx  # httpx2, or httpx as a fallback
 _WARM_DATA: Final = ("endpoints", "sdk-default-configuration", "partitions", "_retry")
