@@ -224,7 +224,7 @@ async def test_irsa_a_fifo_in_place_of_the_token_file_is_refused_at_once(
     assert moto_iam.recorded() == []
 
 
-async def test_irsa_an_sts_refusal_is_reported_as_sts_s(
+async def test_irsa_an_sts_refusal_is_reported_as_sts_not_ecr(
     irsa: IRSA, moto_iam: MotoIAM, issuer: OIDCIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A token from another cluster: STS refuses it (moto accepts any token, so STS is a strict
