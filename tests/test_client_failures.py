@@ -78,6 +78,46 @@ def test_sync_client_names_the_host_too(tls_registry: tuple[RegistryServer, Push
     assert "certificate verify failed" in str(untrusted.value)
 
 
+NOT_TLS = "TLS handshake failed"
+"""How a connect error begins its reason when the server's first answer is not TLS."""
+
+
+def assert_not_tls(error: BaseException, where: str) -> None:
+    """A ConnectError naming ``where`` that says the TLS handshake failed, with OpenSSL's own
+    words and what they mean (trio's transports used to say only ``ConnectError``)."""
+    assert_connect_error(error, where)
+    text = str(error)
+    assert text.startswith(f"{where}: {NOT_TLS}: "), text
+    assert "WRONG_VERSION_NUMBER" in text, text
+    assert "the server's answer is not TLS (plain HTTP on this port?)" in text, text
+
+
+@every_transport
+async def test_https_to_a_plain_http_registry_says_the_handshake_failed_and_why(
+    transport: str, environ: pytest.MonkeyPatch, htpasswd_registry: RegistryServer
+) -> None:
+    """A real distribution registry serving plain http, asked over https: every transport
+    names the host and gives the TLS failure (under trio it was ``127.0.0.1:P: ConnectError``)."""
+    force_transport(environ, transport)
+    assert htpasswd_registry.url.startswith("http://")
+    async with create_client(timeout=20) as http:
+        assert http.transport_name == transport
+        with pytest.raises(httpx.ConnectError) as caught:
+            await http.get(f"https://{htpasswd_registry.host}/v2/")
+    assert_not_tls(caught.value, htpasswd_registry.host)
+
+
+def test_https_to_a_plain_http_registry_from_the_sync_client(
+    htpasswd_registry: RegistryServer,
+) -> None:
+    with (
+        create_sync_client(timeout=20, trust_env=False) as http,
+        pytest.raises(httpx.ConnectError) as caught,
+    ):
+        http.get(f"https://{htpasswd_registry.host}/v2/")
+    assert_not_tls(caught.value, htpasswd_registry.host)
+
+
 class HostileServer:
     """A loopback TCP server that misbehaves in one way per port (no real server does this on
     purpose, so a stand-in): it cuts the body short, hangs up, answers garbage, or stays silent.

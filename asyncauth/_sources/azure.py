@@ -53,6 +53,7 @@ from .cloud import (
     DEFAULT_CLOUD_TIMEOUT,
     CloudSettings,
     Throttled,
+    check_token_file,
     claimable_host,
     disable_hint,
     expiry_epoch,
@@ -69,6 +70,11 @@ ACR_USERNAME: Final = "00000000-0000-0000-0000-000000000000"
 """The user name that goes with an ACR refresh token."""
 SDK_RETRIES: Final = DEFAULT_RETRY.attempts - 1
 """Retries azure-identity's pipelines may make (its default is 10, with up to 120 s backoff)."""
+TOKEN_FILE_VARIABLE: Final = "AZURE_FEDERATED_TOKEN_FILE"  # noqa: S105 - a name, not a secret
+"""Where AKS's workload identity webhook puts the pod's service-account token."""
+_SERVICE_PRINCIPAL_SECRETS: Final = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH")
+"""Without one of these, azure-identity's EnvironmentCredential has nothing to use."""
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,64}\Z")
 _STACK_METADATA_API = "2015-01-01"
 _AZURE = re.compile(rf"\A{LABEL}\.azurecr\.(?P<tld>io|cn|de|us)\Z")
 _CLOUD_BY_TLD: Final = {
@@ -127,6 +133,29 @@ def _jwt_expiry(token: str) -> float | None:
     return expiry_epoch(payload.get("exp")) if isinstance(payload, dict) else None
 
 
+def _entra_error(exc: BaseException) -> str:
+    """``": invalid_client AADSTS70021"`` from an Entra ID error answer behind ``exc``.
+
+    The OAuth2 ``error`` and Entra's numeric codes say why a token was refused (a federated
+    credential that matches no token, an expired secret...); the description is left out, for
+    it may quote what was sent. Empty when there is no such answer.
+    """
+    response = getattr(exc, "response", None)
+    try:
+        body = json.loads(response.text()) if response is not None else None
+    except (ValueError, TypeError, AttributeError, RecursionError):  # network data, any shape
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    error = body.get("error")
+    words = [error] if isinstance(error, str) and _OAUTH_ERROR.match(error) else []
+    codes = body.get("error_codes")
+    for code in codes[:3] if isinstance(codes, list) else []:
+        if type(code) is int and 0 <= code < 10**9:
+            words.append(f"AADSTS{code}")
+    return ": " + " ".join(words) if words else ""
+
+
 class _Recorder:
     """Wraps one credential for azure-identity's chain and remembers whether it was unavailable.
 
@@ -135,18 +164,31 @@ class _Recorder:
     "nothing configured here" (no opinion) from "configured and failing" (an error).
     """
 
-    def __init__(self, credential: Any, unavailable: type[Exception]) -> None:
+    def __init__(
+        self,
+        credential: Any,
+        unavailable: type[Exception],
+        token_file: tuple[str, str] | None = None,
+    ) -> None:
         self.credential = credential
         self._unavailable = unavailable
+        self._token_file = token_file
         self.failure: str | None = None
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        name = type(self.credential).__name__
         try:
+            if self._token_file is not None:
+                # azure-identity opens the file on the event loop's thread: a FIFO would hang it.
+                await check_token_file(*self._token_file)
             return await self.credential.get_token(*scopes, **kwargs)
         except self._unavailable:
             raise
+        except ResolverError as exc:
+            self.failure = f"{name}: {exc}"
+            raise
         except Exception as exc:
-            self.failure = f"{type(self.credential).__name__}: {type(exc).__name__}"
+            self.failure = f"{name}: {type(exc).__name__}{_entra_error(exc)}"
             raise
 
     async def close(self) -> None:
@@ -245,8 +287,12 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
             "retry_backoff_max": self.retry.max_backoff,
         }
         if config is None:
-            found: list[Any] = [identity.EnvironmentCredential(**sdk)]
-            if os.environ.get("AZURE_FEDERATED_TOKEN_FILE"):
+            found: list[Any] = []
+            # AKS sets AZURE_CLIENT_ID and AZURE_TENANT_ID for workload identity: built without a
+            # secret, EnvironmentCredential would log a WARNING on every lookup.
+            if any(os.environ.get(name) for name in _SERVICE_PRINCIPAL_SECRETS):
+                found.append(identity.EnvironmentCredential(**sdk))
+            if os.environ.get(TOKEN_FILE_VARIABLE):
                 # Incomplete workload identity variables: not configured here.
                 with contextlib.suppress(ValueError):
                     found.append(identity.WorkloadIdentityCredential(**sdk))
@@ -298,7 +344,10 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
             tenant = self.config.tenant or None
         else:
             tenant = os.environ.get("AZURE_TENANT_ID") or None
-        recorders = [_Recorder(c, unavailable) for c in credentials]
+        recorders = [
+            _Recorder(c, unavailable, _token_file(c, identity.WorkloadIdentityCredential))
+            for c in credentials
+        ]
         try:
             if self.config is None:
                 chain = identity.ChainedTokenCredential(*recorders)
@@ -315,7 +364,7 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
                 except errors.AzureError as exc:
                     raise ResolverError(
                         f"Azure AD ({self.config.method} from {self.config.path}): "
-                        f"{type(exc).__name__} (no token)"
+                        f"{type(exc).__name__}{_entra_error(exc)} (no token)"
                     ) from None
         finally:
             for recorder in recorders:
@@ -354,6 +403,12 @@ class AzureResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         return Credential(
             username=ACR_USERNAME, identity_token=refresh_token, expires_at=expires_at
         )
+
+
+def _token_file(credential: Any, workload: type) -> tuple[str, str] | None:
+    """The token file variable and path a workload identity credential will read, if it is one."""
+    path = os.environ.get(TOKEN_FILE_VARIABLE)
+    return (TOKEN_FILE_VARIABLE, path) if path and isinstance(credential, workload) else None
 
 
 async def _exchange(client: httpx.AsyncClient, url: str, form: Mapping[str, str]) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import anyio
 
 from .._errors import ResolverError
+from .._http import MAX_CLOUD_ANSWER_BYTES
 from .._http.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
@@ -118,3 +120,41 @@ async def retrying(call: Callable[[], Awaitable[_T]], policy: RetryPolicy = DEFA
                 ) from None
             await anyio.sleep(policy.delay(attempt, exc.retry_after))
             attempt += 1
+
+
+def _token_file_problem(path: str) -> str | None:
+    """What keeps ``path`` from being read as a token file, in words; ``None`` when nothing does.
+
+    Blocking (``stat``): run it in a worker thread. ``stat`` never opens the file, so a FIFO
+    costs nothing here.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size > MAX_CLOUD_ANSWER_BYTES:
+        return f"larger than {MAX_CLOUD_ANSWER_BYTES} bytes"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
+async def check_token_file(variable: str, path: str, *, what: str = "") -> None:
+    """Refuse a workload identity token file the SDK could not read, naming ``variable``.
+
+    Why: the SDKs (botocore's web identity provider, azure-identity's workload identity
+    credential) read this file with a blocking ``open()`` on the event loop's thread. A FIFO in
+    its place would block the whole program -- no timeout can fire while the loop is stuck --
+    and a missing file came back as a bare ``FileNotFoundError`` that named no variable.
+    ``what`` (the cloud, say) begins the message.
+    """
+    problem = await anyio.to_thread.run_sync(_token_file_problem, path, abandon_on_cancel=True)
+    if problem is not None:
+        where = f"{what}: " if what else ""
+        raise ResolverError(f"{where}{variable} ({path}): {problem}")

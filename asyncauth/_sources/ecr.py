@@ -11,7 +11,11 @@ shortly before then, and never caches one that has already expired. ECR throttle
 It runs on aiobotocore's httpx backend (through :mod:`asyncauth._sources.sdk.aws`, the one module
 that touches aiobotocore's internals), so the credential providers (environment, shared files,
 SSO, web identity, container, IMDSv2) run under trio too. The ECR API call goes through the
-caller's ``transport``; the credential providers use aiobotocore's own client.
+caller's ``transport``; the credential providers use aiobotocore's own client, under the same
+bounds (each call at most 5 s, ``retry.attempts`` tries). Temporary keys are fetched before the
+ECR call, so that a refusal by STS (EKS IRSA: ``AWS_ROLE_ARN`` and
+``AWS_WEB_IDENTITY_TOKEN_FILE``) is reported as STS's, and the token file is checked first (a
+missing file is named by its variable; a FIFO would block the event loop).
 
 botocore reads its variables (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_ECR``,
 ``AWS_EC2_METADATA_SERVICE_ENDPOINT``...) from ``os.environ``. ``AWS_SDK_LOAD_CONFIG`` is read from
@@ -68,6 +72,9 @@ THROTTLING_CODES: Final = frozenset(
 """AWS error codes that mean "slow down" (botocore's standard retry mode's list, abridged)."""
 _CHAIN_LIMIT: Final = 12
 """How far down a wrapped error's ``__cause__``/``__context__`` chain a message is looked for."""
+WEB_IDENTITY_CALL: Final = "AssumeRoleWithWebIdentity"
+ROLE_VARIABLE: Final = "AWS_ROLE_ARN"
+TOKEN_FILE_VARIABLE: Final = "AWS_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +195,8 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
     ``environ`` (default ``os.environ``) is read for ``AWS_SDK_LOAD_CONFIG`` only; botocore reads
     the rest from ``os.environ``. ``load_config`` overrides ``AWS_SDK_LOAD_CONFIG``.
     ``transport`` carries the ECR API call. ``timeout`` bounds a lookup, credential discovery
-    and retries included; ``retry`` says how throttled calls are retried. ``token_store`` (a
+    and retries included; ``retry`` says how throttled calls are retried, and its ``attempts``
+    also bound the credential providers' STS calls (botocore's standard retries). ``token_store`` (a
     :class:`~asyncauth.TokenStore` such as :class:`~asyncauth.RedisTokenStore`) shares the
     authorization token with a fleet: one ``GetAuthorizationToken`` per account and region
     for all its processes (every process sharing the store is one trust domain).
@@ -254,7 +262,12 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         aws = await anyio.to_thread.run_sync(_import_aws, abandon_on_cancel=True)
         service = "ecr-public" if host.public else "ecr"
         loader = await anyio.to_thread.run_sync(aws.warm_loader, service, abandon_on_cancel=True)
-        session = aws.new_session(load_config=self.load_config, loader=loader)
+        session = aws.new_session(
+            load_config=self.load_config,
+            loader=loader,
+            timeout=self.timeout,
+            attempts=self.retry.attempts,
+        )
         config = aws.client_config(self.transport, fips=host.fips, timeout=self.timeout)
         what = "ECR Public" if host.public else f"ECR in {host.region}"
         errors = aws.errors
@@ -262,6 +275,8 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
             async with session.create_client(
                 service, region_name=host.region, config=config
             ) as client:
+                if not await _identity_ready(session, what, aws):
+                    return None  # no AWS identity here: no opinion, ask the next source
                 data = await cloud.retrying(
                     lambda: self._call(client, host, what, errors), self.retry
                 )
@@ -297,6 +312,43 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
             ) from None
         items = answer.get("authorizationData") or []
         return items[0] if items else {}
+
+
+async def _identity_ready(session: Any, what: str, aws: ModuleType) -> bool:
+    """Find the AWS identity and fetch its keys now, before the ECR call; ``False`` if none.
+
+    botocore fetches temporary keys (STS for web identity and assume role, SSO, the container
+    endpoint) lazily, while signing the first call: a refusal by STS then surfaced as
+    ``GetAuthorizationToken failed: InvalidIdentityToken``, blaming ECR for STS's answer. Here
+    a failure names the provider that failed; the client created before this already holds
+    these same credentials, so nothing is fetched twice.
+    """
+    credentials = await session.get_credentials()
+    if credentials is None:
+        return False
+    errors = aws.errors
+    method = str(getattr(credentials, "method", None) or "unknown")
+    web_identity = method == aws.WEB_IDENTITY_METHOD
+    provider = f"AWS credentials ({method})"
+    if web_identity:
+        provider = f"STS {WEB_IDENTITY_CALL} ({ROLE_VARIABLE}, {TOKEN_FILE_VARIABLE})"
+        path = os.environ.get(TOKEN_FILE_VARIABLE)
+        if path:
+            await cloud.check_token_file(TOKEN_FILE_VARIABLE, path, what=what)
+    try:
+        await credentials.get_frozen_credentials()
+    except errors.ClientError as exc:
+        error = exc.response.get("Error", {})
+        name = f"STS {WEB_IDENTITY_CALL}" if web_identity else provider
+        raise ResolverError(
+            f"{what}: {name} failed: "
+            f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+        ) from None
+    except errors.BotoCoreError as exc:
+        raise ResolverError(f"{what}: {provider}: {_sdk_error_text(exc)}") from None
+    except (OSError, RuntimeError) as exc:
+        raise ResolverError(f"{what}: {provider}: {type(exc).__name__}: {exc}") from None
+    return True
 
 
 def cloud_resolver(settings: cloud.CloudSettings) -> ECRResolver:

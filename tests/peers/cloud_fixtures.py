@@ -19,8 +19,9 @@ import pytest
 
 from ._tools import PeerError, PeerUnavailableError, free_port, require_tool, stop_process
 from .clouds import MotoProxy, isolate_cloud_env
+from .workload_identity import MotoIAM, start_moto_iam
 
-__all__ = ["cloud_env", "moto_proxy", "moto_server"]
+__all__ = ["cloud_env", "moto_iam", "moto_proxy", "moto_server"]
 
 
 @pytest.fixture
@@ -43,6 +44,13 @@ def moto_server() -> Iterator[str]:
         yield f"{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoIAM]:
+    """moto in a process of its own, recording every request, with IAM enforcement on demand
+    (both switches are process-wide: the shared :func:`moto_server` must not see them)."""
+    yield from start_moto_iam(tmp_path_factory.mktemp("moto-iam"))
 
 
 @pytest.fixture(scope="session")

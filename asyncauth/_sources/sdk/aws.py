@@ -23,6 +23,8 @@ Private touch points, verified against aiobotocore 3.10.0 (botocore 1.43) and pi
 | ``aiobotocore.httpxsession.httpx``                   | which of httpx/httpx2 the session uses  |
 | ``Session.register_component("data_loader", ...)``   | one loader shared by every lookup       |
 | ``Loader.load_data("_retry")`` (and three more)      | read ahead; a missing one is skipped    |
+| ``AssumeRoleWithWebIdentityProvider.METHOD``         | tells web identity credentials (IRSA)   |
+|                                                      | by their ``method``                     |
 
 Import this module only where aiobotocore is installed (the ``aws`` extra).
 """
@@ -38,6 +40,7 @@ from typing import Any, Final
 import aiobotocore.config  # type: ignore[import-untyped]
 import aiobotocore.httpxsession  # type: ignore[import-untyped]
 import aiobotocore.session  # type: ignore[import-untyped]
+import botocore.credentials  # type: ignore[import-untyped]
 import botocore.exceptions  # type: ignore[import-untyped]
 import botocore.loaders  # type: ignore[import-untyped]
 import httpx
@@ -54,6 +57,8 @@ AWS_CALL_TIMEOUT: Final = 5.0
 
 errors: Final = botocore.exceptions
 """botocore's public exception classes, for the resolver."""
+WEB_IDENTITY_METHOD: Final[str] = botocore.credentials.AssumeRoleWithWebIdentityProvider.METHOD
+"""The ``method`` of credentials from a web identity token file (EKS IRSA)."""
 
 _BOTO_HTTPX: ModuleType = aiobotocore.httpxsession.httpx  # httpx2, or httpx as a fallback
 _WARM_DATA: Final = ("endpoints", "sdk-default-configuration", "partitions", "_retry")
@@ -128,19 +133,30 @@ def session_class(transport: httpx.AsyncBaseTransport) -> type[HttpxSession]:
     return TransportSession
 
 
-def new_session(*, load_config: bool, loader: Any) -> Any:
+def new_session(*, load_config: bool, loader: Any, timeout: float, attempts: int) -> Any:
     """A fresh ``AioSession`` (no event-loop state outlives a lookup) on the shared loader.
 
     ``load_config=False`` is aws-sdk-go v1's rule without ``AWS_SDK_LOAD_CONFIG``: the shared
     credentials file only, not ``~/.aws/config``. The default client config is what the
-    credential providers use: without the httpx backend they fall back to aiohttp, which does
-    not run under trio.
+    credential providers' clients use (STS for web identity and assume role, SSO): the httpx
+    backend, without which they fall back to aiohttp, which does not run under trio; and the
+    lookup's bounds -- without them an unreachable STS got botocore's 60 s timeouts and five
+    attempts, and the lookup's timeout ran out before anything said why. ``attempts`` counts
+    botocore's standard-mode tries (throttling, 5xx and connection failures are tried again).
     """
     session = aiobotocore.session.AioSession()
     session.register_component("data_loader", loader)
     if not load_config:
         session.set_config_variable("config_file", os.devnull)
-    session.set_default_client_config(aiobotocore.config.AioConfig(http_session_cls=HttpxSession))
+    limit = min(timeout, AWS_CALL_TIMEOUT)
+    session.set_default_client_config(
+        aiobotocore.config.AioConfig(
+            http_session_cls=HttpxSession,
+            connect_timeout=limit,
+            read_timeout=limit,
+            retries={"total_max_attempts": max(attempts, 1), "mode": "standard"},
+        )
+    )
     return session
 
 
