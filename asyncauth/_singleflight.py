@@ -18,6 +18,10 @@ another thread held at the fork would never be released there.
 A failure is shared with every waiter as a copy of its own (one exception object raised in many
 tasks would gather all their tracebacks).
 
+Bounds. ``maxsize`` bounds how many values are kept, and ``budget`` (with ``cost``) how many bytes
+they take: a value several keys hold (a token that covers many scopes) is counted once. When a
+bound is passed, values whose time has run out go first, then the least recently used.
+
 The asker that finds nothing *leads*: it gets a :class:`Lead` and must end it with exactly one of
 :meth:`Lead.settle` (waiters get the value), :meth:`Lead.fail` (waiters raise the error; nothing
 is cached) or :meth:`Lead.abandon` (the leader was cancelled or interrupted: waiters look again
@@ -28,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import heapq
+import itertools
 import os
 import threading
 import time
@@ -118,16 +124,39 @@ class Lead(Generic[V]):
 class SingleFlightCache(Generic[V]):
     """A bounded LRU of expiring values whose misses are computed once per loop (or thread set).
 
-    ``maxsize`` bounds the values kept; ``clock`` (monotonic seconds) is replaceable for tests.
+    ``maxsize`` bounds the values kept (``None``: no count bound); ``budget`` the bytes they
+    take as ``cost(key, value)`` counts them: ``(bytes of the key's entry, bytes of the value)``,
+    a value held under several keys counted once. Past a bound, expired values go first, then
+    the least recently used. ``clock`` (monotonic seconds) is replaceable for tests.
     """
 
-    def __init__(self, *, maxsize: int = 4096, clock: Callable[[], float] = time.monotonic):
-        if maxsize < 1:
+    def __init__(
+        self,
+        *,
+        maxsize: int | None = 4096,
+        budget: int | None = None,
+        cost: Callable[[Hashable, V], tuple[int, int]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if maxsize is not None and maxsize < 1:
             raise ValueError("maxsize must be at least 1")
+        if budget is not None and (budget < 1 or cost is None):
+            raise ValueError("a budget must be at least 1 byte, and needs a cost")
         self._maxsize = maxsize
+        self._budget = budget
+        self._cost = cost
         self._clock = clock
         self._lock = threading.Lock()
-        self._values: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._values: OrderedDict[Hashable, tuple[float, V, int]] = OrderedDict()
+        """key -> (deadline, value, bytes of the key's entry)."""
+        self._held: dict[int, list[int]] = {}
+        """id(value) -> [how many keys hold it, its bytes]: a shared value is counted once."""
+        self.bytes = 0
+        """What the values kept take, as ``cost`` counts (0 without one)."""
+        self._expiries: list[tuple[float, int, Hashable]] = []
+        """A heap of (deadline, tie-breaker, key): what to drop first when a bound is passed.
+        Entries whose key was dropped or kept again since are stale and skipped."""
+        self._ties = itertools.count()
         self.version = 0
         """Bumped whenever a value is added, replaced or removed: a reader that remembered what
         it found (the aiohttp middleware's routes) may use it without a lookup while the version
@@ -154,7 +183,7 @@ class SingleFlightCache(Generic[V]):
         if item is None:
             return MISSING
         if item[0] <= self._clock():
-            del self._values[key]
+            self._drop(key)
             self.version += 1
             return MISSING
         self._values.move_to_end(key)
@@ -179,15 +208,16 @@ class SingleFlightCache(Generic[V]):
                 value = item[1]
             else:
                 self.version += 1
-            self._values[key] = (self._clock() + ttl, value)
-            self._values.move_to_end(key)
-            while len(self._values) > self._maxsize:
-                self._values.popitem(last=False)
+            if item is not None:
+                self._drop(key)
+            self._add(key, value, self._clock() + ttl)
+            self._shrink()
 
     def invalidate(self, key: Hashable) -> None:
         with self._lock:
             self.version += 1
-            self._values.pop(key, None)
+            if key in self._values:
+                self._drop(key)
 
     def discard(self, key: Hashable, value: V) -> bool:
         """Drop ``key`` if ``value`` is still what it holds (not a value put since); whether
@@ -197,13 +227,63 @@ class SingleFlightCache(Generic[V]):
             if item is None or item[1] is not value:
                 return False
             self.version += 1
-            del self._values[key]
+            self._drop(key)
             return True
 
     def clear(self) -> None:
         with self._lock:
             self.version += 1
             self._values.clear()
+            self._held.clear()
+            self._expiries.clear()
+            self.bytes = 0
+
+    # --- bounds (under the lock) ----------------------------------------------------------
+
+    def _add(self, key: Hashable, value: V, deadline: float) -> None:
+        entry = 0
+        if self._cost is not None:
+            entry, size = self._cost(key, value)
+            held = self._held.get(id(value))
+            if held is None:
+                self._held[id(value)] = [1, size]
+                self.bytes += size
+            else:
+                held[0] += 1
+            self.bytes += entry
+        self._values[key] = (deadline, value, entry)
+        heapq.heappush(self._expiries, (deadline, next(self._ties), key))
+
+    def _drop(self, key: Hashable) -> None:
+        _, value, entry = self._values.pop(key)
+        if self._cost is not None:
+            self.bytes -= entry
+            held = self._held[id(value)]
+            held[0] -= 1
+            if held[0] == 0:
+                del self._held[id(value)]
+                self.bytes -= held[1]
+
+    def _over(self) -> bool:
+        return (self._maxsize is not None and len(self._values) > self._maxsize) or (
+            self._budget is not None and self.bytes > self._budget
+        )
+
+    def _shrink(self) -> None:
+        """Drop values until the bounds hold: expired ones first, then the least recently used."""
+        expiries, values = self._expiries, self._values
+        now = self._clock()
+        while self._over():
+            if expiries and expiries[0][0] <= now:
+                deadline, _, key = heapq.heappop(expiries)
+                item = values.get(key)
+                if item is not None and item[0] == deadline:
+                    self._drop(key)
+                continue
+            self._drop(next(iter(values)))
+        if len(expiries) > 2 * len(values) + 64:  # mostly stale: rebuild
+            self._expiries = [(item[0], next(self._ties), k) for k, item in values.items()]
+            heapq.heapify(self._expiries)
 
     # --- single flight --------------------------------------------------------------------
 
@@ -219,6 +299,12 @@ class SingleFlightCache(Generic[V]):
                 return flight
             flight = self._flights[slot] = _Flight()
         return Lead(self, slot, flight)
+
+    def lead_now(self, key: Hashable) -> Lead[V] | None:
+        """The lead for ``key`` when it has no fresh value and nobody in this event loop is
+        computing it; ``None`` otherwise (never waits: for work that may be left to others)."""
+        got = self._claim(anyio.lowlevel.current_token(), key)
+        return got if isinstance(got, Lead) else None
 
     async def acquire(self, key: Hashable, *, wait: float | None = None) -> V | Lead[V]:
         """The value of ``key``, or a :class:`Lead` when this task must compute it.

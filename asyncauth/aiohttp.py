@@ -35,6 +35,7 @@ from ._registry.aiohttp_driver import (
     replayable,
     reply,
     run,
+    run_effects,
     total_timeout,
     via,
 )
@@ -42,6 +43,9 @@ from ._registry.auth import RegistryAuth, RegistryAuthBase
 from ._registry.flow import after, request_flow, wants_after
 from ._registry.handshake import Errand, Route, Stats
 from ._registry.messages import Call, need_of
+from ._registry.prefetch import by_registry, needs_for, prefetch_flow
+from ._registry.target import target_of
+from ._resource import Resource
 from ._stores.protocol import TokenStore
 
 if TYPE_CHECKING:
@@ -57,7 +61,8 @@ class RegistryAuthOptions(TypedDict, total=False):
     headers: Mapping[str, str] | None
     client_id: str
     credential_ttl: float
-    token_cache_size: int
+    token_cache_size: int | None
+    token_cache_bytes: int
     max_token_response: int
     offline_token: bool
     token_store: TokenStore | None
@@ -120,6 +125,27 @@ class RegistryAuthMiddleware:
     def clear(self) -> None:
         """Forget learnt challenges, tokens and credentials (e.g. after a ``docker login``)."""
         self._auth.clear()
+
+    async def prefetch(
+        self,
+        session: aiohttp.ClientSession,
+        references: Iterable[str | Resource],
+        *,
+        push: bool = False,
+        base_url: str | None = None,
+    ) -> None:
+        """Fetch the tokens of many repositories in as few token requests as the server allows,
+        through ``session`` (its connector, proxy, TLS and timeout; not its middlewares), so
+        that its later requests for them need none. As :meth:`asyncauth.RegistryAuth.prefetch`.
+        """
+        shaking = self._handshake
+        for base, resources in by_registry(references, base_url, self._auth.registry_url):
+            target = target_of(base, shaking.settings.insecure)
+            needs = needs_for(target, resources, push=push)
+            flow = prefetch_flow(target, base, needs, shaking.settings)
+            errand = Errand.within(None, TIMEOUTS)
+            exchange = Exchange(None, None, errand, shaking.settings.insecure, session=session)
+            await run_effects(shaking, flow, exchange)
 
     async def __call__(
         self, request: aiohttp.ClientRequest, handler: ClientHandlerType

@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -31,6 +32,7 @@ from asyncauth import (
     TraceEntry,
 )
 from asyncauth._registry import flow as flows
+from asyncauth._registry import prefetch as prefetches
 from asyncauth._registry.challenge import Challenge
 from asyncauth._registry.messages import (
     LEAD,
@@ -47,6 +49,9 @@ from asyncauth._registry.messages import (
     Ping,
     Reply,
     Resolve,
+    Claimed,
+    ClaimTokens,
+    KeepTokens,
     Sleep,
     TokenDuty,
     Transmit,
@@ -55,6 +60,7 @@ from asyncauth._registry.messages import (
 from asyncauth._registry.target import target_of
 from asyncauth._registry.tokens import Token
 
+from ._budget import per_example_budget
 from ._secrets import secret
 
 REGISTRY = "https://registry.example.com"
@@ -142,6 +148,8 @@ def state(**answers: Any) -> Script:
         "KeepRefresh": lambda effect: None,
         "DropToken": lambda effect: None,
         "Sleep": lambda effect: None,
+        "ClaimTokens": lambda effect: Claimed(effect.keys),
+        "KeepTokens": lambda effect: None,
     }
     defaults.update(answers)
     return Script(**defaults)
@@ -921,3 +929,261 @@ def test_effects_hold_data_only() -> None:
         KeepRefresh,
     }
     assert not any(isinstance(e, Ping) for e in script.effects)
+
+
+# -- prefetch: many repositories, few token requests --------------------------------------------
+
+REPOSITORIES = ("org/a", "org/b", "org/c")
+
+
+def jwt_granting(*scopes: str, grant: Any = None) -> str:
+    """An unsigned JWT whose ``access`` claim grants ``scopes`` (``grant``: the claim as is)."""
+
+    def part(data: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    if grant is None:
+        grant = [
+            {"type": kind, "name": name, "actions": actions.split(",")}
+            for kind, name, actions in (scope.split(":") for scope in scopes)
+        ]
+    return f"{part({'alg': 'ES256'})}.{part({'access': grant})}.c2lnbmF0dXJl"
+
+
+def prefetch_of(
+    repositories: tuple[str, ...] = REPOSITORIES, *, push: bool = False, **changes: Any
+) -> Any:
+    target = target_of(REGISTRY, frozenset())
+    resources = [Resource.parse(f"registry.example.com/{name}") for name in repositories]
+    needs = prefetches.needs_for(target, resources, push=push)
+    settings = flows.Settings(**{**vars_of(SETTINGS), **changes})
+    return prefetches.prefetch_flow(target, REGISTRY, needs, settings)
+
+
+def vars_of(settings: flows.Settings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in settings.__slots__}
+
+
+def asked(fetch: Fetch) -> list[str]:
+    return parse_qs(urlsplit(fetch.request.url).query).get("scope", [])
+
+
+def prefetching(*fetches: Reply, **answers: Any) -> Script:
+    defaults: dict[str, Any] = {
+        "Resolve": lambda effect: resolution(Credential("alice", PASSWORD)),
+        "Ping": [reply(401, f"{REGISTRY}/v2/", WWW_Authenticate=BEARER)],
+        "Fetch": list(fetches),
+    }
+    return state(**{**defaults, **answers})
+
+
+def test_prefetch_asks_for_every_scope_in_one_request_and_keeps_one_token_for_all() -> None:
+    token = jwt_granting(*(f"repository:{name}:pull" for name in REPOSITORIES))
+    script = prefetching(reply(200, REALM, body=token_body(token)))
+    assert script.run(prefetch_of()) is None
+    assert script.kinds() == [
+        "AwaitChallenge",
+        "Ping",
+        "Learn",
+        "Resolve",
+        "Resolve",
+        "Resolve",
+        "ClaimTokens",
+        "Fetch",
+        "KeepTokens",
+    ]
+    assert asked(script.of(Fetch)[0]) == [f"repository:{name}:pull" for name in REPOSITORIES]
+    kept = script.of(KeepTokens)[0]
+    assert kept.keys == script.of(ClaimTokens)[0].keys
+    assert [key.scopes.form_value() for key in kept.keys] == asked(script.of(Fetch)[0])
+    assert kept.token.access_token == token
+
+
+def test_prefetch_asks_again_one_scope_at_a_time_for_what_the_token_lacks_and_no_more() -> None:
+    """A server that honours one scope per request (Harbor, cesanta/docker_auth did): the JWT's
+    ``access`` claim names only the first; each other scope is asked for on its own, once,
+    and kept even if that answer lacks it too (no loop)."""
+    script = prefetching(
+        reply(200, REALM, body=token_body(jwt_granting("repository:org/a:pull"))),
+        reply(200, REALM, body=token_body(jwt_granting("repository:org/b:pull"))),
+        reply(200, REALM, body=token_body(jwt_granting())),  # granted nothing: kept anyway
+    )
+    script.run(prefetch_of())
+    assert [asked(fetch) for fetch in script.of(Fetch)] == [
+        [f"repository:{name}:pull" for name in REPOSITORIES],
+        ["repository:org/b:pull"],
+        ["repository:org/c:pull"],
+    ]
+    kept = [[key.scopes.form_value() for key in k.keys] for k in script.of(KeepTokens)]
+    assert kept == [
+        ["repository:org/a:pull"],
+        ["repository:org/b:pull"],
+        ["repository:org/c:pull"],
+    ]
+
+
+def test_prefetch_keeps_an_unreadable_token_for_all_and_a_refusal_asks_for_one_scope() -> None:
+    """An opaque token is trusted for every scope asked; when the registry refuses it for one
+    repository (``insufficient_scope``), the flow's retry drops that key only and asks for that
+    repository's scope alone."""
+    script = prefetching(reply(200, REALM, body=token_body("opaque-FLOW-batch")))
+    script.run(prefetch_of())
+    (kept,) = script.of(KeepTokens)
+    assert len(kept.keys) == 3
+    refused = f'{BEARER},error="insufficient_scope",scope="repository:org/b:pull"'
+    call = call_for(f"{REGISTRY}/v2/org/b/manifests/v1")
+    call.challenge = Challenge("bearer", {"realm": REALM, "service": "registry.example.com"})
+    call.resolution = resolution(Credential("alice", PASSWORD))
+    retry = state(Fetch=[reply(200, REALM, body=token_body("t-b"))], Transmit=[reply(200)])
+    retry.run(
+        flows.after(call, reply(401, WWW_Authenticate=refused), SETTINGS, (), authorized=True)
+    )
+    assert retry.kinds() == ["DropToken", "AwaitToken", "Fetch", "KeepToken", "Transmit"]
+    assert retry.of(DropToken)[0].key == kept.keys[1]  # org/b's key: the others keep theirs
+    assert asked(retry.of(Fetch)[0]) == ["repository:org/b:pull"]
+
+
+def test_prefetch_for_push_asks_pull_and_push_once_and_keeps_the_token_for_both() -> None:
+    token = jwt_granting(*(f"repository:{name}:pull,push" for name in REPOSITORIES[:2]))
+    script = prefetching(reply(200, REALM, body=token_body(token)))
+    script.run(prefetch_of(REPOSITORIES[:2], push=True))
+    assert asked(script.of(Fetch)[0]) == [
+        "repository:org/a:pull,push",
+        "repository:org/b:pull,push",
+    ]
+    (kept,) = script.of(KeepTokens)
+    assert [key.scopes.form_value() for key in kept.keys] == [
+        "repository:org/a:pull",
+        "repository:org/a:pull,push",
+        "repository:org/b:pull",
+        "repository:org/b:pull,push",
+    ]
+    get_key = flows.authorization(
+        call_for().target,
+        Challenge("bearer", {"realm": REALM, "service": "registry.example.com"}),
+        resolution(Credential("alice", PASSWORD)),
+        need_of("registry.example.com", "GET", "/v2/org/a/manifests/v1", "").scopes,
+    )
+    assert get_key in kept.keys  # what a GET of org/a looks up
+
+
+def test_a_pull_only_grant_to_a_push_prefetch_asks_again_for_pull_and_push_once() -> None:
+    token = jwt_granting("repository:org/a:pull", "repository:org/b:pull")
+    script = prefetching(
+        reply(200, REALM, body=token_body(token)),
+        reply(200, REALM, body=token_body("t-a")),
+        reply(200, REALM, body=token_body("t-b")),
+    )
+    script.run(prefetch_of(REPOSITORIES[:2], push=True))
+    assert [asked(fetch) for fetch in script.of(Fetch)[1:]] == [
+        ["repository:org/a:pull,push"],
+        ["repository:org/b:pull,push"],
+    ]
+    kept = [[key.scopes.form_value() for key in k.keys] for k in script.of(KeepTokens)]
+    assert kept[0] == ["repository:org/a:pull", "repository:org/b:pull"]
+
+
+def test_prefetch_asks_only_for_the_tokens_it_claimed() -> None:
+    """Fresh tokens, and tokens a request is fetching, are not the prefetch's to ask for."""
+    script = prefetching(
+        reply(200, REALM, body=token_body("opaque-FLOW-one")),
+        ClaimTokens=lambda effect: Claimed(effect.keys[1:2], refresh_token="r-OLD-refresh"),
+    )
+    script.run(prefetch_of())
+    (fetch,) = script.of(Fetch)
+    assert fetch.request.method == "POST"  # the refresh token replaced the password
+    assert parse_qs((fetch.request.body or b"").decode())["scope"] == ["repository:org/b:pull"]
+
+
+def test_prefetch_with_nothing_to_claim_or_to_fetch_sends_nothing() -> None:
+    script = prefetching(ClaimTokens=lambda effect: Claimed(()))
+    script.run(prefetch_of())
+    assert "Fetch" not in script.kinds()
+    open_registry = state(Ping=[reply(200, f"{REGISTRY}/v2/")])
+    open_registry.run(prefetch_of())
+    assert open_registry.kinds() == ["AwaitChallenge", "Ping", "Learn"]
+    basic = state(AwaitChallenge=lambda effect: Challenge("basic", {}))
+    basic.run(prefetch_of())
+    assert basic.kinds() == ["AwaitChallenge"]
+
+
+def test_a_refused_prefetch_is_the_token_servers_error() -> None:
+    script = prefetching(reply(401, REALM))
+    with pytest.raises(AuthenticationError, match="answered 401"):
+        script.run(prefetch_of())
+    assert "KeepTokens" not in script.kinds()
+
+
+_NAMES = st.from_regex(r"[a-z0-9]{1,30}(/[a-z0-9]{1,30}){0,3}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(_NAMES, min_size=1, max_size=300, unique=True), offline=st.booleans())
+def test_batches_stay_under_the_url_limit_and_ask_for_every_scope_once(
+    names: list[str], offline: bool
+) -> None:
+    script = prefetching(
+        Fetch=lambda effect: reply(200, REALM, body=token_body("opaque-FLOW-batch")),
+    )
+    script.run(prefetch_of(tuple(names), offline_token=offline))
+    fetches = script.of(Fetch)
+    assert all(len(fetch.request.url) <= prefetches.MAX_TOKEN_URL for fetch in fetches)
+    assert all(len(asked(f)) <= prefetches.MAX_BATCH_SCOPES for f in fetches)
+    everything = [scope for fetch in fetches for scope in asked(fetch)]
+    assert sorted(everything) == sorted(f"repository:{name}:pull" for name in names)
+    for fetch, following in zip(fetches, fetches[1:], strict=False):  # each batch is full
+        added = len("&scope=") + len(quote_plus(asked(following)[0]))
+        full = len(fetch.request.url) + added > prefetches.MAX_TOKEN_URL
+        assert full or len(asked(fetch)) == prefetches.MAX_BATCH_SCOPES
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    token=st.one_of(
+        st.text(max_size=200),
+        st.builds(
+            lambda head, body: f"{head}.{base64.urlsafe_b64encode(body).decode()}.sig",
+            st.text(max_size=10),
+            st.one_of(
+                st.binary(max_size=200),
+                st.recursive(
+                    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda inner: (
+                        st.lists(inner, max_size=4)
+                        | st.dictionaries(
+                            st.sampled_from(["access", "type", "name", "actions"]),
+                            inner,
+                            max_size=4,
+                        )
+                    ),
+                ).map(lambda data: json.dumps(data).encode()),
+            ),
+        ),
+    )
+)
+@per_example_budget()
+def test_granted_scopes_reads_any_token_without_raising(token: str) -> None:
+    granted = prefetches.granted_scopes(token)
+    assert granted is None or isinstance(granted, prefetches.ScopeSet)
+
+
+def test_granted_scopes_reads_the_access_claim_and_nothing_it_cannot_trust() -> None:
+    read = prefetches.granted_scopes
+    assert read("opaque") is None
+    assert read(jwt_granting(grant="all")) is None
+    scopes = read(
+        jwt_granting(
+            grant=[
+                {"type": "repository", "name": "org/a", "actions": ["pull", 7]},
+                {"type": "repository", "name": "bad:name", "actions": ["pull"]},
+                {"type": "registry", "name": "catalog", "actions": ["*"]},
+                "junk",
+            ]
+        )
+    )
+    assert str(scopes) == "registry:catalog:* repository:org/a:pull"
+    assert read("a." + "b" * prefetches.MAX_READABLE_TOKEN + ".c") is None
+    many = [{"type": "repository", "name": f"r{i}", "actions": ["pull"]} for i in range(5000)]
+    started = time.thread_time()
+    assert len(read(jwt_granting(grant=many)) or ()) == 5000
+    assert time.thread_time() - started < 1.0  # bounded: a large grant is read in linear time

@@ -184,14 +184,17 @@ def _guard(target: Target, insecure: frozenset[str]) -> Any:
 
 
 class Exchange:
-    """Sends what one request's flow yields, on the request's own aiohttp session."""
+    """Sends what one request's flow yields, on the request's own aiohttp session (or, for a
+    flow that sends no request of the caller's, a prefetch, on ``session``)."""
 
     def __init__(
         self,
-        request: aiohttp.ClientRequest,
-        handler: ClientHandlerType,
+        request: aiohttp.ClientRequest | None,
+        handler: ClientHandlerType | None,
         errand: Errand,
         insecure: frozenset[str],
+        *,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.request = request
         self.handler = handler
@@ -199,6 +202,14 @@ class Exchange:
         self.insecure = insecure
         self.response: aiohttp.ClientResponse | None = None
         """The latest answer to the request itself: what the middleware returns."""
+        if request is not None:
+            self.session: aiohttp.ClientSession = request.session
+            ssl, headers = request.ssl, request.headers
+        else:
+            assert session is not None
+            self.session, ssl, headers = session, True, session.headers
+        self.ssl = True if isinstance(ssl, aiohttp.Fingerprint) else ssl
+        self.agent = [(k, v) for k, v in headers.items() if k.lower() == "user-agent"]
 
     async def send(self, effect: Sending) -> Reply:
         if isinstance(effect, Transmit):
@@ -208,6 +219,8 @@ class Exchange:
         return await self._token(effect)
 
     async def _transmit(self, effect: Transmit) -> Reply:
+        assert self.request is not None
+        assert self.handler is not None
         headers = self.request.headers
         for name, value in effect.headers:
             headers[name] = value
@@ -221,36 +234,35 @@ class Exchange:
             self.response = None
 
     def _options(self, middlewares: tuple[Any, ...] = ()) -> dict[str, Any]:
-        ssl = self.request.ssl
-        return {
-            "middlewares": middlewares,
-            "ssl": True if isinstance(ssl, aiohttp.Fingerprint) else ssl,
-            "timeout": aiohttp.ClientTimeout(total=self.errand.remaining()),
-        }
+        options: dict[str, Any] = {"middlewares": middlewares, "ssl": self.ssl}
+        remaining = self.errand.remaining()
+        if remaining is not None:  # else (a prefetch) the session's own timeout bounds each
+            options["timeout"] = aiohttp.ClientTimeout(total=remaining)
+        return options
 
     async def _ping(self, effect: Ping) -> Reply:
-        """``GET /v2/`` at the request's own origin, through the request's own proxy."""
+        """``GET /v2/`` at the request's own origin, through the request's own proxy (for a
+        prefetch, which has no request, the session's)."""
         request = self.request
-        agent = [(k, v) for k, v in request.headers.items() if k.lower() == "user-agent"]
-        async with request.session.request(
-            "GET",
-            URL(effect.url, encoded=True),
-            headers=agent,
-            proxy=request.proxy,
-            proxy_auth=request.proxy_auth,
-            proxy_headers=request.proxy_headers,
-            **self._options(),
+        proxied: dict[str, Any] = {}
+        if request is not None:
+            proxied = {
+                "proxy": request.proxy,
+                "proxy_auth": request.proxy_auth,
+                "proxy_headers": request.proxy_headers,
+            }
+        async with self.session.request(
+            "GET", URL(effect.url, encoded=True), headers=self.agent, **proxied, **self._options()
         ) as response:
-            return reply(response, proxy=via(request))
+            return reply(response, proxy=None if request is None else via(request))
 
     async def _token(self, effect: Fetch) -> Reply:
         described = effect.request
         headers = [(k, v) for k, v in described.headers if k.lower() not in _FRAMING]
         payload = OneShotPayload(described.body) if described.body else None
         options = self._options((_guard(effect.target, self.insecure),))
-        session = self.request.session
         try:
-            async with session.request(
+            async with self.session.request(
                 described.method,
                 URL(described.url, encoded=True),
                 data=payload,
@@ -272,8 +284,25 @@ class Exchange:
 
 async def run(handshake: Handshake, flow: Any, exchange: Exchange) -> aiohttp.ClientResponse:
     """Run ``flow`` to its end, its requests sent through ``exchange``; the last answer to the
-    request itself. Handshake failures that are timeouts or transport errors arrive as
-    aiohttp's (``ServerTimeoutError``, ``ClientConnectionError``)."""
+    request itself."""
+    try:
+        await run_effects(handshake, flow, exchange)
+    except BaseException:
+        exchange.release()
+        raise
+    response = exchange.response
+    if response is None:  # pragma: no cover - every path of the flow sends the request
+        raise RuntimeError("the handshake ended without sending the request")
+    assert exchange.request is not None
+    if response.status in REDIRECTS:
+        note_redirect(exchange.request, response)
+    return response
+
+
+async def run_effects(handshake: Handshake, flow: Any, exchange: Exchange) -> None:
+    """Run ``flow`` to its end, its requests sent through ``exchange``. Handshake failures that
+    are timeouts or transport errors arrive as aiohttp's (``ServerTimeoutError``,
+    ``ClientConnectionError``)."""
     steps = handshake.steps(flow, exchange.errand)
     value: Reply | None = None
     error: Exception | None = None
@@ -292,14 +321,5 @@ async def run(handshake: Handshake, flow: Any, exchange: Exchange) -> aiohttp.Cl
                 value = await exchange.send(effect)
             except Exception as exc:
                 error = exc
-    except BaseException:
-        exchange.release()
-        raise
     finally:
         await steps.aclose()
-    response = exchange.response
-    if response is None:  # pragma: no cover - every path of the flow sends the request
-        raise RuntimeError("the handshake ended without sending the request")
-    if response.status in REDIRECTS:
-        note_redirect(exchange.request, response)
-    return response

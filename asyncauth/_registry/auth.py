@@ -40,8 +40,9 @@ from . import background, hops
 from .flow import Settings, after, request_flow, wants_after
 from .handshake import Errand, Handshake, Interrupted, Route, Stats, TimedOut
 from .messages import Call, Fetch, Ping, Reply, Sending, Transmit, need_of
+from .prefetch import by_registry, needs_for, prefetch_flow
 from .streams import bound, keep_replayable, replayable, token_request, within
-from .tokencache import TokenCache
+from .tokencache import TOKEN_CACHE_BYTES, TokenCache
 from .tokens import DEFAULT_CLIENT_ID
 
 MAX_TOKEN_RESPONSE = 1 << 20
@@ -79,7 +80,8 @@ class RegistryAuthBase:
         headers: Mapping[str, str] | None = None,
         client_id: str = DEFAULT_CLIENT_ID,
         credential_ttl: float = 60.0,
-        token_cache_size: int = 4096,
+        token_cache_size: int | None = None,
+        token_cache_bytes: int = TOKEN_CACHE_BYTES,
         max_token_response: int = MAX_TOKEN_RESPONSE,
         offline_token: bool = False,
         token_store: TokenStore | Literal[False] | None = None,
@@ -93,7 +95,9 @@ class RegistryAuthBase:
             offline_token=offline_token,
             anonymous_fallback=anonymous_fallback,
         )
-        self._tokens = TokenCache(maxsize=token_cache_size, shared=chosen_store(token_store))
+        self._tokens = TokenCache(
+            maxsize=token_cache_size, budget=token_cache_bytes, shared=chosen_store(token_store)
+        )
         self._handshake = Handshake(
             lambda: self.chain,
             settings,
@@ -395,6 +399,48 @@ class RegistryAuthBase:
         errand = self._errand(request)
         call = self._call(request)
         flow = request_flow(call, self._settings, only_authorize=True)
+        await self._drive(client, flow, request, errand, call.target.origin)
+        return errand.authorization or "", call
+
+    async def prefetch(
+        self,
+        client: httpx.AsyncClient,
+        references: Iterable[str | Resource],
+        *,
+        push: bool = False,
+        base_url: str | None = None,
+    ) -> None:
+        """Fetch the tokens of many repositories in as few token requests as the server allows,
+        so that later requests for them need none.
+
+        ``client`` is the client the requests will be sent with (its transport, proxies, TLS
+        and timeouts carry the ping and the token requests, as they do for ``bearer_token``).
+        Each registry's challenge is learnt where unknown (one ``GET /v2/``), then its
+        repositories' scopes are asked for together: pull, and with ``push=True`` pull and push
+        (kept for both kinds of request). Tokens already fresh are not asked for again. Where
+        the server grants fewer scopes than asked, the rest are asked for one at a time, once.
+        ``base_url`` is the registry's URL when every reference is on one registry (default:
+        :meth:`registry_url`). Each request it makes is bounded by ``client``'s timeout; the
+        whole is not (wrap it in ``anyio.fail_after`` for that). See docs/handshake.md.
+        """
+        for base, resources in by_registry(references, base_url, self.registry_url):
+            request = client.build_request("GET", f"{base}/v2/")
+            target = self._handshake.target((request.url.scheme, request.url.netloc), base)
+            needs = needs_for(target, resources, push=push)
+            flow = prefetch_flow(target, base, needs, self._settings)
+            errand = Errand.within(None, self._timeouts)
+            await self._drive(client, flow, request, errand, target.origin)
+
+    async def _drive(
+        self,
+        client: httpx.AsyncClient,
+        flow: Any,
+        request: httpx.Request,
+        errand: Errand,
+        origin: str,
+    ) -> None:
+        """Run a flow that sends no request of the caller's (``bearer_token``, ``prefetch``):
+        its pings and token requests go through ``client``, past its auth."""
         steps = self._handshake.steps(flow, errand)
         reply: Reply | None = None
         try:
@@ -402,10 +448,10 @@ class RegistryAuthBase:
                 try:
                     effect = await steps.asend(reply)
                 except StopAsyncIteration:
-                    return errand.authorization or "", call
+                    return
                 except (TimedOut, Interrupted) as exc:
                     raise self._native_error(exc, request) from None
-                outgoing = self._outgoing(effect, request, errand, call.target.origin)
+                outgoing = self._outgoing(effect, request, errand, origin)
                 response = await client.send(outgoing, auth=None, stream=True)
                 try:
                     reply = await self._reply_async(effect, response, errand)
@@ -515,6 +561,9 @@ class RegistryAuth(RegistryAuthBase, httpx.Auth):
     ``anonymous_fallback=True``: when a token server refuses the credential of a *pull*, the
     pull is tried once anonymously (public images of a registry whose login went stale); never
     a push or a delete. The DEBUG log says when it happens.
+    ``token_cache_bytes`` bounds the memory the tokens take (64 MiB by default; a token
+    :meth:`prefetch` kept for many repositories counts once), ``token_cache_size`` (if given)
+    their number; past a bound, expired tokens go first, then the least recently used.
 
     Each request's timeout bounds its whole handshake: the longest of its client's timeouts
     (connect, read, write, pool), from when the handshake starts; waiting for a token another

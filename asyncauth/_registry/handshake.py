@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import anyio
@@ -48,12 +48,15 @@ from .messages import (
     AwaitChallenge,
     AwaitToken,
     Call,
+    Claimed,
+    ClaimTokens,
     DropToken,
     Effect,
     Fetch,
     Headers,
     KeepRefresh,
     KeepToken,
+    KeepTokens,
     Known,
     Learn,
     Need,
@@ -121,6 +124,8 @@ class Errand:
     token: TokenLead | None = None
     authorization: str | None = None
     """What the flow returned: the ``Authorization`` value it settled on."""
+    claimed: dict[TokenKey, TokenLead] = field(default_factory=dict)
+    """A prefetch's claimed tokens that it has not kept yet."""
 
     @classmethod
     def within(
@@ -145,9 +150,14 @@ class Errand:
             self.challenge.abandon()  # waiters look again: their own requests may fare better
             self.challenge = None
         lead, self.token = self.token, None
-        if lead is None:
+        claimed, self.claimed = self.claimed, {}
+        if lead is None and not claimed:
             return None
         shared = self._shared(error)
+        for other in claimed.values():  # a prefetch's: none of them holds a fleet lease
+            other.abandon() if shared is None else other.fail(shared)
+        if lead is None:
+            return None
         if shared is None:
             lead.abandon()  # cancelled: a waiter takes over
         else:
@@ -296,6 +306,10 @@ class Handshake:
             return None
         if isinstance(effect, Sleep):
             return await self._sleep(effect, errand)
+        if isinstance(effect, ClaimTokens):
+            return self._claim_tokens(effect, errand)
+        if isinstance(effect, KeepTokens):
+            return await self._keep_tokens(effect, errand)
         raise TypeError(f"not an effect the handshake carries out: {effect!r}")
 
     async def _headers(self) -> Pairs:
@@ -371,6 +385,24 @@ class Handshake:
         self.stats.retries += 1
         with anyio.move_on_after(errand.remaining()):
             await self.tokens.forget(effect.key, effect.refused)
+
+    def _claim_tokens(self, effect: ClaimTokens, errand: Errand) -> Claimed:
+        leads = self.tokens.claim(effect.keys)
+        errand.claimed.update(leads)
+        if not leads:
+            return Claimed(())
+        key = next(iter(leads))
+        return Claimed(
+            tuple(leads), self.tokens.refresh_token(key.registry, key.service, key.credential)
+        )
+
+    async def _keep_tokens(self, effect: KeepTokens, errand: Errand) -> None:
+        leads = [errand.claimed.pop(key) for key in effect.keys if key in errand.claimed]
+        try:
+            await self.tokens.keep_many(leads, effect.token)
+        finally:
+            for lead in leads:
+                lead.abandon()  # nothing once kept; interrupted before keeping hands them on
 
     async def _sleep(self, effect: Sleep, errand: Errand) -> None:
         seconds = DEFAULT_RETRY.delay(effect.attempt, effect.retry_after, now=time.time())

@@ -12,7 +12,7 @@ drivers for each HTTP library share one vocabulary and import nothing of each ot
 * the others ask the handshake's state for something or tell it what was learnt:
   :class:`Resolve`, :class:`Headers`, :class:`AwaitChallenge`/:class:`Learn`,
   :class:`AwaitToken`/:class:`KeepToken`/:class:`DropToken`/:class:`KeepRefresh`,
-  :class:`Sleep`.
+  :class:`Sleep`; a prefetch's :class:`ClaimTokens`/:class:`KeepTokens`.
 
 Time reaches the flow as data too: :attr:`Reply.received_at` is when an answer arrived (wall
 clock), which is all a token's lifetime needs.
@@ -236,6 +236,32 @@ class KeepRefresh:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimTokens:
+    """A prefetch's claim on many tokens of one credential: answered with :class:`Claimed`, the
+    keys this flow must fetch (those with no fresh token that no other request is fetching).
+    It ends each with :class:`KeepTokens`; those it does not are handed back when it ends."""
+
+    keys: tuple[TokenKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """The keys a :class:`ClaimTokens` got, and the credential's refresh token (as
+    :class:`TokenDuty`'s)."""
+
+    keys: tuple[TokenKey, ...]
+    refresh_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeepTokens:
+    """One ``token`` for every key in ``keys`` (claimed by this flow): kept once, under each."""
+
+    keys: tuple[TokenKey, ...]
+    token: Token
+
+
+@dataclass(frozen=True, slots=True)
 class Sleep:
     """Pause before try ``attempt + 1`` of a request answered "not now" (429, 503), as the one
     retry policy says (:mod:`asyncauth._http.retry`: back-off with jitter, or the server's
@@ -260,4 +286,6 @@ Effect = (
     | DropToken
     | KeepRefresh
     | Sleep
+    | ClaimTokens
+    | KeepTokens
 )

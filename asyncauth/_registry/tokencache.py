@@ -14,6 +14,13 @@ The handshake's state (:mod:`~asyncauth._registry.handshake`) asks it when a flo
 fetches and ends it with :meth:`TokenCache.keep`, ``fail`` or ``abandon`` (and then
 :meth:`TokenCache.release`, which hands the fleet's lease on). The warm path peeks with
 :meth:`TokenCache.fresh` (no I/O).
+A prefetch claims many keys at once (:meth:`TokenCache.claim`: the leads nobody holds, without
+waiting) and keeps one token under all those it covers (:meth:`TokenCache.keep_many`).
+
+**Bounds.** Tokens are bounded by memory: :data:`TOKEN_CACHE_BYTES` by default, as
+:func:`token_cost` estimates it, a token kept under many keys (a prefetch's) counted once; and,
+when ``maxsize`` is given (``RegistryAuth(token_cache_size=...)``), by count. Past a bound,
+expired tokens go first, then the least recently used.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from .._credentials import EXPIRY_MARGIN, Credential
 from .._singleflight import MISSING, Lead, SingleFlightCache
@@ -32,6 +41,17 @@ from .scope import ScopeSet
 from .tokens import Token
 
 log = logging.getLogger("asyncauth.tokens")
+
+TOKEN_CACHE_BYTES: Final = 64 << 20
+"""The default memory budget of one ``RegistryAuth``'s tokens (64 MiB): about 50,000 tokens
+of 400 characters each, or about 100,000 prefetched keys (see :func:`token_cost`)."""
+KEY_BYTES: Final = 600
+"""What one cached key costs besides its names: the key, its scope set and scope, the table's
+slot, deadline and expiry order (measured with ``tracemalloc`` on CPython 3.11)."""
+TOKEN_BYTES: Final = 300
+"""What one token costs besides its text: the object, its times, its string's header."""
+REFRESH_CACHE_SIZE: Final = 4096
+"""Refresh tokens kept (one per registry, service and credential: few)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +80,17 @@ class TokenKey:
         """Unambiguous bytes of the whole key, secrets included: hash with a key, never show."""
         head = "\x00".join((self.registry, self.service, self.scopes.form_value()))
         return b"token\x00%d:%s" % (len(head), head.encode()) + self.credential.material()
+
+
+def token_cost(key: Hashable, token: Token) -> tuple[int, int]:
+    """Bytes of ``key``'s entry and of ``token`` (an estimate within ~20 % of what
+    ``tracemalloc`` measures): the cache counts a token once however many keys hold it."""
+    assert isinstance(key, TokenKey)
+    names = len(key.registry) + len(key.service)
+    for scope in key.scopes:
+        names += len(scope.type) + len(scope.name) + 16 * len(scope.actions)
+    refresh = len(token.refresh_token) if token.refresh_token else 0
+    return KEY_BYTES + names, TOKEN_BYTES + len(token.access_token) + refresh
 
 
 def token_cache_key(
@@ -119,9 +150,15 @@ class TokenCache:
     """Access and refresh tokens of one ``RegistryAuth``; safe to share between threads and
     event loops."""
 
-    def __init__(self, *, maxsize: int = 4096, shared: TokenStore | None = None) -> None:
-        self._tokens = SingleFlightCache[Token](maxsize=maxsize)
-        self._refresh = SingleFlightCache[str](maxsize=maxsize)
+    def __init__(
+        self,
+        *,
+        maxsize: int | None = None,
+        budget: int = TOKEN_CACHE_BYTES,
+        shared: TokenStore | None = None,
+    ) -> None:
+        self._tokens = SingleFlightCache[Token](maxsize=maxsize, budget=budget, cost=token_cost)
+        self._refresh = SingleFlightCache[str](maxsize=REFRESH_CACHE_SIZE)
         self.shared = shared
         self._store: SharedStore | None = None if shared is None else shared_store(shared)
 
@@ -178,6 +215,36 @@ class TokenCache:
         if not self._tokens.discard(key, token) or self._store is None:
             return
         await self._store.forget(self._store.name(key.material()), _encode(token))
+
+    def claim(self, keys: Iterable[TokenKey]) -> dict[TokenKey, TokenLead]:
+        """The leads for those of ``keys`` that have no fresh token and that no request of this
+        event loop is fetching, without waiting (a prefetch leaves the others to their
+        fetchers). The shared store is not asked: a prefetch's one request replaces many."""
+        leads: dict[TokenKey, TokenLead] = {}
+        for key in keys:
+            if key not in leads and (lead := self._tokens.lead_now(key)) is not None:
+                leads[key] = TokenLead(lead)
+        return leads
+
+    async def keep_many(self, leads: Iterable[TokenLead], token: Token) -> None:
+        """Keep one ``token`` under the key of every lead (stored once, however many keys) and
+        hand it to their waiters; with a shared store, publish it under each key's name."""
+        ttl = token.remaining(time.time(), EXPIRY_MARGIN)
+        kept = list(leads)
+        for lead in kept:
+            lead.lead.settle(token, ttl)
+        if self._store is not None and kept:
+            value = _encode(token)
+            for lead in kept:
+                await self._store.publish(self._store.name(lead.key.material()), value, ttl)
+
+    @property
+    def bytes(self) -> int:
+        """What the tokens kept take, as :func:`token_cost` estimates it."""
+        return self._tokens.bytes
+
+    def __len__(self) -> int:
+        return len(self._tokens)
 
     def refresh_token(self, registry: str, service: str, credential: Credential) -> str | None:
         found = self._refresh.peek((registry, service, credential))
