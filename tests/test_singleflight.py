@@ -173,3 +173,82 @@ def test_version_changes_whenever_a_value_comes_or_goes() -> None:
     assert changed()
     cache.clear()
     assert changed()
+
+
+# -- bounds: count, bytes, and what goes first ---------------------------------------------------
+
+
+def _sized(key: object, value: str) -> tuple[int, int]:
+    """A key's entry costs 10 bytes; a value as many as it has characters."""
+    return 10, len(value)
+
+
+def test_a_value_held_under_many_keys_is_counted_once() -> None:
+    cache = SingleFlightCache[str](maxsize=None, budget=10_000, cost=_sized)
+    shared = "t" * 1000
+    for i in range(50):
+        cache.put(f"k{i}", shared, 10.0)
+    assert cache.bytes == 50 * 10 + 1000
+    for i in range(49):
+        cache.invalidate(f"k{i}")
+    assert cache.bytes == 10 + 1000  # still held by one key
+    cache.invalidate("k49")
+    assert cache.bytes == 0
+    cache.put("a", shared, 10.0)
+    cache.put("a", "other", 10.0)  # replaced: the old value is no longer counted
+    assert cache.bytes == 10 + 5
+
+
+def test_a_budget_bounds_the_bytes_kept_least_recently_used_first() -> None:
+    cache = SingleFlightCache[str](maxsize=None, budget=100, cost=_sized)
+    for key in "abcd":
+        cache.put(key, key * 15, 10.0)  # 25 bytes each: exactly the budget
+    assert cache.bytes == 100
+    assert cache.peek("a") != MISSING  # a is now the most recently used
+    cache.put("e", "e" * 15, 10.0)
+    assert cache.peek("b") is MISSING
+    assert [cache.peek(k) is MISSING for k in "acde"] == [False] * 4
+    assert cache.bytes == 100
+
+
+def test_past_a_bound_expired_values_go_first() -> None:
+    """Least recently used would drop ``old`` (fresh); ``stale`` has expired, so it goes."""
+    clock = Clock()
+    for bounded in (
+        SingleFlightCache[str](maxsize=3, clock=clock),
+        SingleFlightCache[str](maxsize=None, budget=75, cost=_sized, clock=clock),
+    ):
+        clock.now = 0.0
+        for key, ttl in (("old", 100.0), ("stale", 5.0), ("new", 100.0)):
+            bounded.put(key, key.ljust(15, "."), ttl)  # 25 bytes each
+        clock.now = 10.0
+        bounded.put("newest", "newest".ljust(15, "."), 100.0)
+        assert bounded.deadline("stale") is None
+        assert [bounded.peek(k) is MISSING for k in ("old", "new", "newest")] == [False] * 3
+
+
+def test_no_count_bound_keeps_everything_and_a_budget_needs_a_cost() -> None:
+    cache = SingleFlightCache[int](maxsize=None)
+    for i in range(10_000):
+        cache.put(i, i, 10.0)
+    assert len(cache) == 10_000
+    assert len(cache._expiries) <= 2 * len(cache) + 64  # the expiry order does not grow unbounded
+    for _ in range(5):
+        for i in range(10_000):
+            cache.put(i, i + 1, 10.0)
+    assert len(cache._expiries) <= 2 * len(cache) + 64
+    with pytest.raises(ValueError, match="needs a cost"):
+        SingleFlightCache[int](budget=10)
+
+
+async def test_lead_now_never_waits_for_another_computation() -> None:
+    cache = SingleFlightCache[str]()
+    first = cache.lead_now("k")
+    assert first is not None
+    assert cache.lead_now("k") is None  # being computed here: left to its leader
+    first.settle("v", 10.0)
+    assert cache.lead_now("k") is None  # fresh
+    cache.invalidate("k")
+    again = cache.lead_now("k")
+    assert again is not None
+    again.abandon()

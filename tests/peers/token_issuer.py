@@ -25,7 +25,9 @@ refresh tokens on password grants, response shapes and an artificial delay.
 
 Like real issuers it grants the *intersection* of what was asked and what is allowed: a pull-only
 user asking for ``pull,push`` gets a token for ``pull`` (HTTP 200), and the registry answers the
-push with ``insufficient_scope``. Only wrong credentials give 401.
+push with ``insufficient_scope``. Only wrong credentials give 401. It accepts many ``scope``
+parameters in one request (as distribution's token spec and Docker Hub do); ``max_scopes=1``
+makes it a server that honours only the first.
 
 Every request is recorded (thread-safe) so tests can assert exact counts: ``count()``, ``total``,
 ``gets``, ``posts``, ``scope_counts()``, ``requests()``, ``reset()``. Records never hold secrets.
@@ -201,6 +203,9 @@ class IssuerPolicy:
     - ``token_fields``: which of ``token``/``access_token`` the response carries.
     - ``require_client_id``: POSTs without ``client_id`` are 400, as oauth.md requires it.
     - ``delay``: seconds to sleep before answering, to widen races in single-flight tests.
+    - ``max_scopes``: grant at most this many of the scopes asked (the first ones), as Harbor
+      (goharbor/harbor#2411) and cesanta/docker_auth (#67) did with one: the others are simply
+      missing from the token's ``access`` claim, the answer is still 200. ``None``: no limit.
     """
 
     users: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -218,6 +223,7 @@ class IssuerPolicy:
     token_fields: tuple[Literal["token", "access_token"], ...] = ("token", "access_token")
     require_client_id: bool = True
     delay: float = 0.0
+    max_scopes: int | None = None
 
     def allowed_actions(self, user: str | None, scope: Scope) -> tuple[str, ...]:
         """The subset of ``scope.actions`` that ``user`` (``None``: anonymous) may have."""
@@ -728,7 +734,7 @@ def _grant(
     scopes: tuple[Scope, ...],
 ) -> tuple[str, list[Scope]]:
     granted = []
-    for scope in scopes:
+    for scope in scopes[: policy.max_scopes]:
         actions = policy.allowed_actions(user, scope)
         if actions:
             granted.append(Scope(scope.type, scope.name, actions))
