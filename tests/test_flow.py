@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -40,18 +41,18 @@ from asyncauth._registry.messages import (
     AwaitChallenge,
     AwaitToken,
     Call,
+    Claimed,
+    ClaimTokens,
     DropToken,
     Fetch,
     Headers,
     KeepRefresh,
     KeepToken,
+    KeepTokens,
     Learn,
     Ping,
     Reply,
     Resolve,
-    Claimed,
-    ClaimTokens,
-    KeepTokens,
     Sleep,
     TokenDuty,
     Transmit,
@@ -1131,7 +1132,7 @@ def test_batches_stay_under_the_url_limit_and_ask_for_every_scope_once(
     assert all(len(asked(f)) <= prefetches.MAX_BATCH_SCOPES for f in fetches)
     everything = [scope for fetch in fetches for scope in asked(fetch)]
     assert sorted(everything) == sorted(f"repository:{name}:pull" for name in names)
-    for fetch, following in zip(fetches, fetches[1:], strict=False):  # each batch is full
+    for fetch, following in itertools.pairwise(fetches):  # each batch is full
         added = len("&scope=") + len(quote_plus(asked(following)[0]))
         full = len(fetch.request.url) + added > prefetches.MAX_TOKEN_URL
         assert full or len(asked(fetch)) == prefetches.MAX_BATCH_SCOPES
