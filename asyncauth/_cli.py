@@ -2,8 +2,8 @@
 
 ``asyncauth explain REF`` answers the question users otherwise debug with 401s: which source
 answered for this reference, and what every other source did (with durations). Secrets are
-never printed; usernames are (``bob:****``). ``asyncauth token REF`` prints a bearer token
-(for curl); ``asyncauth manifest REF`` fetches a manifest with authentication.
+never printed; usernames are (``bob:****``). ``asyncauth token REF [REF ...]`` prints one bearer
+token for all (for curl); ``asyncauth manifest REF`` fetches a manifest with authentication.
 
 Exit codes: 0 on success; 1 when a registry or a source failed; 2 for a configuration or usage
 error; 130 after Ctrl-C; 141 when whoever read standard output went away (``| head -1``), as
@@ -163,20 +163,44 @@ def _client(args: argparse.Namespace, secrets: _Secrets) -> httpx.AsyncClient:
 
 
 async def _token(args: argparse.Namespace, secrets: _Secrets) -> _Answer:
-    resource = Resource.parse(args.reference)
+    resources = list(dict.fromkeys(Resource.parse(reference) for reference in args.references))
+    registries = sorted({resource.registry for resource in resources})
+    if len(registries) > 1:
+        raise ConfigError(
+            f"asyncauth token: one token is for one registry; these references are on "
+            f"{len(registries)}: {', '.join(registries)}"
+        )
+    resource = resources[0]
     async with _client(args, secrets) as client:
         assert isinstance(client.auth, RegistryAuth)
         base = await registry_base_url(client, resource, insecure_registries=args.insecure_registry)
-        authorization = await client.auth.bearer_token(
-            client, resource, push=args.push, base_url=base
-        )
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        what = "needs no authorisation" if not authorization else f"uses {scheme} authentication"
-        raise _CommandFailed(
-            "NoBearerToken", f"{resource.registry} {what}: there is no bearer token"
-        )
+        if len(resources) > 1:  # all their scopes in as few token requests as the server allows
+            await client.auth.prefetch(client, resources, push=args.push, base_url=base)
+        values = [
+            await client.auth.bearer_token(client, each, push=args.push, base_url=base)
+            for each in resources
+        ]
+    token = _one_token(resources, values)
     return _Answer({"token": token}, token)
+
+
+def _one_token(resources: list[Resource], values: list[str]) -> str:
+    """The one bearer token that serves every resource, or why there is none."""
+    scheme, _, token = values[0].partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        what = "needs no authorisation" if not values[0] else f"uses {scheme} authentication"
+        raise _CommandFailed(
+            "NoBearerToken", f"{resources[0].registry} {what}: there is no bearer token"
+        )
+    if len(set(values)) > 1:
+        apart = [str(r) for r, value in zip(resources, values, strict=True) if value != values[0]]
+        raise _CommandFailed(
+            "NoSingleToken",
+            f"{resources[0].registry}'s token server grants fewer scopes per token than asked: "
+            f"the token for {resources[0]} does not serve {', '.join(apart)}; "
+            "ask for a token for each",
+        )
+    return token
 
 
 async def _manifest(args: argparse.Namespace, secrets: _Secrets) -> _Answer:

@@ -80,9 +80,21 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _lookup_options() -> _Parser:
+def _lookup_options(*, many: bool = False) -> _Parser:
+    """The options of a command that looks credentials up for REF (``many``: one REF or more,
+    as ``references``)."""
     options = _Parser(add_help=False)
-    options.add_argument("reference", metavar="REF", help="image reference, e.g. ghcr.io/org/app")
+    if many:
+        options.add_argument(
+            "references",
+            metavar="REF",
+            nargs="+",
+            help="image references on one registry, e.g. ghcr.io/org/app ghcr.io/org/base",
+        )
+    else:
+        options.add_argument(
+            "reference", metavar="REF", help="image reference, e.g. ghcr.io/org/app"
+        )
     options.add_argument("--username", help="like imgpkg --registry-username")
     options.add_argument(
         "--password-stdin",
@@ -154,6 +166,7 @@ def build_parser() -> _Parser:
     )
     lookup, network = _lookup_options(), _network_options()
     lookup = _Parser(add_help=False, parents=[lookup, _backend_option()])
+    lookups = _Parser(add_help=False, parents=[_lookup_options(many=True), _backend_option()])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "explain",
@@ -166,10 +179,10 @@ def build_parser() -> _Parser:
     )
     token = commands.add_parser(
         "token",
-        parents=[lookup, network],
-        help="print a bearer token for REF's repository (for curl)",
-        description="Run the registry handshake for REF and print the bearer token "
-        "(pull scope, or pull+push with --push).",
+        parents=[lookups, network],
+        help="print one bearer token for the repositories of REF ... (for curl)",
+        description="Run the registry handshake for REF (or several REFs on one registry) and "
+        "print one bearer token for all (pull scope, or pull+push with --push).",
     )
     token.add_argument("--push", action="store_true", help="ask for pull and push")
     commands.add_parser(

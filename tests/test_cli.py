@@ -676,3 +676,48 @@ def test_anonymous_fallback_pulls_and_explain_shows_why(
     assert pushed.returncode == 1  # never for a push
     everything = "".join(r.stdout + r.stderr for r in (refused, pulled, explained, pushed))
     assert_hidden(everything, STALE_PASSWORD, where="the CLI's output")
+
+
+def test_token_for_several_references_prints_one_token_for_all(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    env = registry_env(token_registry, peer_accounts.writer)
+    names = ["peers/app", "peers/base", "peers/tools"]
+    args = ["token", "--json", *(f"{token_registry.host}/{name}" for name in names), "--push"]
+    result = run(args, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    access = token_issuer.decode(json.loads(result.stdout)["token"])["access"]
+    assert sorted((a["name"], tuple(a["actions"])) for a in access) == [
+        (name, ("pull", "push")) for name in names
+    ]
+    assert token_issuer.total == 1  # one token request for all three
+
+
+def test_token_for_several_references_says_when_the_server_grants_one_scope_per_token(
+    tmp_path: Path,
+    token_registry: RegistryServer,
+    token_registry_image: PushedImage,
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    token_issuer.policy = dataclasses.replace(token_issuer.policy, max_scopes=1)
+    env = registry_env(token_registry, peer_accounts.reader)
+    host = token_registry.host
+    result = run(["token", f"{host}/peers/app", f"{host}/peers/base"], tmp_path, env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"asyncauth: {host}'s token server grants fewer scopes per token than asked: the token "
+        f"for {host}/peers/app does not serve {host}/peers/base; ask for a token for each"
+    ]
+    assert token_issuer.total == 2  # the batch, and peers/base on its own
+
+
+def test_token_refuses_references_on_several_registries(tmp_path: Path) -> None:
+    result = run(["token", "--json", "ghcr.io/a/b", "quay.io/c/d"], tmp_path)
+    error = json.loads(result.stderr)["error"]
+    assert (result.returncode, error["type"]) == (2, "ConfigError")
+    assert error["message"].endswith("these references are on 2: ghcr.io, quay.io")
