@@ -49,6 +49,7 @@ def REWRITES(registry: RegistryServer) -> list[tuple[str, str]]:
         ("https://quay.io", registry.url),
         ("ghcr.io/org/app", f"{registry.host}/peers/app"),
         ("quay.io/org/app", f"{registry.host}/peers/app"),
+        ("ghcr.io/org/", f"{registry.host}/peers/"),  # other repositories (prefetch examples)
         ("/v2/org/app/", "/v2/peers/app/"),
         ("manifests/1.0", "manifests/v1"),
         ("app:1.0", "app:v1"),

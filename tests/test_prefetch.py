@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from asyncauth import AsyncAuthError, Chain, Credential
+from asyncauth import AsyncAuthError, Chain, Credential, MemoryTokenStore
 from asyncauth._registry.auth import RegistryAuth
 
 from ._drivers import ACCEPT, httpx2_twin, open_client
@@ -142,6 +142,27 @@ async def test_a_pull_only_user_prefetching_push_asks_again_once_per_repository(
             url = token_registry.url + image.manifest_path
             assert (await client.get(url, auth=auth)).status_code == 200
     assert token_issuer.total == 4
+
+
+async def test_prefetched_tokens_reach_the_other_processes_through_a_shared_store(
+    token_registry: RegistryServer,
+    seeded_repositories: list[PushedImage],
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """One auth prefetches; another sharing its store (another process, as far as the cache
+    knows) finds every token there and asks the token server for none."""
+    store = MemoryTokenStore()
+    images = seeded_repositories[:4]
+    async with httpx.AsyncClient(timeout=30.0, headers=ACCEPT) as client:
+        first = auth_for(peer_accounts.reader, token_store=store)
+        await first.prefetch(client, [f"{i.registry}/{i.repository}" for i in images])
+        second = auth_for(peer_accounts.reader, token_store=store)
+        for image in images:
+            url = token_registry.url + image.manifest_path
+            assert (await client.get(url, auth=second)).status_code == 200
+    assert token_issuer.total == 1
+    assert second.stats.token_requests == 0
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # 6,000 real token requests take ~15 s;
