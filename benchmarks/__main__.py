@@ -3,7 +3,7 @@
     python -m benchmarks            # the full run (< 10 minutes on 2 cores)
     python -m benchmarks --quick    # a smoke run (< 2 minutes)
     python -m benchmarks --only fleet   # one part (pipeline, resolution, overhead, fleet, startup,
-                                        # crossings)
+                                        # crossings, cache)
     nox -s bench [-- --quick]       # the same, with the peers and matplotlib installed
 
 Every process it starts (token issuer, registry, workers, ab, py-spy, the resolution worker) is
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import (
+    cache,
     crossings,
     fleet,
     overhead,
@@ -42,7 +43,7 @@ RESULTS = HERE / "results"
 DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
 DOCS_PLOT = HERE.parent / "docs" / "benchmarks.png"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-PARTS = ("pipeline", "resolution", "overhead", "fleet", "startup", "crossings")
+PARTS = ("pipeline", "resolution", "overhead", "fleet", "startup", "crossings", "cache")
 
 
 def _settings(args: argparse.Namespace) -> pipeline.Settings:
@@ -64,6 +65,8 @@ def _settings(args: argparse.Namespace) -> pipeline.Settings:
         settings.concurrency = tuple(args.concurrency)
     if args.profile is not None:
         settings.profile = args.profile
+    if args.series:
+        settings.series = tuple(args.series)
     return settings
 
 
@@ -161,6 +164,13 @@ def _parser() -> argparse.ArgumentParser:
         help="py-spy on the clients of missed targets (default: on, off with --quick)",
     )
     parser.add_argument(
+        "--series",
+        action="append",
+        metavar="KEY",
+        help="pipeline: run only these series (repeatable), e.g. --series limit:aiohttp "
+        "--series aiohttp:prefetch",
+    )
+    parser.add_argument(
         "--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md (full runs do)"
     )
     return parser
@@ -200,6 +210,8 @@ def _write(args: argparse.Namespace, results: dict[str, Any], docs: bool) -> str
         markdown += "\n\n" + startup.markdown(results["startup"])
     if "crossings" in results:
         markdown += "\n\n" + crossings.markdown(results["crossings"])
+    if "cache" in results:
+        markdown += "\n\n" + cache.markdown(results["cache"])
     if problem:
         markdown += f"\n\n{problem}\n"
     (args.out / "latest.md").write_text(markdown + "\n")
@@ -246,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         results["crossings"] = crossings.run(
             {crossings.HERE: None}, everything, ["asyncio", "trio"]
         )
+    if "cache" in only:
+        print("cache: R repositories (20,000), two passes on one client", flush=True)
+        results["cache"] = cache.run(quick=args.quick)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results["targets"] = targets.targets(results)

@@ -22,6 +22,8 @@ from .stack import Stack
 HEADLINE = 256
 LIMIT = "limit:aiohttp"
 MIDDLEWARE = "aiohttp:asyncauth"
+MIDDLEWARE_PREFETCH = "aiohttp:prefetch"
+"""The middleware whose job calls ``prefetch`` of the R repositories before its cold pass."""
 STATIC = "aiohttp:static"
 """aiohttp whose only middleware sets a pre-fetched header: the middleware's warm-CPU floor."""
 BY_HAND = "aiohttp:handshake"
@@ -76,6 +78,7 @@ class Settings:
     peers: tuple[str, ...] = tuple(PEERS)
     sync: bool = True
     profile: bool = True  # py-spy on the clients of missed targets, after the rounds
+    series: tuple[str, ...] = ()  # only these series (keys), when given: a row and its reference
 
 
 def middleware_available() -> bool:
@@ -103,6 +106,8 @@ def _ours() -> list[Series]:
     if middleware_available():
         label = "aiohttp + asyncauth.aiohttp.RegistryAuthMiddleware"
         series.append(Series(MIDDLEWARE, label, "middleware", "aiohttp", mode="asyncauth"))
+        label = f"{label}, after prefetch() of the R repositories"
+        series.append(Series(MIDDLEWARE_PREFETCH, label, "middleware", "aiohttp", mode="prefetch"))
     for kind, backends in CREATE_CLIENT_KINDS.items():
         for backend in backends:
             default = " (its default here)" if DEFAULT_KIND[backend] == kind else ""
@@ -160,6 +165,8 @@ def plan(settings: Settings) -> list[Series]:
     for peer in settings.peers:
         label, backend = PEERS[peer]
         series.append(Series(f"peer:{peer}", label, "peer", peer, mode="peer", backend=backend))
+    if settings.series:
+        series = [s for s in series if s.key in settings.series]
     return series
 
 
@@ -284,6 +291,7 @@ def summarise(outcome: Run) -> dict[str, Any]:
                         for m in good
                     ]
                 ),
+                "prefetch_ms": _median([m.result.get("prefetch_ms") for m in good]),
                 "client": next((m.result["client"] for m in good if "client" in m.result), None),
                 "clients_made": _median([m.result.get("clients") for m in good]),
             }

@@ -983,6 +983,7 @@ def test_prefetch_asks_for_every_scope_in_one_request_and_keeps_one_token_for_al
     script = prefetching(reply(200, REALM, body=token_body(token)))
     assert script.run(prefetch_of()) is None
     assert script.kinds() == [
+        "Headers",
         "AwaitChallenge",
         "Ping",
         "Learn",
@@ -1102,10 +1103,10 @@ def test_prefetch_with_nothing_to_claim_or_to_fetch_sends_nothing() -> None:
     assert "Fetch" not in script.kinds()
     open_registry = state(Ping=[reply(200, f"{REGISTRY}/v2/")])
     open_registry.run(prefetch_of())
-    assert open_registry.kinds() == ["AwaitChallenge", "Ping", "Learn"]
+    assert open_registry.kinds() == ["Headers", "AwaitChallenge", "Ping", "Learn"]
     basic = state(AwaitChallenge=lambda effect: Challenge("basic", {}))
     basic.run(prefetch_of())
-    assert basic.kinds() == ["AwaitChallenge"]
+    assert basic.kinds() == ["Headers", "AwaitChallenge"]
 
 
 def test_a_refused_prefetch_is_the_token_servers_error() -> None:

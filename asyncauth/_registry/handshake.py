@@ -155,7 +155,10 @@ class Errand:
             return None
         shared = self._shared(error)
         for other in claimed.values():  # a prefetch's: none of them holds a fleet lease
-            other.abandon() if shared is None else other.fail(shared)
+            if shared is None:
+                other.abandon()
+            else:
+                other.fail(shared)
         if lead is None:
             return None
         if shared is None:

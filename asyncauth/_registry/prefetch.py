@@ -6,7 +6,9 @@ parameters in one request and answer with one token for all. :func:`prefetch_flo
 a sans-IO flow like :func:`~asyncauth._registry.flow.request_flow` (the same effects, answered by
 the same state and drivers; tests/test_flow.py drives it with canned replies):
 
-1. The registry's challenge is learnt as a request would learn it (a ``GET /v2/`` ping, once
+1. The chain's extra headers are asked for (so that the first requests after a prefetch find
+   everything they need and take the warm path), and the registry's challenge is learnt as a
+   request would learn it (a ``GET /v2/`` ping, once
    for everyone, where it is not known yet). An open registry or a Basic one needs nothing more.
 2. Each repository's credential is resolved; the keys of the tokens that are neither fresh nor
    being fetched by a request are claimed (:class:`~asyncauth._registry.messages.ClaimTokens`).
@@ -43,6 +45,7 @@ from .messages import (
     Claimed,
     ClaimTokens,
     Effect,
+    Headers,
     KeepTokens,
     Learn,
     Need,
@@ -217,6 +220,7 @@ def prefetch_flow(target: Target, base: str, needs: Sequence[Need], settings: Se
     """Fetch the tokens ``needs`` (all on ``target``, the registry at ``base``) would need, in as
     few token requests as the server allows; returns ``None``."""
     url = f"{base.rstrip('/')}/v2/"
+    yield Headers()  # what every request carries, learnt now: its first request takes the warm path
     known = yield AwaitChallenge(target.origin)
     if known is LEAD:
         reply = yield Ping(ping_url(url))
