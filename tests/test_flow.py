@@ -1135,8 +1135,28 @@ def test_batches_stay_under_the_url_limit_and_ask_for_every_scope_once(
     assert sorted(everything) == sorted(f"repository:{name}:pull" for name in names)
     for fetch, following in itertools.pairwise(fetches):  # each batch is full
         added = len("&scope=") + len(quote_plus(asked(following)[0]))
+        grants = sum(grant_size(scope) for scope in asked(fetch))
+        assert grants <= prefetches.MAX_TOKEN_GRANTS
         full = len(fetch.request.url) + added > prefetches.MAX_TOKEN_URL
+        full = full or grants + grant_size(asked(following)[0]) > prefetches.MAX_TOKEN_GRANTS
         assert full or len(asked(fetch)) == prefetches.MAX_BATCH_SCOPES
+
+
+def grant_size(scope: str) -> int:
+    """What ``scope`` adds to a JWT's payload as distribution's issuers write it (compact JSON
+    in base64), measured."""
+    kind, name, actions = scope.split(":")
+    entry = json.dumps(
+        {"type": kind, "name": name, "actions": actions.split(",")}, separators=(",", ":")
+    )
+    return len(base64.urlsafe_b64encode(f"{entry},".encode()).rstrip(b"="))
+
+
+def test_the_grant_estimate_is_what_a_token_takes() -> None:
+    for text in ("repository:a:pull", "repository:org/team/app-name-long:pull,push"):
+        (scope,) = prefetches.ScopeSet.parse(text)
+        estimate = prefetches._cost(scope)[1]
+        assert grant_size(text) <= estimate <= grant_size(text) + 2
 
 
 @settings(max_examples=300, deadline=None)

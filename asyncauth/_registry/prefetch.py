@@ -13,7 +13,8 @@ the same state and drivers; tests/test_flow.py drives it with canned replies):
 2. Each repository's credential is resolved; the keys of the tokens that are neither fresh nor
    being fetched by a request are claimed (:class:`~asyncauth._registry.messages.ClaimTokens`).
 3. The claimed scopes are asked for in batches (:func:`plan_batches`): at most
-   :data:`MAX_BATCH_SCOPES` repositories and :data:`MAX_TOKEN_URL` characters of URL each.
+   :data:`MAX_BATCH_SCOPES` repositories, :data:`MAX_TOKEN_URL` characters of URL and (as
+   estimated) :data:`MAX_TOKEN_GRANTS` characters of grants in the token each.
 4. One token is kept under every key it covers (stored once). Some servers honour one scope per
    request (Harbor and cesanta/docker_auth did): where the token is a JWT whose ``access`` claim
    lacks a scope (:func:`granted_scopes`, read without verifying: it is trusted for nothing but
@@ -62,10 +63,13 @@ MAX_TOKEN_URL: Final = 4096
 """Characters a batched token request's URL may have (a POST's scope list likewise). Servers
 and proxies commonly refuse request lines past 8 KiB (nginx's and Apache's defaults); half of
 that leaves room for the rest of the request."""
+MAX_TOKEN_GRANTS: Final = 6144
+"""Characters the grants of a batch's token may take, estimated as a JWT names them (base64 of
+``{"type":…,"name":…,"actions":[…]}`` per repository: ~100 characters for a short name). The
+token goes back in every request's ``Authorization`` header, which proxies bound too (nginx: 8
+KiB per header line by default)."""
 MAX_BATCH_SCOPES: Final = 64
-"""Repositories asked for in one token request. The token grows with them (a JWT names each
-grant: ~75 bytes per repository), and it goes back in an ``Authorization`` header, which
-proxies bound too (nginx: 8 KiB per header line by default)."""
+"""Repositories asked for in one token request, at most."""
 MAX_READABLE_TOKEN: Final = 1 << 20
 """Characters of a token :func:`granted_scopes` reads at most; longer ones count as unreadable."""
 
@@ -120,44 +124,55 @@ class Batch:
     keys: tuple[TokenKey, ...]
 
 
-def _cost(scope: Scope) -> int:
-    """Characters ``scope`` adds to a token request: ``&scope=<value>`` in a GET's URL (more
-    than the ``+<value>`` it adds to a POST's one space-separated ``scope``)."""
-    return _SCOPE_PARAMETER + len(quote_plus(str(scope)))
+def _cost(scope: Scope) -> tuple[int, int]:
+    """Characters ``scope`` adds to a token request (``&scope=<value>`` in a GET's URL, more
+    than the ``+<value>`` it adds to a POST's one space-separated ``scope``) and, estimated, to
+    the token's grants (its JWT ``access`` entry, base64)."""
+    entry = f'{{"type":"{scope.type}","name":"{scope.name}","actions":[]}},'
+    grant = len(entry) + sum(len(action) + 3 for action in scope.actions)
+    return _SCOPE_PARAMETER + len(quote_plus(str(scope))), (grant * 4 + 2) // 3
 
 
-def _growth(scopes: dict[tuple[str, str], Scope], key: TokenKey) -> tuple[dict[Any, Scope], int]:
-    """The scopes ``key`` adds to a batch that asks for ``scopes``, and the characters they add."""
+def _growth(
+    scopes: dict[tuple[str, str], Scope], key: TokenKey
+) -> tuple[dict[Any, Scope], tuple[int, int]]:
+    """The scopes ``key`` adds to a batch that asks for ``scopes``, and what they add to its
+    request and to its token (see :func:`_cost`)."""
     grown: dict[tuple[str, str], Scope] = {}
-    extra = 0
+    url = grants = 0
     for scope in key.scopes:
         old = scopes.get(scope.resource)
         new = scope if old is None else old.merge(scope)
         if old is None or new.actions != old.actions:
             grown[scope.resource] = new
-            extra += _cost(new) - (0 if old is None else _cost(old))
-    return grown, extra
+            (new_url, new_grant), (old_url, old_grant) = _cost(new), (0, 0)
+            if old is not None:
+                old_url, old_grant = _cost(old)
+            url, grants = url + new_url - old_url, grants + new_grant - old_grant
+    return grown, (url, grants)
 
 
 def plan_batches(
     keys: Sequence[TokenKey], room: int, *, most: int = MAX_BATCH_SCOPES
 ) -> list[Batch]:
-    """``keys`` in order, in batches whose merged scopes take at most ``room`` characters and
-    ``most`` resources (a key too big for any batch gets one of its own)."""
+    """``keys`` in order, in batches whose merged scopes take at most ``room`` characters of
+    request, :data:`MAX_TOKEN_GRANTS` of token and ``most`` resources (a key too big for any
+    batch gets one of its own)."""
     batches: list[Batch] = []
     scopes: dict[tuple[str, str], Scope] = {}
     members: list[TokenKey] = []
-    used = 0
+    url = grants = 0
     for key in keys:
-        grown, extra = _growth(scopes, key)
+        grown, (more_url, more_grants) = _growth(scopes, key)
         resources = len(scopes.keys() | grown.keys())
-        if members and (used + extra > room or resources > most):
+        full = url + more_url > room or grants + more_grants > MAX_TOKEN_GRANTS
+        if members and (full or resources > most):
             batches.append(Batch(ScopeSet(tuple(scopes.values())), tuple(members)))
-            scopes, members, used = {}, [], 0
-            grown, extra = _growth(scopes, key)
+            scopes, members, url, grants = {}, [], 0, 0
+            grown, (more_url, more_grants) = _growth(scopes, key)
         scopes.update(grown)
         members.append(key)
-        used += extra
+        url, grants = url + more_url, grants + more_grants
     if members:
         batches.append(Batch(ScopeSet(tuple(scopes.values())), tuple(members)))
     return batches
@@ -285,6 +300,7 @@ def _fetch(call: Call, claimed: Claimed, settings: Settings) -> Generator[Effect
 
 __all__ = [
     "MAX_BATCH_SCOPES",
+    "MAX_TOKEN_GRANTS",
     "MAX_TOKEN_URL",
     "Batch",
     "by_registry",
