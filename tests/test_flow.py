@@ -1209,3 +1209,19 @@ def test_granted_scopes_reads_the_access_claim_and_nothing_it_cannot_trust() -> 
     started = time.thread_time()
     assert len(read(jwt_granting(grant=many)) or ()) == 5000
     assert time.thread_time() - started < 1.0  # bounded: a large grant is read in linear time
+
+
+def test_a_refused_prefetch_of_pulls_goes_anonymous_once_with_anonymous_fallback() -> None:
+    """As each pull it stands in for would: the credential refused, one anonymous try; a push
+    never goes anonymous."""
+    script = prefetching(reply(401, REALM), reply(200, REALM, body=token_body("anon-FLOW-1")))
+    script.run(prefetch_of(anonymous_fallback=True))
+    first, second = script.of(Fetch)
+    assert "Authorization" in dict(first.request.headers)
+    assert "Authorization" not in dict(second.request.headers)
+    (kept,) = script.of(KeepTokens)
+    assert (len(kept.keys), kept.token.access_token) == (3, "anon-FLOW-1")
+    push = prefetching(reply(401, REALM))
+    with pytest.raises(AuthenticationError, match="answered 401"):
+        push.run(prefetch_of(push=True, anonymous_fallback=True))
+    assert len(push.of(Fetch)) == 1

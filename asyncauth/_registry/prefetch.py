@@ -56,6 +56,7 @@ from .messages import (
 from .scope import Scope, ScopeSet
 from .target import Target
 from .tokencache import TokenKey
+from .tokens import Token
 
 log = logging.getLogger("asyncauth.registry")
 
@@ -248,10 +249,20 @@ def prefetch_flow(target: Target, base: str, needs: Sequence[Need], settings: Se
         claimed = yield ClaimTokens(tuple(keys))
         assert isinstance(claimed, Claimed)
         if claimed.keys:
-            call = Call("GET", url, target, Need(resolution.resource, _NO_SCOPES), False)
-            call.challenge, call.resolution = known, resolution
-            yield from _fetch(call, claimed, settings)
+            template = Call("GET", url, target, Need(resolution.resource, _NO_SCOPES), False)
+            template.challenge, template.resolution = known, resolution
+            yield from _fetch(template, claimed, settings)
     return None
+
+
+def _fetch_token(
+    template: Call, settings: Settings, scopes: ScopeSet, refresh: str | None
+) -> Generator[Effect, Any, Token]:
+    """One token request, with a call of its own (what ``anonymous_fallback`` decides is one
+    request's, as for the requests the prefetch stands in for)."""
+    call = Call(template.method, template.url, template.target, template.need, False)
+    call.challenge, call.resolution = template.challenge, template.resolution
+    return (yield from fetch_token(call, settings, scopes, refresh))
 
 
 def _claimable(
@@ -267,15 +278,16 @@ def _claimable(
     return list(groups.values())
 
 
-def _fetch(call: Call, claimed: Claimed, settings: Settings) -> Generator[Effect, Any, None]:
-    """The claimed tokens: in batches, then each scope a batch's token lacks on its own."""
-    assert call.challenge is not None
+def _fetch(template: Call, claimed: Claimed, settings: Settings) -> Generator[Effect, Any, None]:
+    """The claimed tokens: in batches, then each scope a batch's token lacks on its own. Each
+    request uses the refresh token the previous answer handed out (else the credential)."""
+    assert template.challenge is not None
     refresh = claimed.refresh_token
     missing: list[TokenKey] = []
-    batches = plan_batches(claimed.keys, room_for_scopes(call.challenge, settings))
+    batches = plan_batches(claimed.keys, room_for_scopes(template.challenge, settings))
     for batch in batches:
-        token = yield from fetch_token(call, settings, batch.scopes, refresh)
-        refresh = token.refresh_token or refresh
+        token = yield from _fetch_token(template, settings, batch.scopes, refresh)
+        refresh = token.refresh_token
         granted = granted_scopes(token.access_token) if len(batch.scopes) > 1 else None
         covered = tuple(k for k in batch.keys if granted is None or covers(granted, k.scopes))
         if covered:
@@ -283,7 +295,7 @@ def _fetch(call: Call, claimed: Claimed, settings: Settings) -> Generator[Effect
         missing.extend(k for k in batch.keys if k not in covered)
     log.debug(
         "prefetch for %s: %d tokens in %d requests, %d scopes asked again",
-        call.target.registry,
+        template.target.registry,
         len(claimed.keys),
         len(batches),
         len(missing),
@@ -293,8 +305,8 @@ def _fetch(call: Call, claimed: Claimed, settings: Settings) -> Generator[Effect
         again.setdefault(tuple(scope.resource for scope in key.scopes), []).append(key)
     for keys in again.values():
         scopes = ScopeSet(tuple(scope for key in keys for scope in key.scopes))
-        token = yield from fetch_token(call, settings, scopes, refresh)
-        refresh = token.refresh_token or refresh
+        token = yield from _fetch_token(template, settings, scopes, refresh)
+        refresh = token.refresh_token
         yield KeepTokens(tuple(keys), token)
 
 
