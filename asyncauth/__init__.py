@@ -19,6 +19,7 @@ from ._errors import (
     ConfigError,
     InsecureTransportError,
     InvalidReferenceError,
+    RateLimitedError,
     ResolverError,
     ResolverUnavailableError,
     ScopeError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         resolve,
     )
     from ._media_types import MANIFEST_MEDIA_TYPES
+    from ._ratelimit import RateLimit, rate_limit
     from ._registry.auth import RegistryAuth
     from ._resolution import Outcome, Resolution, TraceEntry
     from ._resource import Resource
@@ -91,6 +93,8 @@ __all__ = [
     "InvalidReferenceError",
     "MemoryTokenStore",
     "Outcome",
+    "RateLimit",
+    "RateLimitedError",
     "RedisTokenStore",
     "RegistryAuth",
     "Resolution",
@@ -108,6 +112,7 @@ __all__ = [
     "create_sync_client",
     "default_chain",
     "iaas_resolvers",
+    "rate_limit",
     "resolve",
     "ssl_context",
 ]
@@ -128,6 +133,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "._credentials": ("Credential",),
     "._defaults": ("ChainOptions", "default_chain", "iaas_resolvers", "resolve"),
     "._media_types": ("MANIFEST_MEDIA_TYPES",),
+    "._ratelimit": ("RateLimit", "rate_limit"),
     "._registry.auth": ("RegistryAuth",),
     "._resolution": ("Outcome", "Resolution", "TraceEntry"),
     "._stores.memory": ("MemoryTokenStore",),

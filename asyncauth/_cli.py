@@ -35,6 +35,7 @@ from ._defaults import default_chain
 from ._error_body import MAX_ERROR_BODY, describe, registry_errors
 from ._errors import AsyncAuthError, ConfigError, InvalidReferenceError
 from ._media_types import MANIFEST_MEDIA_TYPES
+from ._ratelimit import rate_limit
 from ._redact import redact
 from ._registry.auth import RegistryAuth
 from ._resolution import Resolution
@@ -228,7 +229,13 @@ async def _manifest(args: argparse.Namespace, secrets: _Secrets) -> _Answer:
             "DigestMismatch", f"{resource}: content does not match {resource.digest}"
         )
     media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
-    data = {"digest": digest, "media_type": media_type, "size": len(content)}
+    limit = rate_limit(response)
+    data = {
+        "digest": digest,
+        "media_type": media_type,
+        "size": len(content),
+        "rate_limit": None if limit is None else limit.as_json(),
+    }
     return _Answer(data, f"{digest} {media_type}")
 
 

@@ -63,3 +63,29 @@ class ScopeError(AsyncAuthError, ValueError):
 
 class TokenResponseError(AsyncAuthError, ValueError):
     """A token server's response body is not a usable token response."""
+
+
+class RateLimitedError(AsyncAuthError):
+    """A registry answered "not now" (429, or 503 with ``Retry-After``) and the wait it asked
+    for does not fit in the request's time, or it answered so again after one wait; or the
+    fleet is backing off from it for longer than the request may wait.
+
+    The message names the registry, the wait and where it came from (this request's answer, or
+    a backoff another process of the fleet shared through the token store). ``registry`` is
+    the registry's ``host[:port]``; ``wait`` the seconds it asked to wait (``None`` if it did
+    not say); ``rate_limit`` what its answer said of its limit
+    (:class:`~asyncauth.RateLimit`), if anything.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str = "",
+        wait: float | None = None,
+        rate_limit: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.registry = registry
+        self.wait = wait
+        self.rate_limit = rate_limit

@@ -174,6 +174,8 @@ class RegistryAuthMiddleware:
             return await self._after(request, handler, route, response)
         if status in REDIRECTS:
             note_redirect(request, response)
+        elif "/manifests/" in url.raw_path:  # rate-limit headers: where Docker Hub sends them
+            shaking.limits.observe(route.target.origin, response.headers.get)
         return response
 
     def _exchange(self, request: aiohttp.ClientRequest, handler: ClientHandlerType) -> Exchange:
@@ -202,8 +204,8 @@ class RegistryAuthMiddleware:
         route: Route,
         response: aiohttp.ClientResponse,
     ) -> aiohttp.ClientResponse:
-        """A 401 (or a cached token's 400/403) to a request sent from its route: retry once,
-        or say why it was refused."""
+        """A 401, a "not now" (429, 503) or a cached token's 400/403 to a request sent from its
+        route: retry once, or say why it was refused."""
         shaking = self._handshake
         sent = request.headers.get("Authorization")
         call = route.call(request.method, str(request.url), replayable(request), sent)

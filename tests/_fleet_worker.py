@@ -15,7 +15,8 @@ The JSON argument:
 * ``concurrency``: requests in flight at once;
 * ``agent``: the ``User-Agent`` of its requests (a test tells the workers apart in the
   registry's access log);
-* or ``resolve``: an image reference to resolve with ``default_chain()`` (the clouds' path).
+* or ``resolve``: an image reference to resolve with ``default_chain()`` (the clouds' path);
+  or ``resolve_all``: several, resolved at the same time by one chain.
 
 It prints one JSON line per phase and a last one with what happened: statuses, failures (type
 and message of each exception, no secrets: the tests check), the store warnings it logged, and
@@ -141,6 +142,22 @@ async def _resolve(reference: str, records: _Records) -> dict[str, Any]:
     }
 
 
+async def _resolve_all(references: list[str], records: _Records) -> dict[str, Any]:
+    chain = default_chain()
+    found: dict[str, list[str]] = {}
+
+    async def one(reference: str) -> None:
+        resolution = await chain.resolve(reference)
+        password = resolution.credential.password or ""
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        found[reference] = [resolution.source or "", digest]
+
+    async with anyio.create_task_group() as tg:
+        for reference in references:
+            tg.start_soon(one, reference)
+    return {"resolved": found, "warnings": records.messages, "finished_at": time.time()}
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     if os.environ.get("ASYNCAUTH_TOKEN_STORE"):
@@ -152,6 +169,8 @@ def main() -> None:
     mode = spec.get("mode", "asyncio")
     if "resolve" in spec:
         result = anyio.run(_resolve, spec["resolve"], records, backend=mode)
+    elif "resolve_all" in spec:
+        result = anyio.run(_resolve_all, spec["resolve_all"], records, backend=mode)
     elif mode == "sync":
         result = _run_sync(spec, records)
     else:

@@ -1,4 +1,5 @@
-"""A fleet makes one ``GetAuthorizationToken`` per ECR registry, through the shared store.
+"""A fleet makes one ``GetAuthorizationToken`` per ECR registry through the shared store, and
+keeps to its budget of one call per second per region however many registries it needs.
 
 moto serves ECR in this process (``ThreadedMotoServer``), so the calls are counted where they
 arrive: in moto's own handler. moto answers like AWS but for one field: its ``expiresAt`` is a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,3 +83,24 @@ def test_without_the_store_each_process_calls(ecr_calls: list[float], ecr_fleet_
     results = finish(start_fleet(specs, store_environ(None)))
     assert [result["source"] for result in results] == ["ecr"] * 2
     assert len(ecr_calls) == 2
+
+
+ACCOUNTS = ("111111111111", "222222222222", "333333333333")
+"""Three ECR registries of one region: three calls, which the budget spaces a second apart."""
+
+
+def test_eight_processes_needing_three_registries_make_three_calls_a_second_apart(
+    redis_server: RedisServer, ecr_calls: list[float], ecr_fleet_env: None
+) -> None:
+    references = [f"{a}.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0" for a in ACCOUNTS]
+    specs = [{"mode": mode, "resolve_all": references} for mode in ["asyncio", "trio"] * 4]
+    results = finish(start_fleet(specs, store_environ(redis_server.url, new_key())))
+    for result in results:
+        for account, reference in zip(ACCOUNTS, references, strict=True):
+            password = hashlib.sha256(f"{account}-auth-token".encode()).hexdigest()
+            assert result["resolved"][reference] == ["ecr", password]
+    assert len(ecr_calls) == 3  # one per registry, for the whole fleet
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ecr_calls)]
+    # A slot is one second of the store's lease; a call arrives at moto a few milliseconds
+    # after its slot began, so two calls are a second apart give or take those milliseconds.
+    assert min(gaps) > 0.8, gaps

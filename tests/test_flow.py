@@ -28,6 +28,7 @@ from asyncauth import (
     Credential,
     InsecureTransportError,
     Outcome,
+    RateLimitedError,
     Resolution,
     Resource,
     TraceEntry,
@@ -40,6 +41,7 @@ from asyncauth._registry.messages import (
     OPEN,
     AwaitChallenge,
     AwaitToken,
+    Backoff,
     Call,
     Claimed,
     ClaimTokens,
@@ -151,6 +153,7 @@ def state(**answers: Any) -> Script:
         "Sleep": lambda effect: None,
         "ClaimTokens": lambda effect: Claimed(effect.keys),
         "KeepTokens": lambda effect: None,
+        "Backoff": lambda effect: None,
     }
     defaults.update(answers)
     return Script(**defaults)
@@ -823,6 +826,118 @@ def test_a_401_from_the_registry_itself_is_answered_as_always(
     assert script.run(flows.request_flow(call_for(PLAIN), SETTINGS)) == basic_value(
         "alice", PASSWORD
     )
+
+
+# -- a registry's "not now" (429, 503 with Retry-After) ---------------------------------------
+
+
+def _bearer_then(*answers: Reply, method: str = "GET") -> tuple[Script, Any]:
+    """A bearer handshake whose authorised request is answered ``answers``, in order."""
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(401, WWW_Authenticate=BEARER), *answers],
+        Fetch=[reply(200, REALM, body=token_body())],
+    )
+    return script, flows.request_flow(call_for(method=method), SETTINGS)
+
+
+def test_a_registry_429_to_a_get_pauses_the_registry_and_tries_once_more() -> None:
+    script, flow = _bearer_then(reply(429, Retry_After="2"), reply(200))
+    assert script.run(flow) == f"Bearer {ACCESS}"
+    assert script.kinds()[-3:] == ["Transmit", "Backoff", "Transmit"]
+    backoff = script.of(Backoff)[0]
+    assert backoff == Backoff(
+        "registry.example.com", "https://registry.example.com:443", 429, "2", wait=True
+    )
+    assert script.of(Transmit)[-1].headers == ()  # the request as it was sent, sent again
+
+
+def test_a_second_429_is_a_rate_limited_error_naming_the_registry_the_wait_and_the_limit() -> None:
+    limited = reply(
+        429,
+        Retry_After="30",
+        RateLimit_Limit="100;w=21600",
+        RateLimit_Remaining="0;w=21600",
+    )
+    script, flow = _bearer_then(reply(429, Retry_After="1"), limited)
+    with pytest.raises(RateLimitedError) as caught:
+        script.run(flow)
+    error = caught.value
+    assert str(error) == (
+        "registry.example.com: the registry answered 429 (Retry-After: 30) again after the wait "
+        "it asked for; its rate limit: 0 of 100 left in a 21600 s window"
+    )
+    assert (error.registry, error.wait) == ("registry.example.com", 30.0)
+    assert error.rate_limit is not None
+    assert error.rate_limit.remaining == 0
+    assert [b.wait for b in script.of(Backoff)] == [True, False]  # recorded, never waited twice
+    assert len(script.of(Transmit)) == 3
+
+
+def test_a_429_to_a_put_pauses_the_registry_and_is_returned_as_it_is() -> None:
+    script, flow = _bearer_then(reply(429, Retry_After="2"), method="PUT")
+    script.run(flow)
+    assert script.kinds()[-2:] == ["Transmit", "Backoff"]
+    assert script.of(Backoff)[0].wait is False
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        reply(503),  # an outage page: no pause asked for
+        reply(429, "https://storage.example.net/blob", Retry_After="2"),  # not the registry's
+        reply(500, Retry_After="2"),
+    ],
+)
+def test_other_answers_are_no_pause(answer: Reply) -> None:
+    script, flow = _bearer_then(answer)
+    script.run(flow)
+    assert "Backoff" not in script.kinds()
+    assert len(script.of(Transmit)) == 2
+
+
+def test_a_503_with_retry_after_is_a_pause_too() -> None:
+    script, flow = _bearer_then(reply(503, Retry_After="1"), reply(200))
+    script.run(flow)
+    assert [(b.status, b.retry_after) for b in script.of(Backoff)] == [(503, "1")]
+
+
+def test_a_429_to_the_probe_is_waited_out_and_the_handshake_goes_on() -> None:
+    """The first request to a registry is its own probe: a "not now" to it is a pause and one
+    more try too, and the 401 that try gets is learnt and answered."""
+    script = state(
+        Resolve=lambda effect: resolution(Credential("alice", PASSWORD)),
+        Transmit=[reply(429, Retry_After="1"), reply(401, WWW_Authenticate=BEARER), reply(200)],
+        Fetch=[reply(200, REALM, body=token_body())],
+    )
+    script.run(flows.request_flow(call_for(), SETTINGS))
+    assert script.kinds() == [
+        "Headers",
+        "AwaitChallenge",
+        "Transmit",
+        "Learn",
+        "Backoff",
+        "Transmit",
+        "Learn",
+        "Resolve",
+        "AwaitToken",
+        "Fetch",
+        "KeepToken",
+        "Transmit",
+    ]
+    assert script.of(Transmit)[-1].headers == (("Authorization", f"Bearer {ACCESS}"),)
+
+
+def test_a_warm_routes_429_goes_through_the_flow() -> None:
+    """The drivers hand :func:`after` a warm request's "not now" (``wants_after``)."""
+    assert flows.wants_after(429, False)
+    assert flows.wants_after(503, False)
+    challenge = Challenge("bearer", {"realm": REALM, "service": "s"})
+    call = call_for()
+    call.challenge, call.resolution = challenge, resolution(Credential("alice", PASSWORD))
+    script = state(Transmit=[reply(200)])
+    script.run(flows.after(call, reply(429, Retry_After="1"), SETTINGS, (), authorized=True))
+    assert script.kinds() == ["Backoff", "Transmit"]
 
 
 # -- properties --------------------------------------------------------------------------------

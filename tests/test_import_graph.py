@@ -172,6 +172,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "asyncauth._patterns",
             "asyncauth._variables",
             "asyncauth._media_types",
+            "asyncauth._ratelimit",
             "asyncauth._singleflight",
             "asyncauth._groups",
             "asyncauth._error_body",

@@ -64,6 +64,8 @@ PUBLIC_NAMES = {
     "MANIFEST_MEDIA_TYPES",
     "MemoryTokenStore",
     "Outcome",
+    "RateLimit",
+    "RateLimitedError",
     "RedisTokenStore",
     "RegistryAuth",
     "Resolution",
@@ -80,6 +82,7 @@ PUBLIC_NAMES = {
     "create_sync_client",
     "default_chain",
     "iaas_resolvers",
+    "rate_limit",
     "resolve",
     "ssl_context",
 }

@@ -220,6 +220,8 @@ class RegistryAuthBase:
                 return
             finally:
                 await rest.aclose()
+        else:
+            self._observe(request, route, response)
 
     def _warm_sync(
         self, request: httpx.Request, route: Route
@@ -229,6 +231,14 @@ class RegistryAuthBase:
         if status >= 400 and wants_after(status, route.key is not None):
             flow = self._after(request, route, response)
             yield from self._cold_sync(request, flow, route.target.origin)
+        else:
+            self._observe(request, route, response)
+
+    def _observe(self, request: httpx.Request, route: Route, response: httpx.Response) -> None:
+        """A manifest answer's rate-limit headers (where Docker Hub sends them): a warning when
+        nearly used up. Other warm answers are not read (a header lookup costs microseconds)."""
+        if b"/manifests/" in request.url.raw_path:
+            self._handshake.limits.observe(route.target.origin, response.headers.get)
 
     def _after(self, request: httpx.Request, route: Route, response: httpx.Response) -> Any:
         sent = request.headers.get("Authorization")

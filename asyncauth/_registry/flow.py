@@ -33,6 +33,10 @@ driver (httpx and httpx2, async and sync, the aiohttp middleware) runs the same 
 8. A 401 that a forwarding proxy gave in the registry's place (a plain-http answer through a
    proxy, without the registry's ``Docker-Distribution-API-Version``) is nobody's challenge: it
    is raised as the proxy's refusal, and nothing is sent in answer to it.
+9. The registry's own "not now" to the request (429, or 503 with ``Retry-After``) pauses the
+   registry for everyone (:class:`Backoff`: this ``RegistryAuth``, and the fleet through a
+   token store); a GET or HEAD is tried once more after the pause, if it fits in the request's
+   time, and a second "not now" is a :class:`~asyncauth.RateLimitedError` (:func:`not_now`).
 """
 
 from __future__ import annotations
@@ -48,9 +52,11 @@ from .._errors import (
     AsyncAuthError,
     AuthenticationError,
     InsecureTransportError,
+    RateLimitedError,
     TokenResponseError,
 )
-from .._http.retry import MAX_ATTEMPTS, RETRY_STATUSES
+from .._http.retry import MAX_ATTEMPTS, RETRY_STATUSES, retry_after_seconds
+from .._ratelimit import from_headers
 from .._resolution import Resolution
 from .bodies import ACCEPT_ENCODING
 from .challenge import WWW_AUTHENTICATE, Challenge, parse_challenges, select_challenge
@@ -59,6 +65,7 @@ from .messages import (
     OPEN,
     AwaitChallenge,
     AwaitToken,
+    Backoff,
     Call,
     DropToken,
     Effect,
@@ -198,9 +205,10 @@ def stale_token(call: Call, reply: Reply) -> TokenKey | None:
 
 
 def wants_after(status: int, carried: bool) -> bool:
-    """Whether a warm route's answer needs :func:`after`: a 401, or (``carried``: the request
-    carried a cached token) one of :data:`STALE_TOKEN_STATUSES`. Cheap: the warm path asks."""
-    return status == 401 or (carried and status in STALE_TOKEN_STATUSES)
+    """Whether a warm route's answer needs :func:`after`: a 401, a "not now" (429, 503:
+    :func:`not_now`), or (``carried``: the request carried a cached token) one of
+    :data:`STALE_TOKEN_STATUSES`. Cheap: the warm path asks."""
+    return status == 401 or status in RETRY_STATUSES or (carried and status in STALE_TOKEN_STATUSES)
 
 
 def ping_url(url: str) -> str:
@@ -223,8 +231,10 @@ def request_flow(call: Call, settings: Settings, *, only_authorize: bool = False
     first: Reply | None = None
     if known is LEAD:
         known, first = yield from _discover(call, extra, only_authorize)
-        if known is None:
-            return None  # the request went out as the probe and needs nothing more
+        if known is None:  # the request went out as the probe: only a "not now" is left
+            assert first is not None
+            yield from after(call, first, settings, extra, authorized=False)
+            return None
     if known is OPEN:
         if only_authorize:
             return None
@@ -252,9 +262,10 @@ def after(
     call: Call, reply: Reply, settings: Settings, extra: Pairs, *, authorized: bool
 ) -> Generator[Effect, Any, None]:
     """What follows the registry's answer to a request sent authorised as decided (nothing,
-    unless it is the registry's 401, or a stale cached token's 400/403). ``call.challenge`` is
-    ``None`` for a registry known to be open: its 401 is learnt, and the request is authorised
-    and sent again if it can be."""
+    unless it is the registry's 401, its "not now" (:func:`not_now`, first), or a stale cached
+    token's 400/403). ``call.challenge`` is ``None`` for a registry known to be open: its 401 is
+    learnt, and the request is authorised and sent again if it can be."""
+    reply = yield from not_now(call, reply, extra)
     not_the_proxys(call.target, reply)
     if not refused_by(call.target, reply):
         if stale_token(call, reply) is not None:
@@ -383,6 +394,51 @@ def _authorize(
     token = yield from fetch_token(call, settings, scopes, got.refresh_token)
     yield KeepToken(value, token)
     return token.authorization
+
+
+# -- the registry's "not now" ----------------------------------------------------------------
+
+
+def asks_to_wait(target: Target, reply: Reply) -> bool:
+    """The registry itself (not a host a redirect led to) answered "not now": 429, or 503 with
+    a ``Retry-After`` (a 503 without one is an outage page, not a pause)."""
+    if reply.status != 429 and (reply.status != 503 or reply.header("retry-after") is None):
+        return False
+    return origin_of_text(reply.url) == target.origin
+
+
+def not_now(call: Call, reply: Reply, extra: Pairs) -> Generator[Effect, Any, Reply]:
+    """The registry's "not now" to ``call``'s request: a :class:`Backoff` (the registry is
+    paused as it asked, for the fleet too), and for a GET or HEAD one more try once the pause is
+    over; that try's answer, or :class:`~asyncauth.RateLimitedError` if it is "not now" again.
+    Any other answer, and one to another method, is returned as it is.
+
+    The retry is the request as it was last sent (``extra`` set again, its ``Authorization``
+    kept): a pause short enough to wait out is shorter than a token's margin.
+    """
+    if not asks_to_wait(call.target, reply):
+        return reply
+    target = call.target
+    retried = call.method in _PULLS and call.replayable
+    asked = reply.header("retry-after")
+    yield Backoff(target.registry, target.origin, reply.status, asked, wait=retried)
+    if not retried:
+        return reply
+    again: Reply = yield Transmit(extra)
+    if not asks_to_wait(target, again):
+        return again
+    asked_again = again.header("retry-after")
+    yield Backoff(target.registry, target.origin, again.status, asked_again, wait=False)
+    limit = from_headers(again.header)
+    told = f"Retry-After: {asked_again}" if asked_again is not None else "no Retry-After"
+    said = f"; its rate limit: {limit.describe()}" if limit is not None else ""
+    raise RateLimitedError(
+        f"{target.registry}: the registry answered {again.status} ({told}) again after the "
+        f"wait it asked for{said}",
+        registry=target.registry,
+        wait=retry_after_seconds(asked_again, now=again.received_at),
+        rate_limit=limit,
+    )
 
 
 # -- one token -------------------------------------------------------------------------------
@@ -519,9 +575,11 @@ __all__ = [
     "Flow",
     "Settings",
     "after",
+    "asks_to_wait",
     "authorization",
     "fetch_token",
     "learn",
+    "not_now",
     "not_the_proxys",
     "ping_url",
     "pulls_only",

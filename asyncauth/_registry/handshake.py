@@ -13,6 +13,13 @@ entered the handshake. Waiting for another request's token, a token server's ``R
 and the driver's own sends all count against it, so a request ends within its timeout however
 many waits it meets (:class:`TimedOut` when a wait would not fit).
 
+**Pauses.** A registry that answered "not now" (:class:`~asyncauth._registry.messages.Backoff`)
+is paused for every request of this handshake, and, with a token store, for every process of
+the fleet (:mod:`~asyncauth._registry.pauses`): a request waits the pause out before its flow
+sends the registry anything (when it asks what is known of the registry's origin), and a warm
+route goes back to the flow while one is on. The registry's rate-limit headers are read from
+the answers the flow sees and from warm manifest answers (one warning when nearly used up).
+
 **Shared failures.** A request that fetches a token for others and fails hands its failure to
 every request waiting for that token (a refusal, a timeout, a transport error), so that a token
 server that does not answer costs everyone one timeout, not one each. Only a fetch that was
@@ -20,7 +27,7 @@ server that does not answer costs everyone one timeout, not one each. Only a fet
 
 **The warm path.** Requests repeat the same few routes (origin, method, path). Once a route's
 decision is known, a :class:`Route` keeps it, and its next requests only check that the caches it
-came from have not changed (three integer comparisons and a clock read; see :class:`Route`):
+came from have not changed (four integer comparisons and a clock read; see :class:`Route`):
 no flow, no effect, no allocation. Every driver uses it, an open registry's routes included.
 """
 
@@ -40,6 +47,7 @@ from .._errors import AsyncAuthError
 from .._http.retry import DEFAULT_RETRY
 from .._resolution import Resolution
 from .._singleflight import MISSING, Lead, SingleFlightCache
+from .._stores.shared import shared as shared_store
 from .challenge import Challenge
 from .flow import Flow, Settings, authorization
 from .messages import (
@@ -47,6 +55,7 @@ from .messages import (
     OPEN,
     AwaitChallenge,
     AwaitToken,
+    Backoff,
     Call,
     Claimed,
     ClaimTokens,
@@ -60,13 +69,16 @@ from .messages import (
     Known,
     Learn,
     Need,
+    Reply,
     Resolve,
     Sending,
     Sleep,
     TokenDuty,
+    Transmit,
     need_of,
 )
-from .target import Target, target_of
+from .pauses import LimitWatch, Pauses
+from .target import Target, origin_of_text, target_of
 from .tokencache import TokenCache, TokenKey, TokenLead
 from .tokens import Token
 
@@ -205,6 +217,8 @@ class Handshake:
         self._fixed_headers = headers is not None
         self._targets: dict[Hashable, Target] = {}
         self.routes: dict[Hashable, Route] = {}
+        self.pauses = Pauses(None if tokens.shared is None else shared_store(tokens.shared))
+        self.limits = LimitWatch()
 
     def clear(self) -> None:
         """Forget challenges, credentials, tokens and routes (and headers from the chain)."""
@@ -267,6 +281,8 @@ class Handshake:
                         if isinstance(effect, Fetch):
                             self.stats.token_requests += 1
                         value = yield effect
+                        if isinstance(effect, Transmit) and isinstance(value, Reply):
+                            self.limits.observe(origin_of_text(value.url), value.header)
                     else:
                         value = await self.perform(effect, errand)
                 except Exception as exc:
@@ -297,6 +313,7 @@ class Handshake:
         if isinstance(effect, Headers):
             return await self._headers()
         if isinstance(effect, AwaitChallenge):
+            await self._await_pause(effect.origin, errand)
             return await self._await_challenge(effect.origin, errand)
         if isinstance(effect, Learn):
             return self._learn(effect, errand)
@@ -313,6 +330,8 @@ class Handshake:
             return self._claim_tokens(effect, errand)
         if isinstance(effect, KeepTokens):
             return await self._keep_tokens(effect, errand)
+        if isinstance(effect, Backoff):
+            return await self._backoff(effect, errand)
         raise TypeError(f"not an effect the handshake carries out: {effect!r}")
 
     async def _headers(self) -> Pairs:
@@ -417,6 +436,21 @@ class Handshake:
             )
         await anyio.sleep(seconds)
 
+    async def _await_pause(self, origin: str, errand: Errand) -> None:
+        """Before a flow sends the registry anything: wait while it is paused (by this
+        process, or by the fleet through the store), within the request's deadline."""
+        registry = self.target(origin, origin).registry
+        pause = await self.pauses.current(origin, registry)
+        if pause is not None:
+            await self.pauses.wait(pause, registry, errand.remaining())
+
+    async def _backoff(self, effect: Backoff, errand: Errand) -> None:
+        pause = await self.pauses.record(
+            effect.origin, effect.registry, effect.status, effect.retry_after
+        )
+        if effect.wait:
+            await self.pauses.wait(pause, effect.registry, errand.remaining())
+
 
 async def _bounded(waiting: Awaitable[Any], message: str) -> Any:
     """Await ``waiting``; its ``TimeoutError`` (a wait past the deadline) as :class:`TimedOut`."""
@@ -436,12 +470,13 @@ class Route:
     """One route's last decision, reused while the caches it came from still hold it.
 
     ``value`` is the ``Authorization`` header ("" to send none: an open registry, or anonymous
-    Basic). Asking costs three integer comparisons and a clock read: each cache has a
+    Basic). Asking costs four integer comparisons and a clock read: each cache has a
     ``version`` that changes whenever a value is added, replaced or removed, and a route
     remembers the versions it last checked against and when the first of its parts expires.
-    Only after a change does it look its parts up again. Measured (CPU per warm request, the
-    aiohttp middleware): 5.3 µs when the decision was rebuilt for every request, 3.1 µs with
-    three lookups, 0.7 µs with the version check.
+    Only after a change does it look its parts up again (the fourth version is the pauses': a
+    route of a registry that asked to wait goes back to the flow, which waits). Measured (CPU
+    per warm request, the aiohttp middleware): 5.3 µs when the decision was rebuilt for every
+    request, 3.1 µs with three lookups, 0.7 µs with the version check.
     """
 
     target: Target
@@ -452,7 +487,7 @@ class Route:
     """The token's cache key; ``None`` when the header does not come from a token."""
     token: Token | None
     value: str
-    versions: tuple[int, int, int] = (-1, -1, -1)
+    versions: tuple[int, int, int, int] = (-1, -1, -1, -1)
     until: float = 0.0
     """When the first of the challenge, credential and token stops being fresh (monotonic)."""
 
@@ -484,6 +519,7 @@ class Route:
             handshake.challenges.version == versions[0]
             and handshake.resolutions.version == versions[1]
             and handshake.tokens.version == versions[2]
+            and handshake.pauses.version == versions[3]
             and time.monotonic() < self.until
         ):
             return self.value
@@ -492,15 +528,16 @@ class Route:
     def recheck(self, handshake: Handshake) -> str | None:
         """Look the decision's parts up again (versions first: a change during the lookups
         leaves them stale, and the next request looks again)."""
-        challenges, resolutions, tokens = (
+        challenges, resolutions, tokens, pauses = (
             handshake.challenges,
             handshake.resolutions,
             handshake.tokens,
+            handshake.pauses,
         )
-        versions = (challenges.version, resolutions.version, tokens.version)
+        versions = (challenges.version, resolutions.version, tokens.version, pauses.version)
         origin, resource = self.target.origin, self.need.resource
-        if challenges.peek(origin) is not self.known:
-            return None
+        if challenges.peek(origin) is not self.known or pauses.paused(origin):
+            return None  # (paused: the flow waits the pause out)
         deadlines = [challenges.deadline(origin)]
         if self.resolution is not None:
             if resolutions.peek(resource) is not self.resolution:

@@ -12,7 +12,7 @@ drivers for each HTTP library share one vocabulary and import nothing of each ot
 * the others ask the handshake's state for something or tell it what was learnt:
   :class:`Resolve`, :class:`Headers`, :class:`AwaitChallenge`/:class:`Learn`,
   :class:`AwaitToken`/:class:`KeepToken`/:class:`DropToken`/:class:`KeepRefresh`,
-  :class:`Sleep`; a prefetch's :class:`ClaimTokens`/:class:`KeepTokens`.
+  :class:`Sleep`, :class:`Backoff`; a prefetch's :class:`ClaimTokens`/:class:`KeepTokens`.
 
 Time reaches the flow as data too: :attr:`Reply.received_at` is when an answer arrived (wall
 clock), which is all a token's lifetime needs.
@@ -273,6 +273,21 @@ class Sleep:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """The registry answered the request itself "not now" (``status`` 429, or 503 with a
+    ``Retry-After``): pause the registry as it asked (capped by the one retry policy) for this
+    ``RegistryAuth`` and, with a token store, for the fleet; then, with ``wait``, wait the pause
+    out before the one retry, or raise :class:`~asyncauth.RateLimitedError` naming the wait
+    and the registry when it does not fit in the request's time."""
+
+    registry: str
+    origin: str
+    status: int
+    retry_after: str | None
+    wait: bool
+
+
 Effect = (
     Transmit
     | Ping
@@ -288,4 +303,5 @@ Effect = (
     | Sleep
     | ClaimTokens
     | KeepTokens
+    | Backoff
 )

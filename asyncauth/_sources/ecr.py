@@ -6,7 +6,9 @@ other partitions) the resolver calls ECR's ``GetAuthorizationToken`` in the host
 and expires (12 hours on AWS); the credential carries ``expires_at`` so the chain caches it until
 shortly before then, and never caches one that has already expired. ECR throttles
 ``GetAuthorizationToken`` at about one call per second: a throttled call is retried under
-:data:`~asyncauth._http.retry.DEFAULT_RETRY`.
+:data:`~asyncauth._http.retry.DEFAULT_RETRY`, and with a token store a fleet keeps to a budget
+of :data:`DEFAULT_CALLS_PER_SECOND` calls per region, all its processes together
+(:mod:`asyncauth._stores.budget`).
 
 It runs on aiobotocore's httpx backend (through :mod:`asyncauth._sources.sdk.aws`, the one module
 that touches aiobotocore's internals), so the credential providers (environment, shared files,
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 from collections.abc import Hashable, Mapping
@@ -42,6 +45,7 @@ from .._credentials import Credential
 from .._errors import ResolverError, ResolverUnavailableError
 from .._http.retry import DEFAULT_RETRY, RETRY_STATUSES, RetryPolicy
 from .._resource import Resource
+from .._stores.budget import budget_material, take_slot
 from . import cloud
 
 if TYPE_CHECKING:
@@ -75,6 +79,9 @@ _CHAIN_LIMIT: Final = 12
 WEB_IDENTITY_CALL: Final = "AssumeRoleWithWebIdentity"
 ROLE_VARIABLE: Final = "AWS_ROLE_ARN"
 TOKEN_FILE_VARIABLE: Final = "AWS_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a name, not a secret
+DEFAULT_CALLS_PER_SECOND: Final = 1.0
+"""``GetAuthorizationToken`` calls a fleet sharing a token store makes per second, per region
+and endpoint, all processes together (ECR documents about one per second)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +206,9 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
     also bound the credential providers' STS calls (botocore's standard retries). ``token_store`` (a
     :class:`~asyncauth.TokenStore` such as :class:`~asyncauth.RedisTokenStore`) shares the
     authorization token with a fleet: one ``GetAuthorizationToken`` per account and region
-    for all its processes (every process sharing the store is one trust domain).
+    for all its processes (every process sharing the store is one trust domain), and at most
+    ``calls_per_second`` of them per region and endpoint, fleet-wide (the calls wait their turn,
+    at most half of ``timeout``).
     """
 
     name = "ecr"
@@ -214,13 +223,17 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         load_config: bool | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         token_store: TokenStore | None = None,
+        calls_per_second: float = DEFAULT_CALLS_PER_SECOND,
     ) -> None:
+        if not 0 < calls_per_second < math.inf:
+            raise ValueError("ECRResolver: calls_per_second must be a positive number")
         environ = os.environ if environ is None else environ
         self.load_config = load_config_enabled(environ) if load_config is None else load_config
         self.transport = transport
         self.timeout = timeout
         self.retry = retry
         self.token_store = token_store
+        self.calls_per_second = float(calls_per_second)
 
     def __repr__(self) -> str:
         return f"ECRResolver(load_config={self.load_config!r}, timeout={self.timeout!r})"
@@ -278,7 +291,7 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
                 if not await _identity_ready(session, what, aws):
                     return None  # no AWS identity here: no opinion, ask the next source
                 data = await cloud.retrying(
-                    lambda: self._call(client, host, what, errors), self.retry
+                    lambda: self._budgeted(client, host, what, errors), self.retry
                 )
         except errors.NoCredentialsError:
             return None  # no AWS identity here: no opinion, ask the next source
@@ -292,6 +305,20 @@ class ECRResolver(Bounded, Caching, Claiming, Explaining, Hinting, Sharing):
         return Credential(
             username=username, password=password, expires_at=_epoch(data.get("expiresAt"))
         )
+
+    async def _budgeted(self, client: Any, host: ECRHost, what: str, errors: ModuleType) -> Any:
+        """:meth:`_call`, once the fleet's budget has a slot for it (with a token store)."""
+        if self.token_store is not None:
+            scope = "public" if host.public else f"{host.region}{'-fips' if host.fips else ''}"
+            material = budget_material("ecr:GetAuthorizationToken", scope)
+            wait = self.timeout / 2
+            if not await take_slot(self.token_store, material, 1 / self.calls_per_second, wait):
+                raise ResolverError(
+                    f"{what}: no GetAuthorizationToken call was free within {wait:g} s in the "
+                    f"fleet's budget ({self.calls_per_second:g} per second in {scope}, shared "
+                    "through the token store)"
+                )
+        return await self._call(client, host, what, errors)
 
     @staticmethod
     async def _call(client: Any, host: ECRHost, what: str, errors: ModuleType) -> Any:

@@ -12,8 +12,8 @@ write and easy to check. Its contract:
 * ``name(material)`` turns key material into the name values are kept under. The material holds
   secrets (it identifies a credential): a store must derive names with a keyed hash (HMAC) and
   never keep or show the material itself.
-* Values are serialised tokens: a store must keep them confidential (encrypt) where others can
-  read its backend, and drop them after ``ttl`` seconds.
+* Values are serialised tokens (and the fleet's small backoff entries): a store must keep them
+  confidential (encrypt) where others can read its backend, and drop them after ``ttl`` seconds.
 * ``lease(name, ttl)`` is set-if-absent with expiry: ``True`` for the one caller that got it.
   ``release(name)`` gives back a lease this store object took (and only such a lease: a backend
   shared by processes must not delete a lease another process has taken since); it is called

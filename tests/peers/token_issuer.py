@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import dataclasses
 import datetime as dt
 import fnmatch
 import hashlib
@@ -206,6 +207,9 @@ class IssuerPolicy:
     - ``max_scopes``: grant at most this many of the scopes asked (the first ones), as Harbor
       (goharbor/harbor#2411) and cesanta/docker_auth (#67) did with one: the others are simply
       missing from the token's ``access`` claim, the answer is still 200. ``None``: no limit.
+    - ``throttle_first``: answer the first N requests after the policy is set (or the issuer
+      reset) with ``429`` and ``Retry-After: throttle_retry_after``, as a throttled token
+      server does (auth.docker.io does); they are recorded with their scopes.
     """
 
     users: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -224,6 +228,8 @@ class IssuerPolicy:
     require_client_id: bool = True
     delay: float = 0.0
     max_scopes: int | None = None
+    throttle_first: int = 0
+    throttle_retry_after: str = "1"
 
     def allowed_actions(self, user: str | None, scope: Scope) -> tuple[str, ...]:
         """The subset of ``scope.actions`` that ``user`` (``None``: anonymous) may have."""
@@ -304,6 +310,7 @@ class TokenIssuer:
         self._records: list[TokenRequest] = []
         self._refresh_tokens: dict[str, str] = {}
         self._errors: list[str] = []
+        self._throttled = 0
         self._key = new_signing_key(algorithm)
         self.kid = libtrust_key_id(self._key)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -325,6 +332,15 @@ class TokenIssuer:
     def policy(self, value: IssuerPolicy) -> None:
         with self._lock:
             self._policy = value
+            self._throttled = 0
+
+    def _throttles(self, policy: IssuerPolicy) -> bool:
+        """Whether this request is one of the first ``throttle_first`` (answered 429)."""
+        with self._lock:
+            if self._throttled >= policy.throttle_first:
+                return False
+            self._throttled += 1
+            return True
 
     def registry_auth(self) -> TokenAuth:
         """The ``auth.token`` settings a ``RegistryServer`` needs to trust this issuer."""
@@ -518,6 +534,7 @@ class TokenIssuer:
         """Forget recorded requests (issued refresh tokens stay valid)."""
         with self._lock:
             self._records.clear()
+            self._throttled = 0
 
     def summary(self, limit: int = 30) -> str:
         """The last requests as text, for failure reports; contains no secret."""
@@ -641,6 +658,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             issuer._errors.append(traceback.format_exc())
             outcome = _Outcome(
                 500, {"error": "server_error", "error_description": "see issuer.errors"}
+            )
+        if issuer._throttles(policy):
+            outcome = dataclasses.replace(
+                outcome,
+                status=429,
+                body={"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]},
+                headers={"Retry-After": policy.throttle_retry_after},
             )
         if policy.delay > 0:
             time.sleep(policy.delay)
