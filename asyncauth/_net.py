@@ -17,6 +17,7 @@ name like any other).
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -83,6 +84,7 @@ def _refuse(host: str, why: str) -> NonCanonicalHostError:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_host(host: str) -> str:
     """``host`` as the machine will read it, or :class:`NonCanonicalHostError`.
 

@@ -215,6 +215,7 @@ class Handshake:
         self.resolutions = SingleFlightCache[Resolution](maxsize=4096)
         self.extra: Pairs | None = None if headers is None else _forwarded(headers)
         self._fixed_headers = headers is not None
+        self._extra = SingleFlightCache[Pairs](maxsize=1)
         self._targets: dict[Hashable, Target] = {}
         self.routes: dict[Hashable, Route] = {}
         self.pauses = Pauses(None if tokens.shared is None else shared_store(tokens.shared))
@@ -228,6 +229,7 @@ class Handshake:
         self.routes.clear()
         if not self._fixed_headers:
             self.extra = None
+            self._extra.clear()
 
     # -- what a request is ------------------------------------------------------------------
 
@@ -247,9 +249,13 @@ class Handshake:
         self, key: Hashable, target: Target, method: str, path: str, query: str
     ) -> Route | None:
         """A route's decision from the caches, remembered for its next requests; ``None`` when
-        the flow must run (something to learn, resolve or fetch)."""
+        the flow must run (something to learn, resolve or fetch). Built once: the concurrent
+        requests of a cold route that end their flows together find it already there."""
         if self.extra is None:
             return None
+        existing = self.routes.get(key)
+        if existing is not None and existing.authorization(self) is not None:
+            return existing
         known = self.challenges.peek(target.origin)
         if known is MISSING:
             return None
@@ -282,7 +288,7 @@ class Handshake:
                             self.stats.token_requests += 1
                         value = yield effect
                         if isinstance(effect, Transmit) and isinstance(value, Reply):
-                            self.limits.observe(origin_of_text(value.url), value.header)
+                            self.limits.observe(value.url, value.header, origin_of_text)
                     else:
                         value = await self.perform(effect, errand)
                 except Exception as exc:
@@ -335,11 +341,18 @@ class Handshake:
         raise TypeError(f"not an effect the handshake carries out: {effect!r}")
 
     async def _headers(self) -> Pairs:
+        """The chain's extra headers, read once for all the requests that ask at the same time."""
         if self.extra is None:
-            self.extra = _forwarded(await self._chain().http_headers())
+            self.extra = await self._extra.get(None, self._read_headers, _forever)
         return self.extra
 
+    async def _read_headers(self) -> Pairs:
+        return _forwarded(await self._chain().http_headers())
+
     async def _resolve(self, effect: Resolve) -> Resolution:
+        known = self.resolutions.peek(effect.resource)
+        if known is not MISSING:  # the common case: no wait to set up
+            return known  # type: ignore[return-value]
         return await self.resolutions.get(
             effect.resource, lambda: self._resolve_now(effect), self._ttl
         )
@@ -358,6 +371,9 @@ class Handshake:
         return ttl
 
     async def _await_challenge(self, origin: str, errand: Errand) -> Any:
+        known = self.challenges.peek(origin)
+        if known is not MISSING:  # the common case: no wait to set up
+            return known
         wait = errand.remaining()
         message = (
             f"{origin}: no answer within {wait or 0:.3g} s: waited for another request to learn "
@@ -380,6 +396,9 @@ class Handshake:
             self.challenges.put(effect.origin, effect.known, CHALLENGE_TTL)
 
     async def _await_token(self, key: TokenKey, errand: Errand) -> Token | TokenDuty:
+        token = self.tokens.fresh(key)
+        if token is not None:  # the common case: no wait to set up
+            return token
         wait = errand.remaining()
         message = (
             f"{key.registry}: no token within {wait or 0:.3g} s: waited for the token request "
@@ -458,6 +477,10 @@ async def _bounded(waiting: Awaitable[Any], message: str) -> Any:
         return await waiting
     except TimeoutError:
         raise TimedOut(message) from None
+
+
+def _forever(_: object) -> float:
+    return float("inf")
 
 
 def _forwarded(headers: Mapping[str, str]) -> Pairs:

@@ -157,11 +157,20 @@ class LimitWatch:
         self._quiet_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def observe(self, origin: str, header: Callable[[str], str | None]) -> None:
-        """Read an answer's rate-limit headers (``header(name)``); warn if it is time to."""
+    def observe(
+        self,
+        where: str,
+        header: Callable[[str], str | None],
+        origin_of: Callable[[str], str] | None = None,
+    ) -> None:
+        """Read an answer's rate-limit headers (``header(name)``); warn if it is time to.
+
+        ``where`` is the answer's origin, or (with ``origin_of``) its URL, read only when there
+        is something to warn about: most answers carry no rate limit."""
         limit = from_headers(header)
         if limit is None or not limit.low:
             return
+        origin = where if origin_of is None else origin_of(where)
         now = time.monotonic()
         with self._lock:
             if self._quiet_until.get(origin, 0.0) > now:

@@ -36,6 +36,7 @@ DNS lookup.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -97,6 +98,7 @@ class Target:
         return cls(origin_of(url), registry, host, plain, allowed, address_kind(canonical))
 
 
+@lru_cache(maxsize=1024)
 def check_destination(target: Target, url: str, insecure: frozenset[str], *, carries: bool) -> None:
     """Raise :class:`InsecureTransportError` unless a token request to ``url`` is allowed.
 
@@ -105,6 +107,7 @@ def check_destination(target: Target, url: str, insecure: frozenset[str], *, car
     an https registry may have a plain-http realm at all is the challenge's business:
     ``build_token_request`` refuses it.) The host is judged as the module says: canonical form
     first, then its kind, then whether httpx (which builds the request) reads the same host.
+    Pure, so a destination that passed is remembered (a refusal is not: it raises again).
     """
     where = _destination(target, url)
     kind = address_kind(where.host)
@@ -189,6 +192,7 @@ def _listed(insecure: frozenset[str], where: _Destination) -> bool:
     return False
 
 
+@lru_cache(maxsize=1024)
 def origin_of_text(url: str) -> str:
     """:func:`origin_of` for a URL as text (what drivers hand the flow), read as httpx reads it."""
     try:
