@@ -174,8 +174,8 @@ class RegistryAuthMiddleware:
             return await self._after(request, handler, route, response)
         if status in REDIRECTS:
             note_redirect(request, response)
-        elif "/manifests/" in url.raw_path:  # rate-limit headers: where Docker Hub sends them
-            shaking.limits.observe(route.target.origin, response.headers.get)
+        elif route.watch and not shaking.limits.observe(route.target.origin, response.headers.get):
+            route.watch = False  # no rate limit reported: not read again until rechecked
         return response
 
     def _exchange(self, request: aiohttp.ClientRequest, handler: ClientHandlerType) -> Exchange:

@@ -168,6 +168,32 @@ async def test_one_warning_when_less_than_ten_percent_is_left_per_registry_per_w
     ]
 
 
+async def test_a_route_whose_answer_reports_no_limit_is_read_again_once_looked_up_again(
+    driver: str,
+    limiter: RateLimiter,
+    token_registry_image: PushedImage,
+    peer_accounts: PeerAccounts,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The warm path reads a manifest route's answers for rate-limit headers until one reports
+    none (saving the lookups on registries that never send them); a new token, credential or
+    challenge in the process makes the route look again, and then it warns."""
+    limiter.remaining, limiter.reports = 5, False
+    caplog.set_level(logging.WARNING, logger="asyncauth")
+    auth = _auth(peer_accounts)
+    async with open_client(driver, auth) as client:
+        for _ in range(3):  # learnt, then warm without a report: no longer read
+            assert (await client.get(_url(limiter, token_registry_image))).status == 200
+        limiter.reports = True
+        assert (await client.get(_url(limiter, token_registry_image))).status == 200
+        assert [r for r in caplog.records if "rate limit" in r.getMessage()] == []
+        auth.clear()  # what a new token does to every route: it is looked up again
+        assert (await client.get(_url(limiter, token_registry_image))).status == 200
+    warnings = [r.getMessage() for r in caplog.records if "rate limit" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "nearly used up: 1 of 100 left" in warnings[0]  # on the 401 its flow met first
+
+
 # -- rate_limit(response) on each library's responses -----------------------------------------
 
 

@@ -221,7 +221,7 @@ class RegistryAuthBase:
             finally:
                 await rest.aclose()
         else:
-            self._observe(request, route, response)
+            self._observe(route, response)
 
     def _warm_sync(
         self, request: httpx.Request, route: Route
@@ -232,13 +232,16 @@ class RegistryAuthBase:
             flow = self._after(request, route, response)
             yield from self._cold_sync(request, flow, route.target.origin)
         else:
-            self._observe(request, route, response)
+            self._observe(route, response)
 
-    def _observe(self, request: httpx.Request, route: Route, response: httpx.Response) -> None:
+    def _observe(self, route: Route, response: httpx.Response) -> None:
         """A manifest answer's rate-limit headers (where Docker Hub sends them): a warning when
-        nearly used up. Other warm answers are not read (a header lookup costs microseconds)."""
-        if b"/manifests/" in request.url.raw_path:
-            self._handshake.limits.observe(route.target.origin, response.headers.get)
+        nearly used up. Other warm answers are not read, nor those of a route whose last answer
+        reported none (see :attr:`Route.watch`)."""
+        if route.watch and not self._handshake.limits.observe(
+            route.target.origin, response.headers.get
+        ):
+            route.watch = False  # no rate limit reported: not read again until rechecked
 
     def _after(self, request: httpx.Request, route: Route, response: httpx.Response) -> Any:
         sent = request.headers.get("Authorization")

@@ -261,6 +261,7 @@ class Handshake:
             return None
         route = Route.build(self, target, need_of(target.registry, method, path, query), known)  # type: ignore[arg-type]
         if route is not None:
+            route.manifests = route.watch = "/manifests/" in path
             if len(self.routes) >= MAX_ROUTES:
                 self.routes.clear()
             self.routes[key] = route
@@ -513,6 +514,11 @@ class Route:
     versions: tuple[int, int, int, int] = (-1, -1, -1, -1)
     until: float = 0.0
     """When the first of the challenge, credential and token stops being fresh (monotonic)."""
+    manifests: bool = False
+    """A manifest route: where registries report rate limits (Docker Hub: on every one)."""
+    watch: bool = False
+    """Whether its answers are read for rate-limit headers: a manifest route's are, until one
+    reports none; looked at again whenever the route is (a new token, a new credential)."""
 
     @classmethod
     def build(cls, handshake: Handshake, target: Target, need: Need, known: Known) -> Route | None:
@@ -575,6 +581,7 @@ class Route:
             deadlines.append(tokens.deadline(self.key))
         self.until = min(d if d is not None else 0.0 for d in deadlines)
         self.versions = versions
+        self.watch = self.manifests
         return self.value
 
     def call(self, method: str, url: str, replayable: bool, sent: str | None) -> Call:

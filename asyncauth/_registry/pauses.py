@@ -162,19 +162,21 @@ class LimitWatch:
         where: str,
         header: Callable[[str], str | None],
         origin_of: Callable[[str], str] | None = None,
-    ) -> None:
+    ) -> bool:
         """Read an answer's rate-limit headers (``header(name)``); warn if it is time to.
+        Whether the answer reported a rate limit (a warm route stops reading answers that
+        report none until it is looked up again).
 
         ``where`` is the answer's origin, or (with ``origin_of``) its URL, read only when there
         is something to warn about: most answers carry no rate limit."""
         limit = from_headers(header)
         if limit is None or not limit.low:
-            return
+            return limit is not None
         origin = where if origin_of is None else origin_of(where)
         now = time.monotonic()
         with self._lock:
             if self._quiet_until.get(origin, 0.0) > now:
-                return
+                return True
             quiet = limit.window or limit.reset or DEFAULT_WINDOW
             _bounded_put(self._quiet_until, origin, now + quiet)
         log.warning(
@@ -182,6 +184,7 @@ class LimitWatch:
             origin,
             limit.describe(),
         )
+        return True
 
 
 __all__ = ["DEFAULT_WINDOW", "LimitWatch", "Pause", "Pauses"]

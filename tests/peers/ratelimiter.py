@@ -69,6 +69,8 @@ class RateLimiter:
         self.limit = limit
         self.window = window
         self.remaining = limit
+        self.reports = True
+        """Whether manifest answers carry the rate-limit headers (they still count down)."""
         self.retry_after: str | None = None
         """A fixed ``Retry-After`` for throttled answers; ``None``: the seconds left."""
         self.seen: list[Seen] = []
@@ -150,7 +152,9 @@ class RateLimiter:
         with self._lock:
             if method == "GET" and status == 200 and self.remaining > 0:
                 self.remaining -= 1
-            remaining = self.remaining
+            remaining, reports = self.remaining, self.reports
+        if not reports:
+            return {}
         return {
             "ratelimit-limit": f"{self.limit};w={self.window}",
             "ratelimit-remaining": f"{remaining};w={self.window}",
