@@ -176,7 +176,7 @@ async def _token(args: argparse.Namespace, secrets: _Secrets) -> _Answer:
         assert isinstance(client.auth, RegistryAuth)
         base = await registry_base_url(client, resource, insecure_registries=args.insecure_registry)
         if len(resources) > 1:  # all their scopes in as few token requests as the server allows
-            await client.auth.prefetch(client, resources, push=args.push, base_url=base)
+            await client.auth.prefetch(resources, push=args.push, client=client, base_url=base)
         values = [
             await client.auth.bearer_token(client, each, push=args.push, base_url=base)
             for each in resources

@@ -128,16 +128,23 @@ class RegistryAuthMiddleware:
 
     async def prefetch(
         self,
-        session: aiohttp.ClientSession,
         references: Iterable[str | Resource],
         *,
         push: bool = False,
+        session: aiohttp.ClientSession | None = None,
         base_url: str | None = None,
     ) -> None:
         """Fetch the tokens of many repositories in as few token requests as the server allows,
-        through ``session`` (its connector, proxy, TLS and timeout; not its middlewares), so
-        that its later requests for them need none. As :meth:`asyncauth.RegistryAuth.prefetch`.
+        so that the session's later requests for them need none. As
+        :meth:`asyncauth.RegistryAuth.prefetch`; ``session`` carries the ping and the token
+        requests (its connector, proxy, TLS and timeout; not its middlewares): pass the session
+        the requests will be sent with; by default a plain ``aiohttp.ClientSession()`` for the
+        duration of the call.
         """
+        if session is None:
+            async with aiohttp.ClientSession() as own:
+                await self.prefetch(references, push=push, session=own, base_url=base_url)
+            return
         shaking = self._handshake
         for base, resources in by_registry(references, base_url, self._auth.registry_url):
             target = target_of(base, shaking.settings.insecure)

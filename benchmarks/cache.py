@@ -50,7 +50,7 @@ async def _passes(stack: Any, names: list[str], prefetch: bool) -> dict[str, Any
         if prefetch:
             started = time.perf_counter()
             references = [f"{stack.registry.host}/{name}" for name in names]
-            await auth.prefetch(session, references, base_url=stack.registry_url)
+            await auth.prefetch(references, session=session, base_url=stack.registry_url)
             found["prefetch_s"] = time.perf_counter() - started
             found["prefetch_token_requests"] = stack.issuer.stats()["total"]
         for _ in range(2):

@@ -346,7 +346,7 @@ async def _prefetch(auth: Any, session: Any, job: Job, outcome: Outcome) -> None
     and token requests are reported apart from the passes'."""
     references = [f"{job['registry_host']}/{r}" for r in job["repositories"]]
     started = time.perf_counter()
-    await auth.prefetch(session, references, base_url=job["registry_url"])
+    await auth.prefetch(references, session=session, base_url=job["registry_url"])
     outcome.extra["prefetch_ms"] = (time.perf_counter() - started) * 1000
     outcome.extra["prefetch_token_requests"] = auth.stats.token_requests
 

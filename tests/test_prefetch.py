@@ -19,6 +19,7 @@ from asyncauth._registry.auth import RegistryAuth
 
 from ._drivers import ACCEPT, httpx2_twin, open_client
 from ._fakes import Fixed
+from ._transport_choice import clear_proxy_environment
 from .peers.accounts import PeerAccounts
 from .peers.images import OCIImage, PushedImage
 from .peers.registry import RegistryServer
@@ -37,15 +38,15 @@ async def prefetch(driver: str, auth: RegistryAuth, references: list[str], **kw:
         from asyncauth.aiohttp import RegistryAuthMiddleware
 
         async with aiohttp.ClientSession() as session:
-            await RegistryAuthMiddleware(auth=auth).prefetch(session, references, **kw)
+            await RegistryAuthMiddleware(auth=auth).prefetch(references, session=session, **kw)
     elif driver == "httpx2":
         import httpx2
 
         async with httpx2.AsyncClient(timeout=30.0) as client2:
-            await httpx2_twin(auth).prefetch(client2, references, **kw)
+            await httpx2_twin(auth).prefetch(references, client=client2, **kw)
     else:
         async with httpx.AsyncClient(timeout=30.0) as client:
-            await auth.prefetch(client, references, **kw)
+            await auth.prefetch(references, client=client, **kw)
 
 
 async def test_one_token_request_for_twenty_repositories_and_none_for_their_requests(
@@ -136,7 +137,7 @@ async def test_a_pull_only_user_prefetching_push_asks_again_once_per_repository(
     auth = auth_for(peer_accounts.reader)
     async with httpx.AsyncClient(timeout=30.0, headers=ACCEPT) as client:
         references = [f"{image.registry}/{image.repository}" for image in images]
-        await auth.prefetch(client, references, push=True)
+        await auth.prefetch(references, push=True, client=client)
         assert [len(r.scopes) for r in token_issuer.requests()] == [3, 1, 1, 1]
         for image in images:
             url = token_registry.url + image.manifest_path
@@ -156,7 +157,7 @@ async def test_prefetched_tokens_reach_the_other_processes_through_a_shared_stor
     images = seeded_repositories[:4]
     async with httpx.AsyncClient(timeout=30.0, headers=ACCEPT) as client:
         first = auth_for(peer_accounts.reader, token_store=store)
-        await first.prefetch(client, [f"{i.registry}/{i.repository}" for i in images])
+        await first.prefetch([f"{i.registry}/{i.repository}" for i in images], client=client)
         second = auth_for(peer_accounts.reader, token_store=store)
         for image in images:
             url = token_registry.url + image.manifest_path
@@ -196,10 +197,41 @@ async def test_token_cache_size_still_bounds_the_count(
     assert len(auth._tokens) == 2
 
 
+@pytest.mark.parametrize(
+    ("anyio_backend", "kind"), [("asyncio", "httpx"), ("trio", "httpx"), ("asyncio", "aiohttp")]
+)
+async def test_without_a_client_prefetch_uses_a_plain_one_of_its_own(
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    token_registry: RegistryServer,
+    seeded_repositories: list[PushedImage],
+    token_issuer: TokenIssuer,
+    peer_accounts: PeerAccounts,
+) -> None:
+    """``prefetch(references)`` as the issue names it: no client or session given."""
+    clear_proxy_environment(monkeypatch)  # the plain client reads proxies from the environment
+    auth = auth_for(peer_accounts.reader)
+    references = [f"{image.registry}/{image.repository}" for image in seeded_repositories]
+    if kind == "aiohttp":
+        from asyncauth.aiohttp import RegistryAuthMiddleware
+
+        await RegistryAuthMiddleware(auth=auth).prefetch(references)
+    else:
+        await auth.prefetch(references)
+    assert token_issuer.total == 1
+    async with open_client("httpx", auth) as http:
+        for image in seeded_repositories:
+            response = await http.get(token_registry.url + image.manifest_path, headers=ACCEPT)
+            assert response.status == 200
+    assert token_issuer.total == 1
+
+
 async def test_prefetch_refuses_a_base_url_for_several_registries_and_a_bare_registry() -> None:
     auth = auth_for(("u", "p"))
     async with httpx.AsyncClient() as client:
         with pytest.raises(AsyncAuthError, match="base_url= names one registry"):
-            await auth.prefetch(client, ["one.example/a", "two.example/b"], base_url="http://x")
+            await auth.prefetch(
+                ["one.example/a", "two.example/b"], client=client, base_url="http://x"
+            )
         with pytest.raises(AsyncAuthError, match="a token is for a repository"):
-            await auth.prefetch(client, ["one.example"])
+            await auth.prefetch(["one.example"], client=client)

@@ -417,25 +417,32 @@ class RegistryAuthBase:
 
     async def prefetch(
         self,
-        client: httpx.AsyncClient,
         references: Iterable[str | Resource],
         *,
         push: bool = False,
+        client: httpx.AsyncClient | None = None,
         base_url: str | None = None,
     ) -> None:
         """Fetch the tokens of many repositories in as few token requests as the server allows,
         so that later requests for them need none.
 
-        ``client`` is the client the requests will be sent with (its transport, proxies, TLS
-        and timeouts carry the ping and the token requests, as they do for ``bearer_token``).
         Each registry's challenge is learnt where unknown (one ``GET /v2/``), then its
         repositories' scopes are asked for together: pull, and with ``push=True`` pull and push
         (kept for both kinds of request). Tokens already fresh are not asked for again. Where
         the server grants fewer scopes than asked, the rest are asked for one at a time, once.
-        ``base_url`` is the registry's URL when every reference is on one registry (default:
-        :meth:`registry_url`). Each request it makes is bounded by ``client``'s timeout; the
-        whole is not (wrap it in ``anyio.fail_after`` for that). See docs/handshake.md.
+
+        ``client`` carries the ping and the token requests: pass the client the requests will
+        be sent with (its transport, proxies, TLS and timeouts, as for ``bearer_token``); by
+        default a plain ``AsyncClient()`` of this auth's httpx module, for the duration of the
+        call. ``base_url`` is the registry's URL when every reference is on one registry
+        (default: :meth:`registry_url`). Each request it makes is bounded by the client's
+        timeout; the whole is not (wrap it in ``anyio.fail_after`` for that). See
+        docs/handshake.md.
         """
+        if client is None:
+            async with self._http.AsyncClient() as own:
+                await self.prefetch(references, push=push, client=own, base_url=base_url)
+            return
         for base, resources in by_registry(references, base_url, self.registry_url):
             request = client.build_request("GET", f"{base}/v2/")
             target = self._handshake.target((request.url.scheme, request.url.netloc), base)
