@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -1006,6 +1007,55 @@ async def test_file_is_checked_at_most_once_per_interval(tmp_path: Path) -> None
     assert (await resolver.resolve(ghcr)) == Credential("first", SECRET)
     path.write_text(json.dumps({"auths": {"ghcr.io": basic("second")}}))
     assert (await resolver.resolve(ghcr)) == Credential("first", SECRET)
+
+
+class _AfterTheRead:
+    """A source that takes precedence and answers once the Docker config read has started."""
+
+    name = "first"
+
+    def __init__(self) -> None:
+        self.reading = anyio.Event()
+
+    async def resolve(self, resource: Resource) -> Credential | None:
+        await self.reading.wait()
+        return Credential("flags", SECRET)
+
+
+async def test_a_read_cancelled_by_a_source_that_answered_first_is_kept_for_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain cancels the Docker config source when one that takes precedence answers first;
+    the read it had started is still kept, so that each lookup does not start a read (a worker
+    thread) of its own only to throw it away."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"auths": {"ghcr.io": basic("docker")}}))
+    first, go, reads = _AfterTheRead(), threading.Event(), []
+    real = ConfigLoader.load_sync
+
+    def counted(loader: ConfigLoader) -> DockerConfig | None:
+        reads.append(loader.describe())
+        anyio.from_thread.run_sync(first.reading.set)
+        go.wait(5)  # until the chain has answered and cancelled this source
+        return real(loader)
+
+    monkeypatch.setattr(ConfigLoader, "load_sync", counted)
+    docker = DockerConfigResolver(config_path=path, check_interval=60)
+    kept, flight = threading.Event(), docker._loader._flight
+    keep = flight.put
+
+    def put(key: str, value: DockerConfig | None, ttl: float) -> None:
+        keep(key, value, ttl)
+        kept.set()
+
+    monkeypatch.setattr(flight, "put", put)
+    chain = Chain([first, docker])
+    assert (await chain.resolve("ghcr.io/o/repository-0")).source == "first"
+    go.set()  # the abandoned read ends now, after its lookup was cancelled
+    assert await anyio.to_thread.run_sync(kept.wait, 5), "what it read was thrown away"
+    for i in range(1, 20):
+        assert (await chain.resolve(f"ghcr.io/o/repository-{i}")).source == "first"
+    assert reads == [os.fspath(path)]
 
 
 async def test_http_headers_are_exposed(tmp_path: Path) -> None:

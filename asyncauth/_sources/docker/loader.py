@@ -155,10 +155,18 @@ class ConfigLoader:
 
     async def _load_in_thread(self) -> DockerConfig | None:
         with anyio.move_on_after(self.read_timeout):
-            return await anyio.to_thread.run_sync(self.load_sync, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(self._load_and_keep, abandon_on_cancel=True)
         raise ResolverError(
             f"the Docker config ({self.describe()}) was not read within {self.read_timeout:g} s"
         )
+
+    def _load_and_keep(self) -> DockerConfig | None:
+        """Read, and keep what was read for ``check_interval`` even if the lookup that asked
+        was cancelled meanwhile: a chain cancels this source whenever one that takes
+        precedence answers first, and the next lookup would start the read all over again."""
+        config = self.load_sync()
+        self._flight.put("config", config, self.check_interval)
+        return config
 
     def load_sync(self) -> DockerConfig | None:
         """:meth:`load` for a thread (blocking I/O, bounded by the same ``read_timeout``)."""
