@@ -16,6 +16,7 @@ import pytest
 
 from ._assertions import assert_hidden
 from ._secrets import secret
+from ._signals import default_sigint
 from .peers import PeerAccounts, PushedImage, RegistryServer, TokenIssuer
 
 SECRET = secret("pw-SECRET-42")
@@ -278,6 +279,7 @@ def test_ctrl_c_while_a_helper_runs_exits_130_quietly(tmp_path: Path, backend: s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,  # SIGINT reaches it even if ours is ignored
     )
     try:
         deadline = time.monotonic() + 30

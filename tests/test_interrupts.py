@@ -38,6 +38,7 @@ import asyncauth
 from asyncauth import Chain, ConfigError, Credential, Outcome, RegistryAuth, Resource
 from asyncauth._groups import TaskGroup, escapee_of
 
+from ._signals import default_sigint
 from .peers import PushedImage, RegistryServer
 
 BACKENDS = ("asyncio", "trio")
@@ -459,7 +460,13 @@ def interrupt_a_lookup(
         "IMGPKG_ENABLE_IAAS_AUTH": "false",
     }
     argv = [sys.executable, str(tmp_path / "lookup.py"), backend, kind, target]
-    process = subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        argv,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,  # SIGINT reaches it even if ours is ignored
+    )
     pidfds: list[int] = []
     try:
         pidfds = [os.pidfd_open(pid) for pid in helper.started(within=30)]
