@@ -149,6 +149,10 @@ def _profiles_markdown(profiles: dict[str, Any], pipeline: dict[str, Any]) -> li
     return lines
 
 
+def _ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
+
+
 def _overhead_markdown(overhead: dict[str, Any]) -> list[str]:
     lines = [
         "### Auth's own CPU time per request (in-process MockTransport, warm cache)",
@@ -163,8 +167,8 @@ def _overhead_markdown(overhead: dict[str, Any]) -> list[str]:
     for key, r in overhead.items():
         if isinstance(r, dict):
             lines.append(
-                f"| {key} | {r['floor_us']:.0f} | {r['asyncauth_us']:.0f} "
-                f"| {r['added_us']:.0f} | {r['ratio']:.2f} |"
+                f"| {key} | {r['floor_us']:.1f} | {r['asyncauth_us']:.1f} "
+                f"| {r['added_us']:.1f} | {_ratio(r['ratio'])} |"
             )
     lines.append("")
     return lines
