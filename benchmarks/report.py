@@ -149,7 +149,7 @@ def _profiles_markdown(profiles: dict[str, Any], pipeline: dict[str, Any]) -> li
     return lines
 
 
-def _ratio(ratio: float | None) -> str:
+def _floor_over_auth(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}"
 
 
@@ -168,7 +168,7 @@ def _overhead_markdown(overhead: dict[str, Any]) -> list[str]:
         if isinstance(r, dict):
             lines.append(
                 f"| {key} | {r['floor_us']:.1f} | {r['asyncauth_us']:.1f} "
-                f"| {r['added_us']:.1f} | {_ratio(r['ratio'])} |"
+                f"| {r['added_us']:.1f} | {_floor_over_auth(r['ratio'])} |"
             )
     lines.append("")
     return lines
